@@ -1,0 +1,1 @@
+"""The ``nats-heartbeat`` command line (click); the only place that configures logging."""

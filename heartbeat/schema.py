@@ -1,0 +1,214 @@
+"""The heartbeat wire format, shared byte for byte with the Go implementation.
+
+A heartbeat is one JSON object, published on its own subject::
+
+    {"subject":"heartbeat.service.api","generated_at":"2024-06-01T12:00:00.123456Z",
+     "interval":15000000000,"grace_period":45000000000,"host":"api-1","description":"API"}
+
+Durations are integer nanoseconds (Go ``time.Duration``), ``generated_at`` is
+RFC 3339 with up to nine fractional digits, optional fields are omitted when
+unset, unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+import msgspec
+
+from heartbeat.durations import MICROSECOND, format_duration, ns_to_timedelta, to_ns
+from heartbeat.errors import InvalidHeartbeat, InvalidSubject
+
+MAX_DURATION_NS = (1 << 63) - 1
+_TOKEN = re.compile(r"[A-Za-z0-9_\-/=]+")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})"
+)
+_GO_ESCAPES = (
+    (b"<", b"\\u003c"),
+    (b">", b"\\u003e"),
+    (b"&", b"\\u0026"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
+)
+
+
+class Message(msgspec.Struct, kw_only=True, frozen=True):
+    """One heartbeat.
+
+    ``generated_at`` and ``host`` may be left unset; :class:`heartbeat.Publisher`
+    fills them (now, in UTC, and the local hostname).  ``grace_period`` of
+    ``None`` means unset: the monitor then uses ``interval`` as the window.
+    """
+
+    subject: str
+    interval: timedelta
+    generated_at: datetime | None = None
+    grace_period: timedelta | None = None
+    host: str = ""
+    description: str = ""
+
+    @property
+    def window(self) -> timedelta:
+        """The silence allowed before the subject counts as missing."""
+        if self.grace_period is not None and self.grace_period > timedelta(0):
+            return self.grace_period
+        return self.interval
+
+
+class _Wire(msgspec.Struct):
+    """The JSON object as Go's encoding/json reads it (nulls mean zero values)."""
+
+    subject: str | None = None
+    generated_at: str | None = None
+    interval: int | None = None
+    grace_period: int | None = None
+    host: str | None = None
+    description: str | None = None
+
+
+_decoder = msgspec.json.Decoder(_Wire)
+_encoder = msgspec.json.Encoder()
+
+
+def validate_subject(subject: str) -> str:
+    """Return ``subject`` if heartbeats can be published and tracked on it.
+
+    Each dot-separated token must be non-empty and use only ``A-Z a-z 0-9 _ - / =``
+    (the characters a NATS subject and a KV key both accept), so no wildcards.
+    """
+    if not subject:
+        raise InvalidSubject("subject is required")
+    for token in subject.split("."):
+        if not token:
+            raise InvalidSubject(f"subject {subject!r} has an empty token")
+        if token in ("*", ">") or "*" in token or ">" in token:
+            raise InvalidSubject(f"subject {subject!r} contains a wildcard ('*' or '>')")
+        if any(c.isspace() for c in token):
+            raise InvalidSubject(f"subject {subject!r} contains whitespace")
+        if not _TOKEN.fullmatch(token):
+            raise InvalidSubject(
+                f"subject {subject!r}: token {token!r} may only use letters, digits and _-/="
+            )
+    return subject
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 as Go's ``time.RFC3339Nano`` prints it (trailing zeros dropped)."""
+    if value.tzinfo is None:
+        raise InvalidHeartbeat("generated_at must be timezone-aware", "bad_time")
+    offset = value.utcoffset() or timedelta(0)
+    base = value.strftime("%Y-%m-%dT%H:%M:%S")
+    frac = f".{value.microsecond:06d}".rstrip("0") if value.microsecond else ""
+    if offset == timedelta(0):
+        zone = "Z"
+    else:
+        total = int(offset.total_seconds()) // 60
+        sign = "-" if total < 0 else "+"
+        hours, minutes = divmod(abs(total), 60)
+        zone = f"{sign}{hours:02d}:{minutes:02d}"
+    return f"{base}{frac}{zone}"
+
+
+def parse_time(text: str) -> datetime:
+    """Parse RFC 3339 with up to nine fractional digits (kept to microseconds)."""
+    m = _RFC3339.fullmatch(text)
+    if m is None:
+        raise InvalidHeartbeat(f"generated_at {text!r} is not RFC 3339", "bad_time")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac, zone = m.group(7) or "", m.group(8)
+    micro = int((frac + "000000000")[:9]) // MICROSECOND
+    if zone == "Z":
+        tz: timezone = UTC
+    else:
+        sign = -1 if zone[0] == "-" else 1
+        hh, mm = int(zone[1:3]), int(zone[4:6])
+        if hh > 23 or mm > 59:
+            raise InvalidHeartbeat(f"generated_at {text!r} has a bad offset", "bad_time")
+        tz = timezone(sign * timedelta(hours=hh, minutes=mm))
+    try:
+        value = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+        value.astimezone(UTC)  # instants before year 1 in UTC cannot be represented
+    except (ValueError, OverflowError) as e:
+        raise InvalidHeartbeat(f"generated_at {text!r} is not a valid time", "bad_time") from e
+    return value
+
+
+def _is_go_zero(value: datetime) -> bool:
+    return value.astimezone(UTC) == datetime(1, 1, 1, tzinfo=UTC)
+
+
+def validate(msg: Message) -> Message:
+    """Check the rules Go's ``Message.Validate`` checks; return ``msg`` if they hold."""
+    if not msg.subject:
+        raise InvalidHeartbeat("subject is required", "missing_subject")
+    if msg.generated_at is None or _is_go_zero(msg.generated_at):
+        raise InvalidHeartbeat("generated_at is required", "missing_generated_at")
+    if msg.generated_at.tzinfo is None:
+        raise InvalidHeartbeat("generated_at must be timezone-aware", "bad_time")
+    if msg.interval <= timedelta(0):
+        raise InvalidHeartbeat(
+            f"interval must be >0, got {format_duration(msg.interval)}", "bad_interval"
+        )
+    if msg.grace_period is not None and msg.grace_period < timedelta(0):
+        raise InvalidHeartbeat("grace period cannot be negative", "bad_grace")
+    return msg
+
+
+def encode(msg: Message) -> bytes:
+    """Validate ``msg`` and render it as Go's ``json.Marshal`` would."""
+    validate(msg)
+    assert msg.generated_at is not None
+    obj: dict[str, object] = {
+        "subject": msg.subject,
+        "generated_at": format_time(msg.generated_at),
+        "interval": to_ns(msg.interval),
+    }
+    if msg.grace_period is not None:
+        obj["grace_period"] = to_ns(msg.grace_period)
+    if msg.host:
+        obj["host"] = msg.host
+    if msg.description:
+        obj["description"] = msg.description
+    data = _encoder.encode(obj)
+    for raw, escaped in _GO_ESCAPES:
+        if raw in data:
+            data = data.replace(raw, escaped)
+    return data
+
+
+def _duration(value: int | None, field: str) -> int:
+    if value is None:
+        return 0
+    if not -MAX_DURATION_NS - 1 <= value <= MAX_DURATION_NS:
+        raise InvalidHeartbeat(f"{field} {value} overflows a Go duration", f"bad_{field}")
+    return value
+
+
+def decode(data: bytes | str) -> Message:
+    """Parse and validate a heartbeat payload; raise :class:`InvalidHeartbeat` otherwise."""
+    try:
+        wire = _decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        raise InvalidHeartbeat(f"malformed heartbeat JSON: {e}", "malformed") from e
+    if wire.generated_at is None:
+        raise InvalidHeartbeat("generated_at is required", "missing_generated_at")
+    interval_ns = _duration(wire.interval, "interval")
+    if interval_ns <= 0:
+        raise InvalidHeartbeat(f"interval must be >0, got {interval_ns}ns", "bad_interval")
+    grace = None
+    if wire.grace_period is not None:
+        grace_ns = _duration(wire.grace_period, "grace")
+        if grace_ns < 0:
+            raise InvalidHeartbeat("grace period cannot be negative", "bad_grace")
+        grace = ns_to_timedelta(grace_ns)
+    msg = Message(
+        subject=wire.subject or "",
+        generated_at=parse_time(wire.generated_at),
+        interval=ns_to_timedelta(interval_ns),
+        grace_period=grace,
+        host=wire.host or "",
+        description=wire.description or "",
+    )
+    return validate(msg)

