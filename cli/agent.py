@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -23,6 +24,7 @@ from cli.common import (
 )
 from heartbeat.aio import wait_event
 from heartbeat.connection import connect_with_retry
+from heartbeat.durations import format_duration
 from heartbeat.errors import HeartbeatError
 from heartbeat.publisher import Beater, Publisher, beat_once_async, local_hostname, prepare
 from heartbeat.schema import Message
@@ -148,15 +150,19 @@ async def _run_agent(
 ) -> int:
     stop = asyncio.Event()
     install_stop_signals(stop)
-    nc = await connect_with_retry(connect_options(nats_url, f"agent {msg.subject}"), stop)
+    options = connect_options(nats_url, f"agent {msg.subject}")
+    # Retry often enough that beats resume within about two intervals of NATS returning.
+    reconnect_wait_s = min(options.reconnect_wait_s, msg.interval.total_seconds() / 4)
+    options = dataclasses.replace(options, reconnect_wait_s=reconnect_wait_s)
+    nc = await connect_with_retry(options, stop)
     if nc is None:
         return 0
     beater = Beater(Publisher(nc, ack=ack, timeout_s=timeout_s), msg)
     log.info(
         "publishing %s every %s (window %s)",
         msg.subject,
-        msg.interval,
-        msg.window,
+        format_duration(msg.interval),
+        format_duration(msg.window),
     )
     code = 0
     try:
@@ -165,7 +171,10 @@ async def _run_agent(
         else:
             await beater.run(stop)
     finally:
-        await nc.drain()
+        if nc.is_connected:
+            await nc.drain()
+        else:
+            await nc.close()  # drain() raises while reconnecting (stopped during an outage)
     log.info("stopped after %d heartbeat(s)", beater.stats.sent)
     return code
 

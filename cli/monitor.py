@@ -1,0 +1,304 @@
+"""``nats-heartbeat monitor``: the alerting service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+import click
+
+from cli.common import (
+    DURATION,
+    POSITIVE_DURATION,
+    connect_options,
+    debug_option,
+    fail,
+    install_stop_signals,
+    nats_options,
+    option,
+    setup_logging,
+)
+from heartbeat.connection import connect_with_retry
+from heartbeat.engine import EngineConfig
+from heartbeat.errors import HeartbeatError
+from heartbeat.monitor import Monitor, MonitorConfig
+from heartbeat.notify import LogNotifier, PushoverNotifier, WebhookNotifier, make_session
+from heartbeat.notify.base import Notifier
+from heartbeat.status import make_app, serve
+from heartbeat.store import StoreConfig
+
+log = logging.getLogger("nats-heartbeat.monitor")
+
+PUSHOVER_URL = "https://api.pushover.net/1/messages.json"
+
+
+@dataclass(frozen=True)
+class Channels:
+    pushover_user: str
+    pushover_token: str
+    pushover_url: str
+    webhook_urls: tuple[str, ...]
+    webhook_secret: str
+    notify_log: bool
+
+    def check(self) -> None:
+        if bool(self.pushover_user) != bool(self.pushover_token):
+            missing = (
+                "--pushover-token (PUSHOVER_TOKEN)"
+                if self.pushover_user
+                else ("--pushover-user (PUSHOVER_USER)")
+            )
+            raise click.UsageError(f"Pushover needs both user and token: set {missing}")
+        for url in self.webhook_urls:
+            if not url.startswith(("http://", "https://")):
+                raise click.UsageError(f"--webhook-url {url!r} must be an http:// or https:// URL")
+        if not (self.pushover_user or self.webhook_urls or self.notify_log):
+            raise click.UsageError(
+                "no notifier configured: set --pushover-user and --pushover-token "
+                "(PUSHOVER_USER/PUSHOVER_TOKEN), --webhook-url (WEBHOOK_URL) or --notify-log "
+                "(NOTIFY_LOG=1)"
+            )
+
+    def build(self, session: object) -> list[Notifier]:
+        from aiohttp import ClientSession
+
+        assert isinstance(session, ClientSession)
+        out: list[Notifier] = []
+        if self.pushover_user:
+            out.append(
+                PushoverNotifier(
+                    session,
+                    user=self.pushover_user,
+                    token=self.pushover_token,
+                    url=self.pushover_url,
+                )
+            )
+        out.extend(
+            WebhookNotifier(session, url, secret=self.webhook_secret) for url in self.webhook_urls
+        )
+        if self.notify_log:
+            out.append(LogNotifier())
+        return out
+
+
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(u.strip() for v in values for u in v.split(",") if u.strip())
+
+
+@click.command()
+@nats_options
+@option(
+    "--subject-prefix",
+    envvar="SUBJECT_PREFIX",
+    default="heartbeat.",
+    show_default=True,
+    help="Monitor every subject under this prefix.",
+)
+@option(
+    "--stream",
+    "--prime-stream",
+    "stream",
+    envvar=["STREAM", "PRIME_STREAM"],
+    default="HEARTBEATS",
+    show_default=True,
+    help="JetStream stream holding the last beat per subject (created if missing).",
+)
+@option(
+    "--state-bucket",
+    envvar="STATE_BUCKET",
+    default="HEARTBEAT_STATE",
+    show_default=True,
+    help="KV bucket for per-subject alert state (created if missing).",
+)
+@option(
+    "--replicas",
+    envvar="REPLICAS",
+    type=click.IntRange(1, 5),
+    default=1,
+    show_default=True,
+    help="Replication factor of the stream and bucket it creates (3 on a cluster).",
+)
+@option(
+    "--poll",
+    envvar="POLL_INTERVAL",
+    type=POSITIVE_DURATION,
+    default="1s",
+    show_default=True,
+    help="How often due subjects are evaluated.",
+)
+@option(
+    "--repeat-every",
+    envvar="REPEAT_EVERY",
+    type=DURATION,
+    default="12h",
+    show_default=True,
+    help="Repeat an alert this often while the heartbeat stays missing (0: never).",
+)
+@option(
+    "--tolerance",
+    envvar="TOLERANCE",
+    type=DURATION,
+    default="1s",
+    show_default=True,
+    help="Extra silence past the window before alerting (absorbs delivery jitter; "
+    "0s gives the Go monitor's exact rule).",
+)
+@option(
+    "--checkpoint-every",
+    envvar="CHECKPOINT_EVERY",
+    type=POSITIVE_DURATION,
+    default="60s",
+    show_default=True,
+    help="Write a healthy subject's last-seen to KV at most this often.",
+)
+@option(
+    "--status-addr",
+    envvar="STATUS_ADDR",
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="host:port for the status JSON and probes; empty disables.",
+)
+@option("--pushover-user", envvar="PUSHOVER_USER", default="", help="Pushover user key.")
+@option("--pushover-token", envvar="PUSHOVER_TOKEN", default="", help="Pushover app token.")
+@option(
+    "--pushover-url",
+    envvar="PUSHOVER_URL",
+    default=PUSHOVER_URL,
+    show_default=True,
+    help="Pushover messages endpoint.",
+)
+@option(
+    "--webhook-url",
+    envvar="WEBHOOK_URL",
+    multiple=True,
+    help="POST JSON notifications here; repeatable (comma-separated in the env).",
+)
+@option(
+    "--webhook-secret",
+    envvar="WEBHOOK_SECRET",
+    default="",
+    help="Sign webhook bodies: X-Heartbeat-Signature: sha256=<HMAC>.",
+)
+@option(
+    "--notify-log",
+    envvar="NOTIFY_LOG",
+    is_flag=True,
+    default=False,
+    help="Also write every notification as a log line.",
+)
+@option(
+    "--replica-id",
+    envvar="REPLICA_ID",
+    default="",
+    help="This replica's name in logs, status and notifications  [default: host-pid]",
+)
+@option(
+    "--log-format",
+    envvar="LOG_FORMAT",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log line format (json for Kubernetes).",
+)
+@debug_option
+def monitor(
+    nats_url: str,
+    subject_prefix: str,
+    stream: str,
+    state_bucket: str,
+    replicas: int,
+    poll: timedelta,
+    repeat_every: timedelta,
+    tolerance: timedelta,
+    checkpoint_every: timedelta,
+    status_addr: str,
+    pushover_user: str,
+    pushover_token: str,
+    pushover_url: str,
+    webhook_url: tuple[str, ...],
+    webhook_secret: str,
+    notify_log: bool,
+    replica_id: str,
+    log_format: str,
+    debug: bool,
+) -> None:
+    """Watch every heartbeat under the prefix and notify when one stops.
+
+    Alerts once the window (grace, or the interval when grace is unset) plus the
+    tolerance passes without a beat, repeats every --repeat-every while missing,
+    and sends a resolved notice when beats resume. State lives in the KV bucket,
+    so restarts keep alerts and repeat timing.
+    """
+    channels = Channels(
+        pushover_user, pushover_token, pushover_url, _split(webhook_url), webhook_secret, notify_log
+    )
+    channels.check()
+    if status_addr and not status_addr.rpartition(":")[2].isdigit():
+        raise click.UsageError(f"--status-addr {status_addr!r} must be host:port")
+    if not subject_prefix or "*" in subject_prefix or ">" in subject_prefix:
+        raise click.UsageError(f"--subject-prefix {subject_prefix!r} must be a literal prefix")
+    cfg = MonitorConfig(
+        store=StoreConfig(
+            stream=stream, bucket=state_bucket, subject_prefix=subject_prefix, replicas=replicas
+        ),
+        engine=EngineConfig(
+            repeat_every_s=repeat_every.total_seconds(),
+            tolerance_s=tolerance.total_seconds(),
+            checkpoint_every_s=checkpoint_every.total_seconds(),
+        ),
+        poll_s=poll.total_seconds(),
+        replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
+    )
+    setup_logging(debug, log_format)
+    raise SystemExit(asyncio.run(_run(nats_url, cfg, channels, status_addr)))
+
+
+async def _run(nats_url: str, cfg: MonitorConfig, channels: Channels, status_addr: str) -> int:
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    holder: list[Monitor] = []
+
+    async def on_disconnect() -> None:
+        if holder:
+            await holder[0].on_disconnect()
+
+    async def on_reconnect() -> None:
+        if holder:
+            await holder[0].on_reconnect()
+
+    nc = await connect_with_retry(
+        connect_options(nats_url, f"monitor {cfg.replica_id}"),
+        stop,
+        on_disconnect=on_disconnect,
+        on_reconnect=on_reconnect,
+    )
+    if nc is None:
+        return 0
+    try:
+        async with make_session() as session:
+            mon = Monitor(nc, cfg, channels.build(session))
+            holder.append(mon)
+            try:
+                await mon.start()
+            except HeartbeatError as e:
+                fail(f"cannot start: {e}", 1)
+            runner = None
+            if cfg and status_addr:
+                try:
+                    runner = await serve(make_app(mon), status_addr)
+                except OSError as e:
+                    fail(f"cannot listen on {status_addr}: {e.strerror or e}", 1)
+                log.info("status on http://%s/", status_addr)
+            try:
+                await mon.run(stop)
+            finally:
+                if runner is not None:
+                    await runner.cleanup()
+    finally:
+        await nc.drain()
+    log.info("monitor %s stopped", cfg.replica_id)
+    return 0

@@ -1,0 +1,300 @@
+"""The pure alert engine: from (record, last beat, now) to what should happen.
+
+Nothing here touches asyncio, NATS, HTTP, the clock or the environment: ``now`` is
+a parameter, so every rule is testable as a table.  The monitor carries out what
+:func:`evaluate` returns (a record to commit with compare-and-set, perhaps with a
+notification to deliver) and asks again at the returned deadline.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import msgspec
+
+from heartbeat.durations import SECOND
+from heartbeat.notify.base import EventKind, Notification
+
+NEVER = math.inf
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The alerting rules; durations in seconds."""
+
+    repeat_every_s: float = 12 * 3600.0
+    tolerance_s: float = 1.0
+    checkpoint_every_s: float = 60.0
+
+
+class Pending(msgspec.Struct, kw_only=True):
+    """A committed notification and the channels that still have to deliver it."""
+
+    notification: Notification
+    channels: list[str]
+
+
+class Record(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The per-subject state kept in the KV bucket (one key per subject).
+
+    Times are epoch seconds (``last_seen`` is the JetStream server timestamp of the
+    last beat, checkpointed), durations integer nanoseconds as on the wire.
+    """
+
+    subject: str
+    description: str = ""
+    host: str = ""
+    interval_ns: int = 0
+    grace_ns: int | None = None
+    last_seen: float = 0.0
+    generated_at: str = ""
+    alert_active: bool = False
+    alert_id: str = ""
+    alert_since: float | None = None
+    alert_last_seen: float | None = None
+    last_notified: float | None = None
+    notify_count: int = 0
+    pending: list[Pending] = []
+    updated_by: str = ""
+
+    @property
+    def window_ns(self) -> int:
+        return self.grace_ns if self.grace_ns else self.interval_ns
+
+
+class Beat(msgspec.Struct, kw_only=True, frozen=True):
+    """The newest heartbeat seen on the stream for a subject."""
+
+    last_seen: float
+    interval_ns: int
+    grace_ns: int | None
+    host: str
+    description: str
+    generated_at: str
+
+    @property
+    def window_ns(self) -> int:
+        return self.grace_ns if self.grace_ns else self.interval_ns
+
+
+class Health(StrEnum):
+    OK = "ok"
+    LATE = "late"
+    ALERT = "alert"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to do for one subject: ``record`` to commit (None: nothing to write),
+    ``notification`` committed with it (as pending), and when to look again."""
+
+    record: Record | None
+    notification: Notification | None
+    due: float
+
+
+def merged(rec: Record | None, beat: Beat | None, subject: str) -> Record:
+    """The record with the newest beat's facts folded in (not yet written)."""
+    base = rec if rec is not None else Record(subject=subject)
+    if beat is None or beat.last_seen <= base.last_seen:
+        return base
+    return msgspec.structs.replace(
+        base,
+        last_seen=beat.last_seen,
+        interval_ns=beat.interval_ns,
+        grace_ns=beat.grace_ns,
+        host=beat.host,
+        description=beat.description,
+        generated_at=beat.generated_at,
+    )
+
+
+def _meta_changed(a: Record, b: Record) -> bool:
+    return (a.interval_ns, a.grace_ns, a.host, a.description) != (
+        b.interval_ns,
+        b.grace_ns,
+        b.host,
+        b.description,
+    )
+
+
+def _notification(
+    rec: Record, kind: EventKind, now: float, monitor: str, missed_for_s: float
+) -> Notification:
+    interval_s = rec.interval_ns / SECOND
+    return Notification(
+        event=kind,
+        subject=rec.subject,
+        description=rec.description or rec.subject,
+        host=rec.host,
+        last_seen=rec.last_seen or None,
+        interval_ns=rec.interval_ns,
+        window_ns=rec.window_ns,
+        missed_for_ns=max(0, round(missed_for_s * SECOND)),
+        miss_count=int(missed_for_s // interval_s) if interval_s > 0 else 0,
+        alert_id=rec.alert_id,
+        notification_id=f"{rec.alert_id}-{rec.notify_count}",
+        created_at=now,
+        monitor=monitor,
+    )
+
+
+def _with_notification(
+    rec: Record,
+    kind: EventKind,
+    now: float,
+    monitor: str,
+    channels: Sequence[str],
+    missed_for_s: float,
+) -> tuple[Record, Notification]:
+    """Commit ``kind``: bump the count, stamp last_notified, queue a pending delivery."""
+    rec = msgspec.structs.replace(rec, notify_count=rec.notify_count + 1, last_notified=now)
+    n = _notification(rec, kind, now, monitor, missed_for_s)
+    pending = [*rec.pending, Pending(notification=n, channels=list(channels))]
+    return msgspec.structs.replace(rec, pending=pending), n
+
+
+def evaluate(
+    subject: str,
+    rec: Record | None,
+    beat: Beat | None,
+    now: float,
+    cfg: EngineConfig,
+    *,
+    sight_since: float = 0.0,
+    monitor: str = "",
+    channels: Sequence[str] = (),
+    new_alert_id: str = "",
+) -> Outcome:
+    """Decide alert / repeat / resolved / checkpoint for one subject.
+
+    ``rec`` is the committed KV record (None if the subject has none yet), ``beat``
+    the newest heartbeat on the stream, ``sight_since`` the end of the last blind
+    period (no subject alerts on silence observed while blind), ``new_alert_id``
+    the id to give an alert raised now.
+    """
+    cur = merged(rec, beat, subject)
+    if cur.interval_ns <= 0:
+        return Outcome(None, None, NEVER)
+    window_s = cur.window_ns / SECOND
+    notification: Notification | None = None
+    new = cur
+
+    if cur.alert_active and cur.last_seen > (cur.alert_last_seen or 0.0):
+        # Beats resumed: resolve once.
+        gap = cur.last_seen - (cur.alert_last_seen or cur.last_seen)
+        new, notification = _with_notification(cur, EventKind.RESOLVED, now, monitor, channels, gap)
+        new = msgspec.structs.replace(
+            new, alert_active=False, alert_since=None, alert_last_seen=None
+        )
+    elif not cur.alert_active:
+        since = max(cur.last_seen, sight_since)
+        if now - since > window_s + cfg.tolerance_s and cur.last_seen > 0:
+            new = msgspec.structs.replace(
+                cur,
+                alert_active=True,
+                alert_id=new_alert_id,
+                alert_since=now,
+                alert_last_seen=cur.last_seen,
+                notify_count=0,
+            )
+            new, notification = _with_notification(
+                new, EventKind.ALERT, now, monitor, channels, now - cur.last_seen
+            )
+    elif (
+        cfg.repeat_every_s > 0
+        and cur.last_notified is not None
+        and now >= cur.last_notified + cfg.repeat_every_s
+    ):
+        new, notification = _with_notification(
+            cur, EventKind.REPEAT, now, monitor, channels, now - cur.last_seen
+        )
+
+    write = notification is not None or rec is None or _needs_checkpoint(rec, new, cfg)
+    if write:
+        new = msgspec.structs.replace(new, updated_by=monitor)
+    return Outcome(new if write else None, notification, next_due(new, cfg, sight_since))
+
+
+def _needs_checkpoint(old: Record, new: Record, cfg: EngineConfig) -> bool:
+    if _meta_changed(old, new):
+        return True
+    return new.last_seen - old.last_seen >= cfg.checkpoint_every_s
+
+
+def next_due(rec: Record, cfg: EngineConfig, sight_since: float = 0.0) -> float:
+    """When :func:`evaluate` could next decide something for ``rec`` without new beats."""
+    if rec.interval_ns <= 0:
+        return NEVER
+    if rec.alert_active:
+        if cfg.repeat_every_s <= 0 or rec.last_notified is None:
+            return NEVER
+        return rec.last_notified + cfg.repeat_every_s
+    return max(rec.last_seen, sight_since) + rec.window_ns / SECOND + cfg.tolerance_s
+
+
+def health(rec: Record, now: float) -> Health:
+    """OK, LATE (silent past its window) or ALERT (an alert is active)."""
+    if rec.alert_active:
+        return Health.ALERT
+    if rec.interval_ns > 0 and now - rec.last_seen > rec.window_ns / SECOND:
+        return Health.LATE
+    return Health.OK
+
+
+def miss_count(rec: Record, now: float) -> int:
+    if rec.interval_ns <= 0:
+        return 0
+    return max(0, int((now - rec.last_seen) // (rec.interval_ns / SECOND)))
+
+
+class Schedule:
+    """Deadlines per subject in a heap; at most one live entry per subject.
+
+    ``push`` records a deadline; an earlier deadline replaces a later one, a later
+    one is kept lazily (the early entry pops, the caller re-evaluates and pushes
+    the true deadline).  ``pop_due(now)`` costs O(log n) per due subject and O(1)
+    when nothing is due, whatever the number of subjects.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, str]] = []
+        self._due: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def push(self, subject: str, due: float) -> None:
+        if due == NEVER:
+            return
+        current = self._due.get(subject)
+        if current is not None and current <= due:
+            return
+        self._due[subject] = due
+        heapq.heappush(self._heap, (due, subject))
+
+    def discard(self, subject: str) -> None:
+        self._due.pop(subject, None)
+
+    def next_due(self) -> float:
+        while self._heap:
+            due, subject = self._heap[0]
+            if self._due.get(subject) == due:
+                return due
+            heapq.heappop(self._heap)
+        return NEVER
+
+    def pop_due(self, now: float, limit: int | None = None) -> list[str]:
+        """Subjects whose deadline is <= now (at most ``limit``), removed from the schedule."""
+        out: list[str] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now and (limit is None or len(out) < limit):
+            due, subject = heapq.heappop(heap)
+            if self._due.get(subject) == due:
+                del self._due[subject]
+                out.append(subject)
+        return out

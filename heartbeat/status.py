@@ -1,0 +1,104 @@
+"""What a replica serves on its status listener: ``GET /`` and the probes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+from aiohttp import web
+
+from heartbeat.durations import SECOND, format_duration_ns
+from heartbeat.engine import Beat, Record, merged, miss_count
+from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
+
+log = logging.getLogger(__name__)
+
+
+def subject_status(
+    subject: str, rec: Record | None, beat: Beat | None, now: float
+) -> SubjectStatus:
+    """One row of the status report, as the Go monitor computes it."""
+    cur = merged(rec, beat, subject)
+    window_ns = cur.window_ns
+    elapsed = now - cur.last_seen
+    missing = cur.last_seen > 0 and elapsed * SECOND > window_ns
+    return SubjectStatus(
+        subject=subject,
+        description=cur.description or subject,
+        host=cur.host or None,
+        last_seen=datetime.fromtimestamp(cur.last_seen, UTC) if cur.last_seen else None,
+        interval=format_duration_ns(cur.interval_ns),
+        grace=format_duration_ns(cur.grace_ns) if cur.grace_ns else None,
+        allowed_window=format_duration_ns(window_ns),
+        missing=missing,
+        miss_for=format_duration_ns(round(elapsed * SECOND)) if missing else None,
+        miss_count=miss_count(cur, now) if missing else None,
+        alert_active=cur.alert_active,
+    )
+
+
+def build_report(
+    records: dict[str, tuple[Record, int]],
+    beats: dict[str, Beat],
+    now: float,
+    **extra: object,
+) -> StatusReport:
+    subjects = sorted(set(records) | set(beats))
+    rows = []
+    for s in subjects:
+        held = records.get(s)
+        rows.append(subject_status(s, held[0] if held else None, beats.get(s), now))
+    return StatusReport(observed_at=datetime.fromtimestamp(now, UTC), subjects=rows, **extra)
+
+
+class StatusSource(Protocol):
+    """What the status server needs from a monitor."""
+
+    def report(self) -> StatusReport: ...
+
+    def healthy(self) -> tuple[bool, str]: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+
+def make_app(source: StatusSource) -> web.Application:
+    async def index(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        body = encode_status(source.report())
+        log.debug("status report in %.1f ms", (time.perf_counter() - started) * 1000)
+        return web.Response(body=body, content_type="application/json")
+
+    async def healthz(request: web.Request) -> web.Response:
+        ok, why = source.healthy()
+        return web.Response(status=200 if ok else 503, text=why + "\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        ok, why = source.ready()
+        return web.Response(status=200 if ok else 503, text=why + "\n")
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/status", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def serve(app: web.Application, addr: str) -> web.AppRunner:
+    """Start ``app`` on ``host:port`` (port 0 picks a free one); return the runner."""
+    host, _, port = addr.rpartition(":")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host or "0.0.0.0", int(port))
+    await site.start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            return int(server.sockets[0].getsockname()[1])
+    raise RuntimeError("status server is not listening")

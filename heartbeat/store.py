@@ -1,0 +1,266 @@
+"""The monitor's NATS storage: the heartbeat stream and the state bucket.
+
+Every write to the bucket is a compare-and-set; a lost race raises
+:class:`StateConflict`, which callers treat as control flow (reload, re-decide).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.kv import KeyValue
+
+from heartbeat.engine import Record
+from heartbeat.errors import HeartbeatError
+
+log = logging.getLogger(__name__)
+
+LEASE_KEY = "_monitor.leader"
+DAY_S = 86_400.0
+KV_OP = "KV-Operation"
+MARKER_REASON = "Nats-Marker-Reason"
+
+
+class StoreError(HeartbeatError):
+    """NATS storage failed (timeout, no responders, server error)."""
+
+
+class StateConflict(StoreError):
+    """A compare-and-set lost: someone else wrote the key first."""
+
+
+class ConfigConflict(StoreError):
+    """An existing stream or bucket is configured in a way we cannot use."""
+
+
+_record_encoder = msgspec.json.Encoder()
+_record_decoder = msgspec.json.Decoder(Record)
+
+
+def encode_record(rec: Record) -> bytes:
+    return _record_encoder.encode(rec)
+
+
+def decode_record(data: bytes) -> Record:
+    return _record_decoder.decode(data)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    stream: str = "HEARTBEATS"
+    bucket: str = "HEARTBEAT_STATE"
+    subject_prefix: str = "heartbeat."
+    replicas: int = 1
+    max_age_s: float = 30 * DAY_S
+    marker_ttl_s: float = 5.0
+
+    @property
+    def filter_subject(self) -> str:
+        return (
+            f"{self.subject_prefix}>"
+            if self.subject_prefix.endswith(".")
+            else (f"{self.subject_prefix}.>" if self.subject_prefix else ">")
+        )
+
+
+def _covers(pattern: str, subject: str) -> bool:
+    """Whether NATS subject ``pattern`` matches every subject ``subject`` matches."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return i < len(s)
+        if i >= len(s) or (tok != "*" and tok != s[i]) or (tok == "*" and s[i] == ">"):
+            return False
+    return len(p) == len(s)
+
+
+async def ensure_stream(js: JetStreamContext, cfg: StoreConfig) -> None:
+    """Create the heartbeat stream if missing; refuse an incompatible existing one."""
+    try:
+        info = await js.stream_info(cfg.stream)
+    except nats.js.errors.NotFoundError:
+        info = None
+    except (nats.errors.Error, TimeoutError) as e:
+        raise StoreError(f"cannot read stream {cfg.stream}: {e}") from e
+    if info is None:
+        config = StreamConfig(
+            name=cfg.stream,
+            subjects=[cfg.filter_subject],
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            max_msgs_per_subject=1,
+            max_age=cfg.max_age_s,
+            num_replicas=cfg.replicas,
+        )
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError as e:
+            raise ConfigConflict(f"cannot create stream {cfg.stream}: {e.description}") from e
+        except (nats.errors.Error, TimeoutError) as e:
+            raise StoreError(f"cannot create stream {cfg.stream}: {e}") from e
+        log.info("created stream %s for %s", cfg.stream, cfg.filter_subject)
+        return
+    c = info.config
+    subjects = c.subjects or []
+    if not any(_covers(s, cfg.filter_subject) for s in subjects):
+        raise ConfigConflict(
+            f"stream {cfg.stream} captures {subjects}, not {cfg.filter_subject}: "
+            f"use --stream with another name or --subject-prefix to match"
+        )
+    if c.retention not in (None, RetentionPolicy.LIMITS):
+        raise ConfigConflict(
+            f"stream {cfg.stream} has {c.retention} retention; it needs limits retention"
+        )
+    if c.max_msgs_per_subject not in (None, 1):
+        log.warning(
+            "stream %s keeps %s messages per subject; 1 is enough",
+            cfg.stream,
+            c.max_msgs_per_subject,
+        )
+
+
+class StateStore:
+    """The KV bucket of per-subject records, with compare-and-set writes."""
+
+    def __init__(self, js: JetStreamContext, kv: KeyValue, cfg: StoreConfig) -> None:
+        self.js = js
+        self.kv = kv
+        self.cfg = cfg
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, cfg: StoreConfig) -> StateStore:
+        """Open the bucket, creating it when missing."""
+        try:
+            kv = await js.key_value(cfg.bucket)
+        except nats.js.errors.BucketNotFoundError:
+            kv = None
+        except (nats.errors.Error, TimeoutError) as e:
+            raise StoreError(f"cannot open bucket {cfg.bucket}: {e}") from e
+        if kv is None:
+            try:
+                kv = await js.create_key_value(
+                    bucket=cfg.bucket,
+                    history=1,
+                    replicas=cfg.replicas,
+                    storage=StorageType.FILE,
+                    limit_marker_ttl=cfg.marker_ttl_s,
+                    description="nats-heartbeat monitor state",
+                )
+            except nats.js.errors.BadRequestError as e:
+                raise ConfigConflict(f"cannot create bucket {cfg.bucket}: {e.description}") from e
+            except (nats.errors.Error, TimeoutError) as e:
+                raise StoreError(f"cannot create bucket {cfg.bucket}: {e}") from e
+            log.info("created bucket %s", cfg.bucket)
+        return cls(js, kv, cfg)
+
+    async def get(self, subject: str) -> tuple[Record, int] | None:
+        """The committed record and its revision, or None when absent."""
+        try:
+            entry = await self.kv.get(subject, validate_keys=False)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        except (nats.errors.Error, TimeoutError) as e:
+            raise StoreError(f"cannot read {subject}: {e}") from e
+        if entry.value is None or not entry.value:
+            return None
+        return decode_record(entry.value), entry.revision or 0
+
+    async def put(self, rec: Record, revision: int | None) -> int:
+        """Write ``rec`` if the key is still at ``revision`` (None or 0: create).
+
+        Returns the new revision; raises :class:`StateConflict` on a lost race.
+        """
+        data = encode_record(rec)
+        try:
+            if revision:
+                return int(
+                    await self.kv.update(rec.subject, data, last=revision, validate_keys=False)
+                )
+            return int(await self.kv.create(rec.subject, data, validate_keys=False))
+        except nats.js.errors.KeyWrongLastSequenceError as e:
+            raise StateConflict(f"{rec.subject} changed since revision {revision}") from e
+        except nats.js.errors.APIError as e:
+            if e.err_code in (10071, 10164):
+                raise StateConflict(f"{rec.subject} changed since revision {revision}") from e
+            raise StoreError(f"cannot write {rec.subject}: {e}") from e
+        except (nats.errors.Error, TimeoutError) as e:
+            raise StoreError(f"cannot write {rec.subject}: {e}") from e
+
+    async def delete(self, subject: str, revision: int | None = None) -> None:
+        """Delete a record (with ``revision``, only if unchanged)."""
+        try:
+            await self.kv.delete(subject, last=revision, validate_keys=False)
+        except nats.js.errors.APIError as e:
+            if e.err_code in (10071, 10164):
+                raise StateConflict(f"{subject} changed since revision {revision}") from e
+            raise StoreError(f"cannot delete {subject}: {e}") from e
+        except (nats.errors.Error, TimeoutError) as e:
+            raise StoreError(f"cannot delete {subject}: {e}") from e
+
+    async def load_all(self) -> dict[str, tuple[Record, int]]:
+        """Every record in the bucket (the lease key and undecodable values skipped)."""
+        out: dict[str, tuple[Record, int]] = {}
+        async for key, rec, rev in self.scan():
+            if rec is not None:
+                out[key] = (rec, rev)
+        return out
+
+    async def scan(self) -> AsyncIterator[tuple[str, Record | None, int]]:
+        """The newest entry of every key: (key, record or None if deleted, revision)."""
+        queue: asyncio.Queue[tuple[str, Record | None, int] | None] = asyncio.Queue()
+        prefix = f"$KV.{self.cfg.bucket}."
+
+        async def on_msg(msg: Msg) -> None:
+            meta = msg.metadata
+            key = msg.subject[len(prefix) :]
+            await queue.put((key, self._record_of(key, msg), meta.sequence.stream))
+            if meta.num_pending == 0:
+                await queue.put(None)
+
+        try:
+            info = await self.js.stream_info(f"KV_{self.cfg.bucket}")
+            if not info.state.messages:
+                return
+            sub = await self.js.subscribe(
+                f"{prefix}>",
+                stream=f"KV_{self.cfg.bucket}",
+                cb=on_msg,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            )
+        except (nats.errors.Error, TimeoutError) as e:
+            raise StoreError(f"cannot scan bucket {self.cfg.bucket}: {e}") from e
+        try:
+            while (item := await asyncio.wait_for(queue.get(), timeout=30)) is not None:
+                yield item
+        except TimeoutError as e:
+            raise StoreError(f"scanning bucket {self.cfg.bucket} stalled") from e
+        finally:
+            await sub.unsubscribe()
+
+    @staticmethod
+    def _record_of(key: str, msg: Msg) -> Record | None:
+        headers = msg.headers or {}
+        if key == LEASE_KEY or KV_OP in headers or MARKER_REASON in headers or not msg.data:
+            return None
+        try:
+            return decode_record(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            log.error("ignoring undecodable record %s: %s", key, e)
+            return None
