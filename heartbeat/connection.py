@@ -59,6 +59,7 @@ class _Events:
         self._on_disconnect = on_disconnect
         self._on_reconnect = on_reconnect
         self.connected_once = False
+        self.nc: NATS | None = None
 
     async def error(self, e: Exception) -> None:
         self.last_error = e
@@ -66,6 +67,9 @@ class _Events:
             log.debug("nats: %s", describe_error(e))
 
     async def disconnected(self) -> None:
+        # nats-py calls this on close() and drain() too: only an outage counts.
+        if self.nc is not None and self.nc.is_closed:
+            return
         if self.connected_once:
             log.warning("nats disconnected; reconnecting")
             if self._on_disconnect is not None:
@@ -103,6 +107,7 @@ async def connect(
     """
     events = _Events(on_disconnect, on_reconnect)
     nc = NATS()
+    events.nc = nc
     # nats-py annotates these timeouts as int but accepts float seconds.
     kwargs: dict[str, Any] = {
         "servers": list(options.servers),

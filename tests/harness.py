@@ -63,6 +63,7 @@ class NatsServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log: list[str] = []
         self._ready = threading.Event()
+        self._reader = threading.Thread()
         self._lock = threading.Lock()
 
     @property
@@ -81,7 +82,8 @@ class NatsServer:
         cmd += self.args
         self._ready.clear()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
         if not self._ready.wait(timeout):
             self.stop()
             raise RuntimeError(f"nats-server did not become ready:\n{self.tail()}")
@@ -98,6 +100,7 @@ class NatsServer:
                 self.port = int(m.group(2))
             if "Server is ready" in line:
                 self._ready.set()
+        proc.stderr.close()  # at EOF (the process exited): no ResourceWarning later
 
     def tail(self, n: int = 30) -> str:
         with self._lock:
@@ -117,6 +120,9 @@ class NatsServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+        self._reader.join(5)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
     def restart(self) -> NatsServer:
         """Stop and start again on the same port with the same store."""
@@ -264,3 +270,216 @@ _CLI_VARS = {
     "NO_COLOR",
     "STATUS_URL",
 }
+
+
+# --- Heartbeat subscribers and CLI processes (publisher and agent tests) ---------------------
+
+
+@dataclass
+class Beat:
+    """One message seen by a :class:`BeatRecorder`: arrival time, NATS subject, payload."""
+
+    at: float
+    subject: str
+    data: bytes
+
+
+@dataclass
+class BeatRecorder:
+    """Records every message on a core NATS subscription, for waiting on beats."""
+
+    beats: list[Beat] = field(default_factory=list)
+    _event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, msg: Any) -> None:
+        self.beats.append(Beat(time.monotonic(), msg.subject, msg.data))
+        self._event.set()
+
+    async def subscribe(self, nc: Any, subject: str) -> Any:
+        """Subscribe ``nc`` to ``subject`` and make sure the server knows before returning."""
+        sub = await nc.subscribe(subject, cb=self.handle)
+        await nc.flush()
+        return sub
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Beat]:
+        """Wait until at least ``count`` messages arrived; raise ``TimeoutError`` otherwise."""
+        deadline = time.monotonic() + timeout
+        while len(self.beats) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"got {len(self.beats)} of {count} messages")
+            self._event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), remaining)
+        return list(self.beats)
+
+
+def cli_binary() -> str:
+    """The ``nats-heartbeat`` console script of this virtualenv."""
+    return str(Path(sys.executable).parent / "nats-heartbeat")
+
+
+class CliProcess:
+    """A long-running ``nats-heartbeat`` subprocess; stderr lines are kept with arrival times.
+
+    Use as a context manager: leaving it terminates (then kills) the process if still
+    running, waits for it and closes its pipe.
+    """
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = [cli_binary(), *args]
+        self.env = env if env is not None else cli_env()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+
+    def __enter__(self) -> CliProcess:
+        self.proc = subprocess.Popen(
+            self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, env=self.env,
+        )  # fmt: skip
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        if self._reader is not None:
+            self._reader.join(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            with self._lock:
+                self.stderr.append((time.monotonic(), raw.decode(errors="replace").rstrip()))
+
+    def lines(self, since: float = 0.0, until: float = float("inf")) -> list[str]:
+        """stderr lines that arrived in ``[since, until)`` (``time.monotonic()`` values)."""
+        with self._lock:
+            return [line for at, line in self.stderr if since <= at < until]
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+    async def wait_for_line(self, text: str, timeout: float = 10.0, since: float = 0.0) -> str:
+        """Poll stderr until a line containing ``text`` arrives (after ``since``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.lines(since):
+                if text in line:
+                    return line
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no stderr line with {text!r}; got:\n{self.text()}")
+            await asyncio.sleep(0.02)
+
+    def send_signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait_exit(self, timeout: float = 10.0) -> int:
+        """Poll until the process exits; return its exit status."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while (code := self.proc.poll()) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"process still running after {timeout}s:\n{self.text()}")
+            await asyncio.sleep(0.02)
+        return code
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0) -> Any:
+    """Run ``nats-heartbeat ARGS`` to completion; return the ``CompletedProcess`` (text)."""
+    return subprocess.run(
+        [cli_binary(), *args],
+        env=env if env is not None else cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+# ----- monitor helpers -------------------------------------------------------------
+
+
+def names(unique: str) -> dict[str, str]:
+    """Stream, bucket and subject prefix private to one test."""
+    return {
+        "stream": f"HB_{unique}",
+        "bucket": f"ST_{unique}",
+        "prefix": f"hb{unique}.",
+    }
+
+
+def monitor_config(unique: str, **overrides: Any) -> Any:
+    """A MonitorConfig with short timings on names private to the test."""
+    from heartbeat.engine import EngineConfig
+    from heartbeat.monitor import MonitorConfig
+    from heartbeat.store import StoreConfig
+
+    n = names(unique)
+    engine = EngineConfig(
+        repeat_every_s=overrides.pop("repeat_every_s", 3600.0),
+        tolerance_s=overrides.pop("tolerance_s", 0.2),
+        checkpoint_every_s=overrides.pop("checkpoint_every_s", 60.0),
+    )
+    return MonitorConfig(
+        store=StoreConfig(stream=n["stream"], bucket=n["bucket"], subject_prefix=n["prefix"]),
+        engine=engine,
+        poll_s=overrides.pop("poll_s", 0.1),
+        replica_id=overrides.pop("replica_id", "test-monitor"),
+        delivery_deadline_s=overrides.pop("delivery_deadline_s", 1.0),
+        delivery_retry_s=overrides.pop("delivery_retry_s", 0.2),
+        **overrides,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_monitor(url: str, cfg: Any, notifiers: list[Any]) -> Any:
+    """A Monitor running in this event loop until the block exits."""
+    from heartbeat.connection import ConnectOptions, connect
+    from heartbeat.monitor import Monitor
+
+    holder: list[Any] = []
+
+    async def on_disconnect() -> None:
+        await holder[0].on_disconnect()
+
+    async def on_reconnect() -> None:
+        await holder[0].on_reconnect()
+
+    nc = await connect(
+        ConnectOptions(servers=(url,), reconnect_wait_s=0.1),
+        on_disconnect=on_disconnect,
+        on_reconnect=on_reconnect,
+    )
+    mon = Monitor(nc, cfg, notifiers)
+    holder.append(mon)
+    stop = asyncio.Event()
+    await mon.start()
+    task = asyncio.create_task(mon.run(stop))
+    try:
+        await asyncio.wait_for(mon.ready_event.wait(), 10)
+        yield mon
+    finally:
+        stop.set()
+        await task
+        await nc.close()
+
+
+def webhook_events(receiver: Receiver, subject: str | None = None) -> list[dict[str, Any]]:
+    out = [r.json() for r in receiver.requests if r.method == "POST"]
+    return [b for b in out if subject is None or b.get("subject") == subject]

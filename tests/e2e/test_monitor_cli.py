@@ -1,0 +1,198 @@
+"""The monitor as a process: restarts keep alert state and repeat timing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NATS
+
+import heartbeat
+from tests.harness import NatsServer, Receiver, cli_env, free_port, names, webhook_events
+
+CLI = str(Path(sys.executable).parent / "nats-heartbeat")
+MS = timedelta(milliseconds=1)
+
+
+class MonitorProcess:
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.args = args
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MonitorProcess:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [CLI, "monitor", *self.args], stdout=out, stderr=out, env=cli_env()
+            )
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def monitor_process(tmp_path: Path) -> Iterator[type[MonitorProcess]]:
+    started: list[MonitorProcess] = []
+
+    class Tracked(MonitorProcess):
+        def start(self) -> MonitorProcess:
+            started.append(self)
+            return super().start()
+
+    yield Tracked
+    for m in started:
+        if m.proc is not None and m.proc.poll() is None:
+            m.proc.kill()
+            m.proc.wait(10)
+
+
+async def wait_until(predicate: object, timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def monitor_args(
+    unique: str, url: str, receiver: Receiver, status_port: int, **kw: str
+) -> list[str]:
+    n = names(unique)
+    args = {
+        "--nats-url": url,
+        "--subject-prefix": n["prefix"],
+        "--stream": n["stream"],
+        "--state-bucket": n["bucket"],
+        "--poll": "100ms",
+        "--tolerance": "200ms",
+        "--repeat-every": "2s",
+        "--webhook-url": receiver.url,
+        "--status-addr": f"127.0.0.1:{status_port}",
+        "--replica-id": f"m-{unique}",
+        **kw,
+    }
+    return [x for kv in args.items() for x in kv]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+async def test_restart_between_repeats_keeps_schedule(
+    nats_server: NatsServer,
+    nc: NATS,
+    receiver: Receiver,
+    unique: str,
+    tmp_path: Path,
+    monitor_process: type[MonitorProcess],
+    sig: int,
+) -> None:
+    subject = names(unique)["prefix"] + "restart"
+    args = monitor_args(unique, nats_server.url, receiver, free_port())
+    first = monitor_process(args, tmp_path / "m1.log").start()
+    # One beat (retried until the monitor has created the stream), then silence.
+    await _publish_when_ready(nc, subject)
+    alert = (await receiver.wait_for(1))[0]
+    assert alert.json()["event"] == "alert"
+    await asyncio.sleep(0.6)  # well between the alert and the first repeat
+    first.stop(sig)
+    restarted_at = time.time()
+    second = monitor_process(args, tmp_path / "m2.log").start()
+    got = await receiver.wait_for(2, timeout=10)
+    repeat = got[1]
+    assert repeat.json()["event"] == "repeat", [r.json()["event"] for r in got]
+    # Next repeat at last_notified + repeat_every: ~2 s after the alert, not at restart
+    # and not a full period after it.
+    since_alert = repeat.at - alert.at
+    assert 1.85 < since_alert < 2.0 + 0.1 + 0.4, since_alert
+    assert repeat.at - restarted_at < 2.0
+    # Resume: exactly one resolved.
+    await heartbeat.Publisher(nc).publish(
+        heartbeat.Message(subject=subject, interval=timedelta(hours=1))
+    )
+    await wait_until(lambda: any(e["event"] == "resolved" for e in webhook_events(receiver)))
+    await asyncio.sleep(0.5)
+    assert second.stop() == 0
+    events = webhook_events(receiver)
+    kinds = [e["event"] for e in events]
+    assert kinds.count("alert") == 1, kinds
+    assert kinds.count("resolved") == 1, kinds
+    ids = [e["notification_id"] for e in events]
+    assert len(ids) == len(set(ids)), ids
+
+
+async def _publish_when_ready(nc: NATS, subject: str) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            await heartbeat.Publisher(nc).publish(
+                heartbeat.Message(subject=subject, interval=200 * MS)
+            )
+            return
+        except heartbeat.NoStreamError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def test_status_cli_against_a_running_monitor(
+    nats_server: NatsServer,
+    nc: NATS,
+    receiver: Receiver,
+    unique: str,
+    tmp_path: Path,
+    monitor_process: type[MonitorProcess],
+) -> None:
+    prefix = names(unique)["prefix"]
+    port = free_port()
+    mon = monitor_process(
+        monitor_args(unique, nats_server.url, receiver, port, **{"--repeat-every": "1h"}),
+        tmp_path / "m.log",
+    ).start()
+    url = f"http://127.0.0.1:{port}/"
+    async with heartbeat.beating(nc, prefix + "ok", interval=200 * MS, ack=False):
+        await _publish_when_ready(nc, prefix + "ok")
+        status = await _status(url)
+        while status.returncode == 2 or "OK" not in status.stdout:
+            await asyncio.sleep(0.1)
+            status = await _status(url)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "0 alert(s) firing across 1 subject(s)" in status.stdout
+        await heartbeat.Publisher(nc).publish(
+            heartbeat.Message(subject=prefix + "gone", interval=200 * MS)
+        )
+        await receiver.wait_for(1)
+        status = await _status(url)
+        assert status.returncode == 1, status.stdout + status.stderr
+        assert "ALERT!" in status.stdout
+        assert "1 alert(s) firing across 2 subject(s)" in status.stdout
+        raw = await _status(url, "--json")
+        report = json.loads(raw.stdout)
+        assert {s["subject"] for s in report["subjects"]} == {prefix + "ok", prefix + "gone"}
+    assert mon.stop() == 0
+
+
+async def _status(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [CLI, "status", "--url", url, *extra],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=20,
+    )

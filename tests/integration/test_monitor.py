@@ -1,0 +1,220 @@
+"""The monitor against a real nats-server, with real HTTP receivers as channels."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from datetime import timedelta
+
+import aiohttp
+import pytest
+from nats.aio.client import Client as NATS
+
+import heartbeat
+from heartbeat.notify import WebhookNotifier
+from tests.harness import (
+    NatsServer,
+    Receiver,
+    monitor_config,
+    names,
+    recording_receiver,
+    running_monitor,
+    webhook_events,
+)
+
+MS = timedelta(milliseconds=1)
+
+
+async def _wait(predicate: object, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_healthy_agent_every_second_never_alerts(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    """1 s beats, no grace, 200 ms poll, default 1 s tolerance: no alert."""
+    cfg = monitor_config(unique, poll_s=0.2, tolerance_s=1.0)
+    subject = names(unique)["prefix"] + "healthy"
+    async with aiohttp.ClientSession() as session:
+        hook = WebhookNotifier(session, receiver.url)
+        async with running_monitor(nats_server.url, cfg, [hook]) as mon:
+            async with heartbeat.beating(nc, subject, interval=timedelta(seconds=1)):
+                await _wait(lambda: subject in mon.beats, what="first beat")
+                await asyncio.sleep(3.5)  # three and a half intervals of healthy beats
+            assert receiver.requests == []
+            assert mon.report().subjects[0].alert_active is False
+
+
+async def test_missing_subject_alerts_once_repeats_and_resolves_once(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    cfg = monitor_config(unique, poll_s=0.1, tolerance_s=0.2, repeat_every_s=0.6)
+    prefix = names(unique)["prefix"]
+    stopping, steady = prefix + "stops", prefix + "steady"
+    interval = 200 * MS
+    async with aiohttp.ClientSession() as session:
+        hook = WebhookNotifier(session, receiver.url)
+        async with (
+            running_monitor(nats_server.url, cfg, [hook]) as mon,
+            heartbeat.beating(nc, steady, interval=interval),
+        ):
+            async with heartbeat.beating(nc, stopping, interval=interval):
+                await _wait(lambda: stopping in mon.beats and steady in mon.beats)
+            last_seen = mon.beats[stopping].last_seen
+            first = await receiver.wait_for(1)
+            alert = first[0].json()
+            delay = first[0].at - last_seen
+            # window 200 ms + tolerance 200 ms + poll 100 ms + margin
+            assert 0.4 < delay < 0.4 + 0.1 + 0.3, delay
+            assert alert["event"] == "alert"
+            assert alert["subject"] == stopping
+            assert alert["window"] == "200ms"
+            await receiver.wait_for(3)
+            async with heartbeat.beating(nc, stopping, interval=interval):
+                await _wait(lambda: any(e["event"] == "resolved" for e in webhook_events(receiver)))
+                await asyncio.sleep(0.5)
+    events = webhook_events(receiver)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "alert"
+    assert kinds.count("alert") == 1
+    assert kinds.count("resolved") == 1
+    assert kinds[-1] == "resolved"
+    assert set(kinds[1:-1]) == {"repeat"}
+    assert {e["subject"] for e in events} == {stopping}, "the steady subject never alerts"
+    assert len({e["alert_id"] for e in events}) == 1
+    ids = [e["notification_id"] for e in events]
+    assert len(ids) == len(set(ids))
+    sent = [r.at for r in receiver.requests]
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    for gap in gaps:  # repeats every 600 ms (+ one poll)
+        assert 0.55 < gap < 0.6 + 0.1 + 0.15, gaps
+
+
+async def test_grace_overrides_interval(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.1)
+    subject = names(unique)["prefix"] + "graceful"
+    async with aiohttp.ClientSession() as session:
+        hook = WebhookNotifier(session, receiver.url)
+        async with running_monitor(nats_server.url, cfg, [hook]) as mon:
+            await heartbeat.Publisher(nc).publish(
+                heartbeat.Message(subject=subject, interval=100 * MS, grace_period=800 * MS)
+            )
+            await _wait(lambda: subject in mon.beats)
+            seen = mon.beats[subject].last_seen
+            got = await receiver.wait_for(1, timeout=5)
+            assert got[0].at - seen > 0.9  # grace + tolerance, not interval
+            assert got[0].json()["window"] == "800ms"
+
+
+async def test_failing_channel_retries_with_same_id_and_does_not_hold_up_others(
+    nats_server: NatsServer, nc: NATS, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05, delivery_deadline_s=0.3)
+    subject = names(unique)["prefix"] + "flaky"
+    async with (
+        recording_receiver() as good,
+        recording_receiver() as flaky,
+        recording_receiver() as broken,
+        aiohttp.ClientSession() as session,
+    ):
+        flaky.script = [500] * 6
+        broken.default_status = 400
+        hooks = [WebhookNotifier(session, r.url) for r in (good, flaky, broken)]
+        async with running_monitor(nats_server.url, cfg, hooks) as mon:
+            await heartbeat.Publisher(nc).publish(
+                heartbeat.Message(subject=subject, interval=100 * MS)
+            )
+            got_good = await good.wait_for(1)
+            got_flaky = await flaky.wait_for(7, timeout=10)
+            await _wait(lambda: not mon.records[subject][0].pending, what="pending cleared")
+            await asyncio.sleep(0.3)
+    assert len(good.requests) == 1, "the good channel is sent once, not held up"
+    assert got_good[0].at < got_flaky[-1].at
+    ids = {r.headers["Idempotency-Key"] for r in flaky.requests}
+    assert ids == {got_good[0].headers["Idempotency-Key"]}
+    assert len(flaky.requests) == 7, "delivered once it recovered, then never again"
+    assert len(broken.requests) == 1, "a 400 is not retried"
+    assert any(
+        "PERMANENTLY" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
+    )
+
+
+async def test_go_format_payload_is_monitored_and_bad_payloads_change_nothing(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    cfg = monitor_config(unique, poll_s=0.05)
+    prefix = names(unique)["prefix"]
+    go_subject, victim = prefix + "go", prefix + "victim"
+    js = nc.jetstream()
+    async with aiohttp.ClientSession() as session:
+        hook = WebhookNotifier(session, receiver.url)
+        async with running_monitor(nats_server.url, cfg, [hook]) as mon:
+            go_payload = (
+                f'{{"subject":"{go_subject}","generated_at":"2026-11-29T01:59:06.135898385Z",'
+                '"interval":60000000000,"host":"vm"}'
+            ).encode()
+            await js.publish(go_subject, go_payload)
+            ours = heartbeat.Message(subject=victim, interval=timedelta(seconds=60))
+            await heartbeat.Publisher(nc).publish(ours)
+            await _wait(lambda: go_subject in mon.beats and victim in mon.beats)
+            before = mon.beats[victim]
+            # A payload naming another subject, and garbage, on the victim's subject.
+            spoof = heartbeat.encode(
+                heartbeat.Message(
+                    subject=go_subject,
+                    interval=timedelta(seconds=1),
+                    generated_at=before_time(),
+                )
+            )
+            await js.publish(victim, spoof)
+            await js.publish(victim, b"not json")
+            await js.publish(victim, b'{"subject":"%s","interval":-1}' % victim.encode())
+            await _wait(lambda: sum(mon.ingestor.rejected.values()) >= 3, what="rejections")
+            assert mon.ingestor.rejected["subject_mismatch"] == 1
+            assert mon.ingestor.rejected["malformed"] == 1
+            assert mon.beats[victim] == before
+            row = {s.subject: s for s in mon.report().subjects}[go_subject]
+            assert row.interval == "1m0s"
+            assert row.host == "vm"
+            assert row.last_seen is not None
+    assert receiver.requests == []
+
+
+def before_time() -> object:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+async def test_kv_record_is_plain_json(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05)
+    subject = names(unique)["prefix"] + "record"
+    async with aiohttp.ClientSession() as session:
+        hook = WebhookNotifier(session, receiver.url)
+        async with running_monitor(nats_server.url, cfg, [hook]):
+            await heartbeat.Publisher(nc).publish(
+                heartbeat.Message(subject=subject, interval=100 * MS, description="rec test")
+            )
+            await receiver.wait_for(1)
+            kv = await nc.jetstream().key_value(names(unique)["bucket"])
+            await _wait(lambda: True)
+            entry = await kv.get(subject)
+    assert entry.value is not None
+    record = json.loads(entry.value)
+    assert record["subject"] == subject
+    assert record["description"] == "rec test"
+    assert record["alert_active"] is True
+    assert record["interval_ns"] == 100_000_000
+    assert record["notify_count"] == 1
+    assert isinstance(record["last_seen"], float)
