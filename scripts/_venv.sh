@@ -27,7 +27,11 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     echo "==> installing nats-heartbeat${extra:+[$extra]} into .venv"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-    "$VENV/bin/python" -m pip install --quiet -e "$spec"
+    if ! "$VENV/bin/python" -m pip install --quiet -e "$spec" >"$VENV/install.log" 2>&1; then
+      cat "$VENV/install.log" >&2
+      echo "error: installing nats-heartbeat failed (log above, also in $VENV/install.log)" >&2
+      return 1
+    fi
     touch "$stamp"
   fi
 }

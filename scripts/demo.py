@@ -1,0 +1,127 @@
+"""The demo behind ./scripts/demo: watch an alert and its resolution within a minute."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+
+import heartbeat
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.harness import NatsServer, free_port  # noqa: E402
+
+CLI = str(Path(sys.executable).parent / "nats-heartbeat")
+
+
+def spawn(*args: str, prefix: str) -> subprocess.Popen[str]:
+    """A nats-heartbeat process whose output is printed with a prefix."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "SUBJECT", "STATUS_URL")}
+    proc = subprocess.Popen(
+        [CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+
+    async def pump() -> None:
+        assert proc.stdout is not None
+        while line := await asyncio.to_thread(proc.stdout.readline):
+            text = line.rstrip()
+            if "notification event=" in text or prefix != "monitor" or "WARNING" in text:
+                print(f"  [{prefix}] {text.split(': ', 1)[-1]}", flush=True)
+
+    asyncio.get_running_loop().create_task(pump())
+    return proc
+
+
+async def main(duration: float, forever: bool) -> None:
+    store = Path(tempfile.mkdtemp(prefix="nats-heartbeat-demo-"))
+    server = NatsServer(store / "js").start()
+    status_port = free_port()
+    url = server.url
+    print(f"==> embedded nats-server on {url} (store {store})")
+    procs = [
+        spawn(
+            "monitor", "--nats-url", url, "--notify-log", "--poll", "200ms",
+            "--tolerance", "500ms", "--repeat-every", "10s",
+            "--status-addr", f"127.0.0.1:{status_port}", "--replica-id", "demo-monitor",
+            prefix="monitor",
+        )
+    ]
+    print(f"==> monitor status: http://127.0.0.1:{status_port}/  "
+          f"(try: .venv/bin/nats-heartbeat status --url http://127.0.0.1:{status_port}/)")
+    await asyncio.sleep(1.5)
+    agents = {
+        "heartbeat.demo.api": ("1s", "0s", "API service"),
+        "heartbeat.demo.worker": ("2s", "5s", "Queue worker"),
+        "heartbeat.demo.flaky": ("1s", "0s", "Flaky service (stops at 8s, back at 25s)"),
+    }
+    running: dict[str, subprocess.Popen[str]] = {}
+    for subject, (interval, grace, desc) in agents.items():
+        running[subject] = spawn(
+            "agent", "--nats-url", url, "--subject", subject, "--interval", interval,
+            "--grace", grace, "--description", desc, prefix=subject.rsplit(".", 1)[-1],
+        )
+    nc = await nats.connect(url)
+    seen: dict[str, int] = {}
+
+    async def on_beat(msg: nats.aio.msg.Msg) -> None:
+        beat = heartbeat.decode(msg.data)
+        seen[beat.subject] = seen.get(beat.subject, 0) + 1
+        if seen[beat.subject] <= 2:
+            print(f"  [nats] {msg.subject}: {msg.data.decode()}", flush=True)
+
+    await nc.subscribe("heartbeat.>", cb=on_beat)
+    start = time.monotonic()
+    stopped = restarted = False
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    while not stop.is_set() and (forever or time.monotonic() - start < duration):
+        elapsed = time.monotonic() - start
+        if elapsed > 8 and not stopped:
+            print("==> stopping the flaky agent: expect an alert in ~1.5s", flush=True)
+            running["heartbeat.demo.flaky"].send_signal(signal.SIGTERM)
+            stopped = True
+        if elapsed > 25 and not restarted:
+            print("==> restarting the flaky agent: expect a resolved notice", flush=True)
+            procs.append(spawn(
+                "agent", "--nats-url", url, "--subject", "heartbeat.demo.flaky",
+                "--interval", "1s", "--description", agents["heartbeat.demo.flaky"][2],
+                prefix="flaky",
+            ))
+            restarted = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.25)
+    print("==> status table:", flush=True)
+    subprocess.run([CLI, "status", "--url", f"http://127.0.0.1:{status_port}/"], check=False)
+    print(f"==> beats received: {seen}")
+    await nc.close()
+    for p in [*running.values(), *procs]:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in [*running.values(), *procs]:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    await asyncio.sleep(0.2)
+    server.stop()
+    print("==> done")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=35.0, help="seconds to run")
+    parser.add_argument("--forever", action="store_true", help="run until Ctrl-C")
+    ns = parser.parse_args()
+    asyncio.run(main(ns.duration, ns.forever))
