@@ -154,6 +154,8 @@ def _with_notification(
     """Commit ``kind``: bump the count, stamp last_notified, queue a pending delivery."""
     rec = msgspec.structs.replace(rec, notify_count=rec.notify_count + 1, last_notified=now)
     n = _notification(rec, kind, now, monitor, missed_for_s)
+    if not channels:  # nothing to deliver: an entry with no channels would never be drained
+        return rec, n
     pending = [*rec.pending, Pending(notification=n, channels=list(channels))]
     return msgspec.structs.replace(rec, pending=pending), n
 
