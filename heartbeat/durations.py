@@ -28,7 +28,7 @@ _UNITS: dict[str, int] = {
     "m": MINUTE,
     "h": HOUR,
 }
-_PART = re.compile(r"(\d*)(?:\.(\d*))?([a-zµμ]+)")
+_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([a-zµμ]+)")  # ASCII digits only, as Go
 _MAX_NS = (1 << 63) - 1
 
 
@@ -50,6 +50,7 @@ def parse_duration_ns(text: str) -> int:
         return 0
     if not s:
         raise InvalidDuration(f"invalid duration {text!r}")
+    limit = _MAX_NS + 1 if sign < 0 else _MAX_NS  # Go accepts math.MinInt64
     total = 0
     pos = 0
     while pos < len(s):
@@ -62,14 +63,32 @@ def parse_duration_ns(text: str) -> int:
         if unit not in _UNITS:
             raise InvalidDuration(f"invalid duration {text!r}: unknown unit {unit!r}")
         scale = _UNITS[unit]
+        whole = whole.lstrip("0")
+        if len(whole) > 19:
+            raise InvalidDuration(f"invalid duration {text!r}: overflow")
         value = int(whole or "0") * scale
-        if frac:
-            value += int(frac) * scale // (10 ** len(frac))
+        f, f_scale = _leading_fraction(frac or "")
+        if f > 0:
+            # Go computes the fraction in float64; do the same to get the same nanosecond.
+            value += int(float(f) * (float(scale) / f_scale))
         total += value
-        if total > _MAX_NS:
+        if total > limit:
             raise InvalidDuration(f"invalid duration {text!r}: overflow")
         pos = m.end()
     return sign * total
+
+
+def _leading_fraction(digits: str) -> tuple[int, float]:
+    """Go's leadingFraction: the digits as an integer and 10**n, ignoring digits past int64."""
+    x, scale = 0, 1.0
+    for c in digits:
+        if x > _MAX_NS // 10:
+            break
+        y = x * 10 + ord(c) - ord("0")
+        if y > 1 << 63:
+            break
+        x, scale = y, scale * 10
+    return x, scale
 
 
 def parse_duration(text: str) -> timedelta:

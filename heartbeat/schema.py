@@ -23,7 +23,8 @@ from heartbeat.errors import InvalidHeartbeat, InvalidSubject
 MAX_DURATION_NS = (1 << 63) - 1
 _TOKEN = re.compile(r"[A-Za-z0-9_\-/=]+")
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})"
 )
 _GO_ESCAPES = (
     (b"<", b"\\u003c"),
@@ -99,12 +100,16 @@ def format_time(value: datetime) -> str:
     if value.tzinfo is None:
         raise InvalidHeartbeat("generated_at must be timezone-aware", "bad_time")
     offset = value.utcoffset() or timedelta(0)
-    base = value.strftime("%Y-%m-%dT%H:%M:%S")
+    # not strftime: its %Y does not pad years before 1000 to four digits
+    base = (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
     frac = f".{value.microsecond:06d}".rstrip("0") if value.microsecond else ""
     if offset == timedelta(0):
         zone = "Z"
     else:
-        total = int(offset.total_seconds()) // 60
+        total = int(offset / timedelta(minutes=1))  # toward zero, as Go
         sign = "-" if total < 0 else "+"
         hours, minutes = divmod(abs(total), 60)
         zone = f"{sign}{hours:02d}:{minutes:02d}"
@@ -112,7 +117,7 @@ def format_time(value: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    """Parse RFC 3339 with up to nine fractional digits (kept to microseconds)."""
+    """Parse RFC 3339; Go reads up to nine fractional digits, this keeps microseconds."""
     m = _RFC3339.fullmatch(text)
     if m is None:
         raise InvalidHeartbeat(f"generated_at {text!r} is not RFC 3339", "bad_time")
@@ -135,24 +140,33 @@ def parse_time(text: str) -> datetime:
     return value
 
 
+_GO_ZERO = datetime(1, 1, 1, tzinfo=UTC)
+
+
 def _is_go_zero(value: datetime) -> bool:
-    return value.astimezone(UTC) == datetime(1, 1, 1, tzinfo=UTC)
+    return value == _GO_ZERO  # compares instants; astimezone() overflows near year 1
 
 
 def validate(msg: Message) -> Message:
     """Check the rules Go's ``Message.Validate`` checks; return ``msg`` if they hold."""
     if not msg.subject:
         raise InvalidHeartbeat("subject is required", "missing_subject")
-    if msg.generated_at is None or _is_go_zero(msg.generated_at):
+    if msg.generated_at is None:
         raise InvalidHeartbeat("generated_at is required", "missing_generated_at")
     if msg.generated_at.tzinfo is None:
         raise InvalidHeartbeat("generated_at must be timezone-aware", "bad_time")
+    if _is_go_zero(msg.generated_at):
+        raise InvalidHeartbeat("generated_at is required", "missing_generated_at")
     if msg.interval <= timedelta(0):
         raise InvalidHeartbeat(
             f"interval must be >0, got {format_duration(msg.interval)}", "bad_interval"
         )
+    if to_ns(msg.interval) > MAX_DURATION_NS:
+        raise InvalidHeartbeat("interval overflows a Go duration", "bad_interval")
     if msg.grace_period is not None and msg.grace_period < timedelta(0):
         raise InvalidHeartbeat("grace period cannot be negative", "bad_grace")
+    if msg.grace_period is not None and to_ns(msg.grace_period) > MAX_DURATION_NS:
+        raise InvalidHeartbeat("grace period overflows a Go duration", "bad_grace")
     return msg
 
 
@@ -186,6 +200,11 @@ def _duration(value: int | None, field: str) -> int:
     return value
 
 
+def _positive_timedelta(ns: int) -> timedelta:
+    """Truncate to microseconds, but keep 1..999ns (valid in Go) above zero as 1µs."""
+    return ns_to_timedelta(max(ns, MICROSECOND) if ns > 0 else ns)
+
+
 def decode(data: bytes | str) -> Message:
     """Parse and validate a heartbeat payload; raise :class:`InvalidHeartbeat` otherwise."""
     try:
@@ -202,11 +221,11 @@ def decode(data: bytes | str) -> Message:
         grace_ns = _duration(wire.grace_period, "grace")
         if grace_ns < 0:
             raise InvalidHeartbeat("grace period cannot be negative", "bad_grace")
-        grace = ns_to_timedelta(grace_ns)
+        grace = _positive_timedelta(grace_ns)
     msg = Message(
         subject=wire.subject or "",
         generated_at=parse_time(wire.generated_at),
-        interval=ns_to_timedelta(interval_ns),
+        interval=_positive_timedelta(interval_ns),
         grace_period=grace,
         host=wire.host or "",
         description=wire.description or "",
