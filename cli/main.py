@@ -7,6 +7,8 @@ import sys
 import click
 
 from cli.agent import agent, beat
+from cli.monitor import monitor
+from cli.status import status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -22,6 +24,8 @@ def cli() -> None:
 
 cli.add_command(agent)
 cli.add_command(beat)
+cli.add_command(monitor)
+cli.add_command(status)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -148,7 +148,15 @@ class Monitor:
     # ----- status ------------------------------------------------------------------
 
     def report(self) -> StatusReport:
-        return build_report(self.records, self.beats, self.clock())
+        leading = self.leading()
+        return build_report(
+            self.records,
+            self.beats,
+            self.clock(),
+            monitor=self.cfg.replica_id,
+            leader=leading,
+            leader_id=self.cfg.replica_id if leading else None,
+        )
 
     def healthy(self) -> tuple[bool, str]:
         """Alive: the tick loop ran recently (or the monitor is still starting)."""

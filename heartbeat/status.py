@@ -43,14 +43,23 @@ def build_report(
     records: dict[str, tuple[Record, int]],
     beats: dict[str, Beat],
     now: float,
-    **extra: object,
+    *,
+    monitor: str | None = None,
+    leader: bool | None = None,
+    leader_id: str | None = None,
 ) -> StatusReport:
     subjects = sorted(set(records) | set(beats))
     rows = []
     for s in subjects:
         held = records.get(s)
         rows.append(subject_status(s, held[0] if held else None, beats.get(s), now))
-    return StatusReport(observed_at=datetime.fromtimestamp(now, UTC), subjects=rows, **extra)
+    return StatusReport(
+        observed_at=datetime.fromtimestamp(now, UTC),
+        subjects=rows,
+        monitor=monitor,
+        leader=leader,
+        leader_id=leader_id,
+    )
 
 
 class StatusSource(Protocol):

@@ -1,0 +1,334 @@
+"""``nats-heartbeat status``: ask a monitor replica for its status and print the Go tool's table.
+
+Exit status: 0 when no alert fires, 1 when at least one does, 2 when the monitor
+cannot be asked (unreachable, timeout, non-2xx answer, not the status JSON).
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import os
+import re
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+import msgspec
+
+from cli.common import POSITIVE_DURATION, fail, option
+from heartbeat.durations import format_duration
+from heartbeat.status_schema import InvalidStatus, StatusReport, SubjectStatus, decode_status
+
+DEFAULT_STATUS_URL = "http://127.0.0.1:8080/"
+MAX_BODY = 64 * 1024 * 1024
+HEADER = ("STATUS", "SUBJECT", "DESCRIPTION", "HOST", "LAST SEEN", "DETAILS")
+_PADDING = 2  # Go: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+_COLORS = {"ALERT!": 31, "LATE": 33, "OK": 32}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+# ---------------------------------------------------------------- rendering (pure)
+
+
+def render_table(report: StatusReport, *, color: bool) -> str:
+    """The Go status tool's output for ``report``, ending with a newline.
+
+    Rows are sorted by subject (the order the Go monitor serves them in); columns
+    are aligned as Go's ``text/tabwriter`` does (widest cell + 2 spaces, widths in
+    code points); with ``color`` the status word is wrapped in ANSI colours.
+    """
+    out = [f"Observed at: {format_rfc3339(report.observed_at)}\n"]
+    if not report.subjects:
+        out.append("No heartbeats observed yet.\n")
+        return "".join(out)
+    rows = [HEADER, *(subject_row(s) for s in sorted(report.subjects, key=_by_subject))]
+    widths = [max(len(row[col]) for row in rows) + _PADDING for col in range(len(HEADER) - 1)]
+    out.append("\n")
+    for i, row in enumerate(rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        if color and i > 0 and row[0] in _COLORS:
+            pad = cells[0][len(row[0]) :]
+            cells[0] = f"\x1b[{_COLORS[row[0]]}m{row[0]}\x1b[0m{pad}"
+        out.append("".join(cells) + row[-1] + "\n")
+    firing, total = report.alerts_firing, len(report.subjects)
+    out.append(f"\n{firing} alert(s) firing across {total} subject(s)\n")
+    return "".join(out)
+
+
+def subject_row(s: SubjectStatus) -> tuple[str, str, str, str, str, str]:
+    """STATUS, SUBJECT, DESCRIPTION, HOST, LAST SEEN, DETAILS of one subject."""
+    status, details = summarize(s)
+    last_seen = "-" if s.last_seen is None else format_rfc3339(s.last_seen)
+    return (
+        status,
+        _printable(s.subject),
+        _printable(s.description),
+        _printable(s.host or "-"),
+        last_seen,
+        _printable(details),
+    )
+
+
+def summarize(s: SubjectStatus) -> tuple[str, str]:
+    """The status word and DETAILS text, worded as the Go tool words them."""
+    beats = f" ({s.miss_count} beats)" if s.miss_count else ""
+    if s.alert_active:
+        return "ALERT!", f"missed {_fallback(s.miss_for, f'past {s.allowed_window}')}{beats}"
+    if s.missing:
+        return "LATE", f"late by {_fallback(s.miss_for, s.allowed_window)}{beats}"
+    return "OK", f"interval {s.interval}, window {s.allowed_window}"
+
+
+def format_rfc3339(value: datetime) -> str:
+    """Go's ``time.RFC3339`` layout: whole seconds (truncated), ``Z`` or ``±hh:mm``."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    offset = value.utcoffset() or timedelta(0)
+    base = (  # not strftime: its %Y does not pad years before 1000
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
+    if offset == timedelta(0):
+        return base + "Z"
+    minutes = int(offset / timedelta(minutes=1))  # toward zero
+    hours, mins = divmod(abs(minutes), 60)
+    return f"{base}{'-' if minutes < 0 else '+'}{hours:02d}:{mins:02d}"
+
+
+def _fallback(value: str | None, default: str) -> str:
+    return default if value is None or not value.strip() else value
+
+
+def _by_subject(s: SubjectStatus) -> str:
+    return s.subject  # code point order == UTF-8 byte order == Go's string order
+
+
+def _printable(text: str) -> str:
+    """Control characters (tab, newline, ESC, C1) shown escaped, never sent to the terminal:
+    they would break the columns or drive the terminal."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def use_color(stream: Any = None) -> bool:
+    """ANSI colours only on a terminal, without ``NO_COLOR`` and not on ``TERM=dumb``."""
+    stream = sys.stdout if stream is None else stream
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+# ---------------------------------------------------------------- fetching
+
+
+class FetchError(Exception):
+    """The monitor could not be asked; the message is one line for stderr."""
+
+
+@dataclass
+class _Outcome:
+    body: bytes | None = None
+    error: str | None = None
+
+
+def fetch_status(url: str, timeout: timedelta, token: str | None = None) -> bytes:
+    """GET ``url`` and return the body of a 2xx answer, all within ``timeout``.
+
+    The deadline covers everything (name lookup, connect, headers, body), as a Go
+    context deadline does; the request runs in a daemon thread that is abandoned
+    when the deadline passes.
+    """
+    seconds = timeout.total_seconds()
+    outcome = _Outcome()
+    worker = threading.Thread(
+        target=_fetch_into,
+        args=(outcome, url, seconds, token),
+        name="status-fetch",
+        daemon=True,
+    )
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive() or (outcome.body is None and outcome.error is None):
+        raise FetchError(f"no answer from {url} within {format_duration(timeout)}")
+    if outcome.error is not None:
+        raise FetchError(outcome.error)
+    assert outcome.body is not None
+    return outcome.body
+
+
+def _fetch_into(outcome: _Outcome, url: str, seconds: float, token: str | None) -> None:
+    try:
+        outcome.body = _get(url, seconds, token)
+    except FetchError as e:
+        outcome.error = str(e)
+    except TimeoutError:
+        outcome.error = f"no answer from {url} within {format_duration(seconds)}"
+    except urllib.error.HTTPError as e:
+        answer = f"{e.code} {e.reason}".strip()
+        outcome.error = f"{url} answered {answer}{_snippet(e)}"
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, TimeoutError):
+            outcome.error = f"no answer from {url} within {format_duration(seconds)}"
+        else:
+            outcome.error = f"cannot reach {url}: {_reason(e.reason)}"
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        outcome.error = f"cannot read the answer from {url}: {_reason(e)}"
+    except Exception as e:  # never a traceback from a CLI
+        outcome.error = f"cannot ask {url}: {type(e).__name__}: {e}"
+
+
+def _get(url: str, seconds: float, token: str | None) -> bytes:
+    request = urllib.request.Request(url, method="GET", headers={"Accept": "application/json"})
+    handlers: list[urllib.request.BaseHandler] = [_RedirectHandler(token)]
+    if _is_loopback(request.host):
+        handlers.append(urllib.request.ProxyHandler({}))  # Go never proxies loopback either
+    if token:
+        request.add_unredirected_header("Authorization", f"Bearer {token}")
+    opener = urllib.request.build_opener(*handlers)
+    with opener.open(request, timeout=seconds) as response:
+        body: bytes = response.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        raise FetchError(f"{url} answered more than {MAX_BODY // (1024 * 1024)} MiB")
+    return body
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follow redirects; keep the bearer token only on the same scheme, host and port."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and self.token and _origin(newurl) == _origin(req.full_url):
+            new.add_unredirected_header("Authorization", f"Bearer {self.token}")
+        return new
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), parts.hostname, parts.port
+
+
+def _is_loopback(host: str) -> bool:
+    name = urllib.parse.urlsplit(f"//{host}").hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _reason(reason: object) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return _one_line(str(reason)) or type(reason).__name__
+
+
+def _snippet(e: urllib.error.HTTPError) -> str:
+    try:
+        text = _one_line(e.read(512).decode("utf-8", "replace"))
+    except (OSError, http.client.HTTPException, ValueError):
+        text = ""
+    return f": {text[:200]}" if text else ""
+
+
+def _one_line(text: str) -> str:
+    return _printable(" ".join(text.split()))
+
+
+# ---------------------------------------------------------------- command
+
+
+def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL", ctx, param)
+    return value
+
+
+def _check_token(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value and not (value.isascii() and value.isprintable()):
+        raise click.BadParameter("must be printable ASCII", ctx, param)
+    return value or None
+
+
+@click.command()
+@option(
+    "--url",
+    envvar="STATUS_URL",
+    default=DEFAULT_STATUS_URL,
+    show_default=True,
+    callback=_check_url,
+    help="Status endpoint of a monitor replica (any replica answers the same).",
+)
+@option(
+    "--timeout",
+    envvar="STATUS_TIMEOUT",
+    type=POSITIVE_DURATION,
+    default="3s",
+    show_default=True,
+    help="Deadline for the whole request (Go duration: 3s, 200ms).",
+)
+@option(
+    "--json",
+    "as_json",
+    envvar="STATUS_JSON",
+    is_flag=True,
+    default=False,
+    help="Print the status JSON as received (pretty) instead of the table.",
+)
+@option(
+    "--token",
+    envvar="STATUS_TOKEN",
+    default=None,
+    callback=_check_token,
+    help="Bearer token sent as 'Authorization: Bearer ...' (prefer the environment variable).",
+)
+def status(url: str, timeout: timedelta, as_json: bool, token: str | None) -> int:
+    """Show what a monitor sees and highlight firing alerts.
+
+    Exit status 0 when no alert fires, 1 when at least one does, 2 when the
+    monitor cannot be reached or does not answer with its status JSON.
+    """
+    try:
+        body = fetch_status(url, timeout, token or None)
+        report = _decode(url, body)
+    except FetchError as e:
+        fail(str(e), 2)
+        raise AssertionError from e  # unreachable: fail() exits
+    if as_json:
+        click.echo(msgspec.json.format(body, indent=2).decode("utf-8", "replace").rstrip("\n"))
+    else:
+        color = use_color()
+        click.echo(render_table(report, color=color), nl=False, color=color)
+    return 1 if report.alerts_firing else 0
+
+
+def _decode(url: str, body: bytes) -> StatusReport:
+    try:
+        return decode_status(body)
+    except InvalidStatus as e:
+        raise FetchError(f"{url} did not answer the status JSON: {_one_line(str(e))[:300]}") from e

@@ -1,0 +1,160 @@
+"""The status JSON a monitor replica serves on ``GET /`` (the Go monitor's schema).
+
+Captured from the Go monitor::
+
+    {"observed_at":"2026-11-29T01:59:09.640824111Z","subjects":[{"subject":"heartbeat.smoke",
+     "description":"heartbeat.smoke","host":"vm","last_seen":"2026-11-29T01:59:09.13597927Z",
+     "interval":"1s","allowed_window":"1s","missing":false,"alert_active":false}]}
+
+Durations are strings in Go's ``Duration.String()`` form (``1m30s``), times are RFC 3339.
+Optional fields (``host``, ``last_seen``, ``grace``, ``miss_for``, ``miss_count``) are
+``None`` when unset and then left out of the JSON; unknown fields are ignored when
+decoding, so the format can grow.  Field names are exactly the JSON names.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import msgspec
+
+from heartbeat.durations import parse_duration_ns
+from heartbeat.errors import HeartbeatError, InvalidDuration
+from heartbeat.schema import parse_time
+
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+_GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+
+
+class InvalidStatus(HeartbeatError, ValueError):
+    """Bytes that are not a monitor's status JSON."""
+
+
+class SubjectStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """One monitored subject as a monitor sees it at ``StatusReport.observed_at``."""
+
+    subject: str
+    description: str
+    host: str | None = None
+    last_seen: datetime | None = None
+    interval: str
+    grace: str | None = None
+    allowed_window: str
+    missing: bool
+    miss_for: str | None = None
+    miss_count: int | None = None
+    alert_active: bool
+
+
+class StatusReport(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """The whole status answer: when it was taken and every subject (sorted by subject)."""
+
+    observed_at: datetime
+    subjects: list[SubjectStatus]
+    # Ours, not the Go monitor's: which replica answered and who leads.
+    monitor: str | None = None
+    leader: bool | None = None
+    leader_id: str | None = None
+
+    @property
+    def alerts_firing(self) -> int:
+        """How many subjects have an active alert."""
+        return sum(1 for s in self.subjects if s.alert_active)
+
+
+# What is decoded: times stay text so they are parsed exactly (nine fractional digits
+# truncated to microseconds, as Go would print them), durations are checked below.
+class _WireSubject(msgspec.Struct, kw_only=True, frozen=True):
+    subject: Annotated[str, msgspec.Meta(min_length=1)]
+    description: str
+    host: str | None = None
+    last_seen: str | None = None
+    interval: str
+    grace: str | None = None
+    allowed_window: str
+    missing: bool
+    miss_for: str | None = None
+    miss_count: NonNegative | None = None
+    alert_active: bool
+
+
+class _WireReport(msgspec.Struct, kw_only=True, frozen=True):
+    observed_at: str
+    subjects: list[_WireSubject] | None
+    monitor: str | None = None
+    leader: bool | None = None
+    leader_id: str | None = None
+
+
+_decoder = msgspec.json.Decoder(_WireReport)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_status(data: bytes | str) -> StatusReport:
+    """Parse and check a status answer; raise :class:`InvalidStatus` if it is not one.
+
+    Go's zero time (``0001-01-01T00:00:00Z``) as ``last_seen`` means "never" and
+    becomes ``None``; as ``observed_at`` it is rejected (no monitor sends it).
+    """
+    try:
+        wire = _decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        raise InvalidStatus(str(e)) from e
+    observed_at = _time(wire.observed_at, "$.observed_at")
+    if observed_at is None:
+        raise InvalidStatus("$.observed_at is the zero time")
+    subjects = [_subject(s, f"$.subjects[{i}]") for i, s in enumerate(wire.subjects or ())]
+    return StatusReport(
+        observed_at=observed_at,
+        subjects=subjects,
+        monitor=wire.monitor,
+        leader=wire.leader,
+        leader_id=wire.leader_id,
+    )
+
+
+def encode_status(report: StatusReport) -> bytes:
+    """The JSON of ``report`` (optional fields left out when ``None``).
+
+    Times must be timezone-aware: Go (and :func:`decode_status`) reject RFC 3339
+    without an offset.
+    """
+    times: list[tuple[str, datetime | None]] = [("$.observed_at", report.observed_at)]
+    times += [(f"$.subjects[{i}].last_seen", s.last_seen) for i, s in enumerate(report.subjects)]
+    for where, value in times:
+        if value is not None and value.utcoffset() is None:
+            raise InvalidStatus(f"{where} must be timezone-aware")
+    return _encoder.encode(report)
+
+
+def _subject(w: _WireSubject, where: str) -> SubjectStatus:
+    return SubjectStatus(
+        subject=w.subject,
+        description=w.description,
+        host=w.host,
+        last_seen=None if w.last_seen is None else _time(w.last_seen, f"{where}.last_seen"),
+        interval=_duration(w.interval, f"{where}.interval"),
+        grace=None if w.grace is None else _duration(w.grace, f"{where}.grace"),
+        allowed_window=_duration(w.allowed_window, f"{where}.allowed_window"),
+        missing=w.missing,
+        miss_for=None if w.miss_for is None else _duration(w.miss_for, f"{where}.miss_for"),
+        miss_count=w.miss_count,
+        alert_active=w.alert_active,
+    )
+
+
+def _time(text: str, where: str) -> datetime | None:
+    try:
+        value = parse_time(text)
+    except (ValueError, OverflowError) as e:  # InvalidHeartbeat is a ValueError
+        raise InvalidStatus(f"{where} {text!r} is not an RFC 3339 time") from e
+    return None if value == _GO_ZERO_TIME else value
+
+
+def _duration(text: str, where: str) -> str:
+    try:
+        parse_duration_ns(text)
+    except InvalidDuration as e:
+        raise InvalidStatus(f"{where} {text!r} is not a Go duration") from e
+    return text
