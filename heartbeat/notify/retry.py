@@ -1,0 +1,194 @@
+"""The one retry policy for every channel, and the concurrent fan-out.
+
+Retry only what can help (:attr:`NotifyError.retryable`), with exponential backoff
+and jitter, until a deadline; then give up *for now* (the delivery stays pending
+in KV and a later tick retries it with the same notification id).  Log when the
+error changes, not on every attempt.  Nothing else in the package retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    wait_exponential,
+    wait_random,
+)
+
+from heartbeat.notify.base import Notification, Notifier, NotifyError
+
+logger = logging.getLogger(__name__)
+
+OnResult = Callable[[str, "DeliveryResult"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """``delivered``; else ``permanent`` (do not retry) or not (keep it pending)."""
+
+    delivered: bool
+    permanent: bool
+    attempts: int
+    error: str = ""
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, NotifyError) and exc.retryable
+
+
+class _Attempts:
+    """Runs single attempts within the deadline and logs when the error changes."""
+
+    def __init__(self, notifier: Notifier, notification: Notification, deadline: float) -> None:
+        self.notifier = notifier
+        self.notification = notification
+        self.deadline = deadline
+        self.count = 0
+        self.last_error = ""
+
+    async def __call__(self) -> None:
+        self.count += 1
+        name = self.notifier.name
+        try:
+            async with asyncio.timeout_at(self.deadline) as cm:
+                await self.notifier.send(self.notification)
+        except NotifyError as e:
+            self._failed(str(e), permanent=not e.retryable)
+            raise
+        except Exception as e:
+            if isinstance(e, TimeoutError) and cm.expired():
+                # The deadline ended a retry: the error worth reporting is the last real one.
+                text = self.last_error or f"{name}: attempt cut short by the delivery deadline"
+                self._failed(text, permanent=False)
+            else:
+                text = f"{name}: unexpected {type(e).__name__} in notifier: {e}"
+                self._failed(text, permanent=False, bug=e)
+            raise NotifyError(text, retryable=True) from e
+
+    def _failed(self, text: str, *, permanent: bool, bug: Exception | None = None) -> None:
+        changed, self.last_error = text != self.last_error, text
+        n = self.notification
+        if permanent:
+            logger.error(
+                "notify %s: delivery FAILED PERMANENTLY, not retrying "
+                "(event=%s subject=%s id=%s): %s",
+                self.notifier.name,
+                n.event,
+                n.subject,
+                n.notification_id,
+                text,
+            )
+        elif changed:
+            logger.log(
+                logging.ERROR if bug else logging.WARNING,
+                "notify %s: delivery failed (attempt %d, event=%s subject=%s id=%s), retrying: %s",
+                self.notifier.name,
+                self.count,
+                n.event,
+                n.subject,
+                n.notification_id,
+                text,
+                exc_info=bug,
+            )
+
+
+async def send_with_retry(
+    notifier: Notifier,
+    notification: Notification,
+    *,
+    deadline_s: float,
+    initial_backoff_s: float = 0.2,
+    max_backoff_s: float = 5.0,
+) -> DeliveryResult:
+    """Deliver ``notification`` to one channel, retrying until ``deadline_s`` passes.
+
+    Delivery failures never raise (only cancellation and a bad ``deadline_s`` do):
+    the outcome is the :class:`DeliveryResult`.
+    No attempt starts, and no attempt runs, past the deadline.
+    """
+    if deadline_s <= 0:
+        raise ValueError(f"deadline_s must be positive, got {deadline_s}")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    attempt = _Attempts(notifier, notification, deadline)
+
+    def stop(state: RetryCallState) -> bool:
+        # Do not sleep into (or past) the deadline only to be cut short there.
+        return loop.time() + state.upcoming_sleep >= deadline
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_is_retryable),
+        wait=wait_exponential(multiplier=initial_backoff_s, max=max_backoff_s)
+        + wait_random(0, initial_backoff_s),
+        stop=stop,
+        reraise=True,
+    )
+    try:
+        await retrying(attempt)
+    except NotifyError as e:
+        if not e.retryable:
+            return DeliveryResult(False, True, attempt.count, str(e))
+        logger.info(
+            "notify %s: still failing after %d attempt(s) in %.1fs, keeping id=%s pending",
+            notifier.name,
+            attempt.count,
+            deadline_s,
+            notification.notification_id,
+        )
+        return DeliveryResult(False, False, attempt.count, str(e))
+    if attempt.count > 1:
+        logger.info(
+            "notify %s: delivered id=%s after %d attempts",
+            notifier.name,
+            notification.notification_id,
+            attempt.count,
+        )
+    return DeliveryResult(True, False, attempt.count)
+
+
+async def fan_out(
+    notifiers: Sequence[Notifier],
+    notification: Notification,
+    *,
+    deadline_s: float,
+    on_result: OnResult | None = None,
+    initial_backoff_s: float = 0.2,
+    max_backoff_s: float = 5.0,
+) -> dict[str, DeliveryResult]:
+    """Send to every channel concurrently; ``on_result(name, result)`` runs as each
+    channel finishes (so a success is recorded without waiting for slow channels).
+
+    One channel's failure, slowness or failing ``on_result`` never cancels or delays
+    another's.  An exception from ``on_result`` is logged, not raised.
+    """
+    names = [n.name for n in notifiers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"notifier names must be distinct, got {names}")
+
+    async def one(notifier: Notifier) -> DeliveryResult:
+        result = await send_with_retry(
+            notifier,
+            notification,
+            deadline_s=deadline_s,
+            initial_backoff_s=initial_backoff_s,
+            max_backoff_s=max_backoff_s,
+        )
+        if on_result is not None:
+            try:
+                await on_result(notifier.name, result)
+            except Exception:
+                logger.exception(
+                    "notify %s: recording the result of id=%s failed",
+                    notifier.name,
+                    notification.notification_id,
+                )
+        return result
+
+    results = await asyncio.gather(*(one(n) for n in notifiers))
+    return dict(zip(names, results, strict=True))
