@@ -17,7 +17,7 @@ from enum import StrEnum
 import msgspec
 
 from heartbeat.durations import SECOND
-from heartbeat.notify.base import EventKind, Notification
+from heartbeat.notification import EventKind, Notification
 
 NEVER = math.inf
 

@@ -2,94 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Protocol
 
-import msgspec
-
-from heartbeat.durations import format_duration_ns
 from heartbeat.errors import HeartbeatError
-from heartbeat.schema import format_time
+from heartbeat.notification import EventKind, Notification, epoch_rfc3339
 
-
-class EventKind(StrEnum):
-    ALERT = "alert"
-    REPEAT = "repeat"
-    RESOLVED = "resolved"
-    BLIND = "blind"
-    SIGHT_RESTORED = "sight_restored"
-
-
-class Notification(msgspec.Struct, frozen=True, kw_only=True):
-    """One notification, decided and committed to KV before any channel sends it.
-
-    ``notification_id`` is unique per notification and the same on every retry
-    (channels that support it send it as an idempotency key); ``alert_id`` is the
-    same for an alert, its repeats and its resolved notice.  Times are epoch
-    seconds, durations integer nanoseconds (as on the wire).
-    """
-
-    event: EventKind
-    subject: str
-    description: str
-    host: str
-    last_seen: float | None
-    interval_ns: int
-    window_ns: int
-    missed_for_ns: int
-    miss_count: int
-    alert_id: str
-    notification_id: str
-    created_at: float
-    monitor: str
-
-    def body(self, sent_at: float | None = None) -> dict[str, object]:
-        """The webhook JSON body (durations as Go strings, times RFC 3339)."""
-        return {
-            "event": str(self.event),
-            "subject": self.subject,
-            "description": self.description,
-            "host": self.host,
-            "last_seen": epoch_rfc3339(self.last_seen) if self.last_seen is not None else None,
-            "interval": format_duration_ns(self.interval_ns),
-            "window": format_duration_ns(self.window_ns),
-            "missed_for": format_duration_ns(self.missed_for_ns),
-            "miss_count": self.miss_count,
-            "alert_id": self.alert_id,
-            "notification_id": self.notification_id,
-            "sent_at": epoch_rfc3339(sent_at if sent_at is not None else self.created_at),
-            "monitor": self.monitor,
-        }
-
-    def summary(self) -> tuple[str, str]:
-        """A (title, message) pair for human channels (Pushover, log)."""
-        label = self.description or self.subject
-        missed = format_duration_ns(self.missed_for_ns)
-        if self.event in (EventKind.ALERT, EventKind.REPEAT):
-            title = (
-                "Heartbeat missed" if self.event is EventKind.ALERT else "Heartbeat still missing"
-            )
-            return title, (
-                f"{label} ({self.subject}): no heartbeat for {missed}, "
-                f"{self.miss_count} beat(s) missed (interval {format_duration_ns(self.interval_ns)}"
-                f", window {format_duration_ns(self.window_ns)})"
-            )
-        if self.event is EventKind.RESOLVED:
-            back = epoch_rfc3339(self.last_seen) if self.last_seen is not None else "now"
-            return "Heartbeat resolved", f"{label} ({self.subject}): beating again since {back}"
-        if self.event is EventKind.BLIND:
-            return "Heartbeat monitor blind", (
-                f"monitor {self.monitor} cannot see heartbeats (NATS unreachable) for {missed}; "
-                "missing beats are not being detected"
-            )
-        return "Heartbeat monitor sees again", (
-            f"monitor {self.monitor} sees heartbeats again after {missed} blind"
-        )
-
-
-def epoch_rfc3339(ts: float) -> str:
-    return format_time(datetime.fromtimestamp(ts, UTC))
+__all__ = ["EventKind", "Notification", "Notifier", "NotifyError", "epoch_rfc3339"]
 
 
 class NotifyError(HeartbeatError):
