@@ -156,6 +156,24 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     help="Write a healthy subject's last-seen to KV at most this often.",
 )
 @option(
+    "--lease-ttl",
+    envvar="LEASE_TTL",
+    type=POSITIVE_DURATION,
+    default="10s",
+    show_default=True,
+    help="Leader lease lifetime (whole seconds), renewed every ttl/3; a killed leader "
+    "is replaced within about this long.",
+)
+@option(
+    "--blind-after",
+    envvar="BLIND_AFTER",
+    type=POSITIVE_DURATION,
+    default="30s",
+    show_default=True,
+    help="Send one 'blind' notice when the leader has been cut off from NATS this long "
+    "(and 'sight_restored' when it sees again).",
+)
+@option(
     "--status-addr",
     envvar="STATUS_ADDR",
     default="127.0.0.1:8080",
@@ -215,6 +233,8 @@ def monitor(
     repeat_every: timedelta,
     tolerance: timedelta,
     checkpoint_every: timedelta,
+    lease_ttl: timedelta,
+    blind_after: timedelta,
     status_addr: str,
     pushover_user: str,
     pushover_token: str,
@@ -251,6 +271,8 @@ def monitor(
             checkpoint_every_s=checkpoint_every.total_seconds(),
         ),
         poll_s=poll.total_seconds(),
+        lease_ttl_s=lease_ttl.total_seconds(),
+        blind_after_s=blind_after.total_seconds(),
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
     setup_logging(debug, log_format)

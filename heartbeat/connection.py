@@ -170,3 +170,22 @@ async def connect_with_retry(
             log.info("connected to NATS after retrying")
         return nc
     return None
+
+
+async def close_connection(nc: NATS) -> None:
+    """Drain ``nc`` when connected, else close it; return only once nats-py has stopped.
+
+    ``drain()`` raises while nats-py is reconnecting (a shutdown during an outage), so
+    then the connection is closed instead.  ``close()`` cancels the reconnect task, but
+    on Python 3.11 ``asyncio.wait_for`` swallows that cancellation when a connect
+    attempt fails at the same moment: nats-py then keeps retrying on the closed client
+    and ``asyncio.run()`` waits for the task forever.  Cancel it until it is done.
+    """
+    task: asyncio.Task[None] | None = getattr(nc, "_reconnection_task", None)
+    if nc.is_connected:
+        await nc.drain()
+    else:
+        await nc.close()
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)

@@ -15,11 +15,11 @@ from datetime import datetime
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 
 from heartbeat.durations import to_ns
 from heartbeat.engine import Beat
-from heartbeat.errors import HeartbeatError, InvalidHeartbeat, InvalidSubject
+from heartbeat.errors import InvalidHeartbeat, InvalidSubject
+from heartbeat.feed import Feed
 from heartbeat.schema import decode, format_time, validate_subject
 
 log = logging.getLogger(__name__)
@@ -51,56 +51,34 @@ def beat_from_message(nats_subject: str, data: bytes, server_time: datetime) -> 
 
 
 class Ingestor:
-    """Consumes the stream and reports beats; tracks catch-up and rejections."""
+    """Consumes the heartbeat stream and reports valid beats; counts rejections."""
 
     def __init__(
         self, js: JetStreamContext, stream: str, filter_subject: str, on_beat: BeatHandler
     ) -> None:
-        self._js = js
-        self._stream = stream
-        self._filter = filter_subject
         self._on_beat = on_beat
-        self._sub: JetStreamContext.PushSubscription | None = None
-        self.caught_up = asyncio.Event()
-        self.received = 0
+        self.feed = Feed(js, stream, filter_subject, self._handle)
         self.rejected: Counter[str] = Counter()
-        self.last_message_at = 0.0  # event-loop time of the last message or idle heartbeat
+
+    @property
+    def caught_up(self) -> asyncio.Event:
+        return self.feed.caught_up
+
+    @property
+    def received(self) -> int:
+        return self.feed.received
 
     async def start(self) -> None:
-        self._sub = await self._js.subscribe(
-            self._filter,
-            stream=self._stream,
-            cb=self._handle,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            idle_heartbeat=1.0,
-            pending_msgs_limit=-1,
-            pending_bytes_limit=-1,
-        )
-        info = await self._sub.consumer_info()
-        if info.num_pending == 0 and self._sub.delivered == 0:
-            self.caught_up.set()
+        await self.feed.start()
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            sub, self._sub = self._sub, None
-            try:
-                await sub.unsubscribe()
-            except Exception as e:  # the connection may already be gone
-                log.debug("unsubscribe failed: %s", e)
+        await self.feed.stop()
 
-    async def _handle(self, msg: Msg) -> None:
-        self.received += 1
-        meta = msg.metadata
+    def _handle(self, msg: Msg) -> None:
         try:
-            beat = beat_from_message(msg.subject, msg.data, meta.timestamp)
+            beat = beat_from_message(msg.subject, msg.data, msg.metadata.timestamp)
         except InvalidHeartbeat as e:
             self.rejected[e.reason] += 1
             log.warning("rejected heartbeat on %s (%s): %s", msg.subject, e.reason, e)
-        except HeartbeatError as e:
-            self.rejected["invalid"] += 1
-            log.warning("rejected heartbeat on %s: %s", msg.subject, e)
-        else:
-            self._on_beat(msg.subject, beat)
-        if meta.num_pending == 0 and not self.caught_up.is_set():
-            self.caught_up.set()
+            return
+        self._on_beat(msg.subject, beat)

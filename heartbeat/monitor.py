@@ -1,10 +1,10 @@
-"""The monitor: ingest beats, keep state in KV, evaluate deadlines, deliver.
+"""The monitor: ingest beats, mirror state, lead, evaluate deadlines, deliver.
 
-One :class:`Monitor` per process.  It loads the bucket, catches up the stream,
-then ticks every ``poll_s``: subjects whose deadline passed (and subjects with
-news) go through the pure engine; decisions are committed to KV with
-compare-and-set before any channel sends; pending deliveries are retried until
-every channel has them.
+Every replica consumes the heartbeat stream and mirrors the state bucket (hot
+standby), so any replica answers status the same and a new leader is ready at
+once.  Only the replica holding the lease evaluates: subjects whose deadline
+passed (and subjects with news) go through the pure engine; decisions are
+committed to KV with compare-and-set before any channel sends.
 """
 
 from __future__ import annotations
@@ -13,30 +13,31 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import msgspec
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from heartbeat.aio import wait_event
-from heartbeat.engine import (
-    Beat,
-    EngineConfig,
-    Pending,
-    Record,
-    Schedule,
-    evaluate,
-    merged,
-    next_due,
-)
+from heartbeat.delivery import Deliveries
+from heartbeat.election import Election, lease_view
+from heartbeat.engine import Beat, EngineConfig, Record, Schedule, evaluate, merged, next_due
+from heartbeat.feed import Feed
 from heartbeat.ingest import Ingestor
+from heartbeat.notification import EventKind, monitor_notice
 from heartbeat.notify.base import Notifier
-from heartbeat.notify.retry import DeliveryResult, fan_out
+from heartbeat.notify.retry import fan_out
 from heartbeat.status import build_report
 from heartbeat.status_schema import StatusReport
-from heartbeat.store import StateConflict, StateStore, StoreConfig, StoreError, ensure_stream
+from heartbeat.store import (
+    LEASE_KEY,
+    StateConflict,
+    StateStore,
+    StoreConfig,
+    StoreError,
+    ensure_stream,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class MonitorConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     poll_s: float = 1.0
     replica_id: str = "monitor"
+    lease_ttl_s: float = 10.0
+    blind_after_s: float = 30.0
+    stall_check_s: float = 5.0
     delivery_deadline_s: float = 10.0
     delivery_retry_s: float = 5.0
     max_writes_per_tick: int = 5000
@@ -58,11 +62,20 @@ class Counters:
     kv_writes: int = 0
     conflicts: int = 0
     store_errors: int = 0
-    notifications: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
-    def notified(self, channel: str, kind: str, result: str) -> None:
-        key = (channel, kind, result)
-        self.notifications[key] = self.notifications.get(key, 0) + 1
+
+@dataclass
+class Sight:
+    """Whether this replica can see the data path (DESIGN section 6)."""
+
+    blind_since: float | None = None
+    led_when_blinded: bool = False
+    notice_sent: bool = False
+    awaiting: bool = False  # reconnected, feeds not yet caught up
+    sight_since: float = 0.0
+    stall_seq: int = -1
+    stall_strikes: int = 0
+    next_check: float = 0.0
 
 
 class Monitor:
@@ -81,81 +94,105 @@ class Monitor:
         self.notifiers = {n.name: n for n in notifiers}
         self.clock = clock
         self.js = nc.jetstream()
-        self.store: StateStore | None = None
         self.ingestor = Ingestor(self.js, cfg.store.stream, cfg.store.filter_subject, self._on_beat)
+        self.election = Election(
+            self.js,
+            cfg.store.bucket,
+            cfg.replica_id,
+            ttl_s=cfg.lease_ttl_s,
+            on_change=self._on_leadership,
+        )
+        self.store: StateStore | None = None
+        self.watch: Feed | None = None
+        self.deliveries: Deliveries | None = None
         self.records: dict[str, tuple[Record, int]] = {}
         self.beats: dict[str, Beat] = {}
         self.schedule = Schedule()
         self.dirty: set[str] = set()
         self.with_pending: set[str] = set()
         self.busy: set[str] = set()  # subjects with a write in flight
-        self.inflight: set[tuple[str, str]] = set()  # (notification_id, channel)
-        self.retry_at: dict[tuple[str, str], float] = {}
-        self.sight_since = 0.0
-        self.blind_since: float | None = None
+        self.sight = Sight()
         self.ready_event = asyncio.Event()
-        self._last_tick: float | None = None
         self.counters = Counters()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.stopping = False
+        self._takeover = False
+        self._last_tick: float | None = None
 
     # ----- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Ensure stream and bucket, load the records, start consuming."""
+        """Ensure stream and bucket, start mirroring the bucket and consuming beats."""
         await ensure_stream(self.js, self.cfg.store)
         self.store = await StateStore.open(self.js, self.cfg.store)
-        loaded = await self.store.load_all()
-        self.records.update(loaded)
-        for subject, (rec, _) in loaded.items():
-            self._track(subject, rec)
-            self.schedule.push(subject, next_due(rec, self.cfg.engine, self.sight_since))
+        self.deliveries = Deliveries(
+            self,
+            self.store,
+            self.notifiers,
+            deadline_s=self.cfg.delivery_deadline_s,
+            retry_s=self.cfg.delivery_retry_s,
+            may_send=self.may_send,
+            clock=self.clock,
+        )
+        self.watch = self.store.watch(self._on_entry)
+        await self.watch.start()
         await self.ingestor.start()
         log.info(
-            "monitor %s: loaded %d record(s) from %s, consuming %s",
+            "monitor %s: mirroring %s, consuming %s",
             self.cfg.replica_id,
-            len(loaded),
             self.cfg.store.bucket,
             self.cfg.store.filter_subject,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Tick until ``stop`` is set; then finish in-flight deliveries."""
-        await self._wait_caught_up(stop)
-        if not stop.is_set():
-            self.ready_event.set()
-            log.info(
-                "monitor %s: caught up with %d subject(s)", self.cfg.replica_id, len(self.beats)
-            )
+        """Campaign and tick until ``stop``; then hand over cleanly."""
+        assert self.watch is not None and self.deliveries is not None
+        await _wait_all(stop, self.watch.caught_up, self.ingestor.caught_up)
+        if stop.is_set():
+            return await self.close()
+        self.ready_event.set()
+        log.info(
+            "monitor %s: caught up with %d record(s) and %d subject(s)",
+            self.cfg.replica_id,
+            len(self.records),
+            len(self.beats),
+        )
+        campaign_stop = asyncio.Event()
+        campaign = asyncio.create_task(self.election.run(campaign_stop))
         while not stop.is_set():
             started = time.monotonic()
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:  # the loop must go on; each subject's errors are handled below
+                log.exception("tick failed")
             await wait_event(stop, self.cfg.poll_s - (time.monotonic() - started))
+        # Hand over: send nothing more, let attempts under way finish, then step down.
+        self.stopping = True
+        await self.deliveries.drain(2.0)
+        campaign_stop.set()
+        await campaign
         await self.close()
 
     async def close(self) -> None:
         await self.ingestor.stop()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=self.cfg.delivery_deadline_s + 1)
+        if self.watch is not None:
+            await self.watch.stop()
 
-    async def _wait_caught_up(self, stop: asyncio.Event) -> None:
-        waiter = asyncio.ensure_future(self.ingestor.caught_up.wait())
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for f in (waiter, stopper):
-            f.cancel()
+    # ----- queries ---------------------------------------------------------------
 
-    # ----- status ------------------------------------------------------------------
+    def leading(self) -> bool:
+        return self.election.leading()
+
+    def may_send(self) -> bool:
+        return not self.stopping and self.leading()
 
     def report(self) -> StatusReport:
-        leading = self.leading()
         return build_report(
             self.records,
             self.beats,
             self.clock(),
             monitor=self.cfg.replica_id,
-            leader=leading,
-            leader_id=self.cfg.replica_id if leading else None,
+            leader=self.leading(),
+            leader_id=self.election.leader_id,
         )
 
     def healthy(self) -> tuple[bool, str]:
@@ -163,41 +200,21 @@ class Monitor:
         if self._last_tick is None:
             return True, "starting"
         age = time.monotonic() - self._last_tick
-        limit = max(10.0, self.cfg.poll_s * 5 + self.cfg.delivery_deadline_s)
-        if age > limit:
+        if age > max(10.0, self.cfg.poll_s * 5):
             return False, f"evaluation loop stalled for {age:.0f}s"
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
-        """Ready: connected to NATS, bucket loaded and stream caught up."""
+        """Ready: connected, bucket mirrored, stream caught up, not blind."""
         if not self.nc.is_connected:
             return False, "NATS disconnected"
         if not self.ready_event.is_set():
             return False, "catching up"
+        if self.sight.blind_since is not None:
+            return False, "blind: catching up after an outage"
         return True, "ok"
 
-    # ----- NATS connection events --------------------------------------------------
-
-    async def on_disconnect(self) -> None:
-        if self.blind_since is None:
-            self.blind_since = self.clock()
-            log.warning("monitor %s: blind (NATS disconnected)", self.cfg.replica_id)
-
-    async def on_reconnect(self) -> None:
-        now = self.clock()
-        if self.blind_since is not None:
-            log.info(
-                "monitor %s: sight restored after %.1fs; subjects need a full window of "
-                "silence from now before they alert",
-                self.cfg.replica_id,
-                now - self.blind_since,
-            )
-        self.blind_since = None
-        self.sight_since = now
-        for subject in list(self.records) + list(self.beats):
-            self.dirty.add(subject)
-
-    # ----- ingestion ---------------------------------------------------------------
+    # ----- inputs ----------------------------------------------------------------
 
     def _on_beat(self, subject: str, beat: Beat) -> None:
         prev = self.beats.get(subject)
@@ -208,38 +225,138 @@ class Monitor:
         if held is None or held[0].alert_active or _meta_differs(held[0], beat):
             self.dirty.add(subject)
         else:
-            self.schedule.push(subject, next_due(merged(held[0], beat, subject), self.cfg.engine))
+            cur = merged(held[0], beat, subject)
+            self.schedule.push(subject, next_due(cur, self.cfg.engine, self.sight.sight_since))
 
-    # ----- evaluation --------------------------------------------------------------
+    def _on_entry(self, key: str, rec: Record | None, rev: int, msg: Msg) -> None:
+        if key == LEASE_KEY:
+            self.election.observe(lease_view(msg.data, msg.headers, rev))
+        elif rec is not None:
+            self.set_record(key, rec, rev)
+        elif key in self.records and rev > self.records[key][1]:
+            log.info("record %s was deleted; forgetting it", key)
+            self.forget_record(key)
 
-    def leading(self) -> bool:
-        """Whether this replica may act (always, until leader election is added)."""
-        return True
+    def set_record(self, subject: str, rec: Record, rev: int) -> None:
+        held = self.records.get(subject)
+        if held is not None and held[1] > rev:
+            return  # an echo older than what we hold
+        self.records[subject] = (rec, rev)
+        if rec.pending:
+            self.with_pending.add(subject)
+        else:
+            self.with_pending.discard(subject)
+        due = next_due(
+            merged(rec, self.beats.get(subject), subject), self.cfg.engine, self.sight.sight_since
+        )
+        self.schedule.push(subject, due)
+
+    def forget_record(self, subject: str) -> None:
+        self.records.pop(subject, None)
+        self.with_pending.discard(subject)
+
+    async def _on_leadership(self, leading: bool) -> None:
+        if leading:
+            self._takeover = True
+        else:
+            log.info("monitor %s no longer leads", self.cfg.replica_id)
+
+    # ----- connection and sight --------------------------------------------------
+
+    async def on_disconnect(self) -> None:
+        self._blinded("NATS disconnected")
+
+    async def on_reconnect(self) -> None:
+        self.sight.awaiting = True
+        log.info("monitor %s: reconnected; catching up before judging", self.cfg.replica_id)
+
+    def _blinded(self, why: str) -> None:
+        if self.sight.blind_since is None:
+            self.sight.blind_since = self.clock()
+            self.sight.led_when_blinded = self.leading()
+            log.warning("monitor %s: blind (%s)", self.cfg.replica_id, why)
+
+    async def _check_sight(self, now: float) -> None:
+        s = self.sight
+        if s.blind_since is not None:
+            if (
+                not s.notice_sent
+                and s.led_when_blinded
+                and now - s.blind_since >= self.cfg.blind_after_s
+            ):
+                s.notice_sent = True
+                await self._notice(EventKind.BLIND, s.blind_since, now)
+            if self.nc.is_connected and s.awaiting and await self._feeds_caught_up():
+                await self._restored(now)
+            return
+        if not self.nc.is_connected or time.monotonic() < s.next_check:
+            return
+        s.next_check = time.monotonic() + self.cfg.stall_check_s
+        pending = await self.ingestor.feed.pending()
+        seq = self.ingestor.feed.last_stream_seq
+        stalled = pending is None or (pending > 0 and seq == s.stall_seq)
+        s.stall_strikes = s.stall_strikes + 1 if stalled else 0
+        s.stall_seq = seq
+        if s.stall_strikes >= 2:
+            self._blinded(f"heartbeat consumer stalled, {pending} message(s) pending")
+            s.awaiting = True
+
+    async def _feeds_caught_up(self) -> bool:
+        assert self.watch is not None
+        return await self.ingestor.feed.pending() == 0 and await self.watch.pending() == 0
+
+    async def _restored(self, now: float) -> None:
+        s = self.sight
+        assert s.blind_since is not None
+        log.info(
+            "monitor %s: sight restored after %.1fs; subjects need a full window of silence "
+            "from now before they alert",
+            self.cfg.replica_id,
+            now - s.blind_since,
+        )
+        if s.notice_sent:
+            await self._notice(EventKind.SIGHT_RESTORED, s.blind_since, now)
+        self.sight = Sight(sight_since=now)
+
+    async def _notice(self, kind: EventKind, blind_since: float, now: float) -> None:
+        """Blind notices go straight to the channels: notifiers do not need NATS."""
+        notice = monitor_notice(kind, self.cfg.replica_id, blind_since, now)
+        log.warning("monitor %s: sending %s notice", self.cfg.replica_id, kind)
+        await fan_out(
+            list(self.notifiers.values()), notice, deadline_s=self.cfg.delivery_deadline_s
+        )
+
+    # ----- evaluation ------------------------------------------------------------
 
     async def tick(self) -> None:
         """Evaluate what is due, commit decisions, (re)start pending deliveries."""
         self._last_tick = time.monotonic()
-        if not self.nc.is_connected or self.store is None or not self.leading():
-            return
         now = self.clock()
+        await self._check_sight(now)
+        if not self.nc.is_connected or self.sight.blind_since is not None or not self.leading():
+            return
+        if self._takeover:
+            if not await self._feeds_caught_up():
+                return  # a new leader judges nothing before it has seen everything
+            self._takeover = False
+            log.info("monitor %s leads; caught up, evaluating", self.cfg.replica_id)
         due = self.schedule.pop_due(now)
         if self.dirty:
             due.extend(self.dirty)
             self.dirty.clear()
-        writes = []
+        writes: list[asyncio.Future[None]] = []
         for subject in dict.fromkeys(due):
-            if subject in self.busy:
+            if subject in self.busy or len(writes) >= self.cfg.max_writes_per_tick:
                 self.dirty.add(subject)
                 continue
             work = self._evaluate(subject, now)
             if work is not None:
                 writes.append(work)
-                if len(writes) >= self.cfg.max_writes_per_tick:
-                    self.dirty.update(s for s in due if s not in self.busy)
-                    break
         if writes:
             await asyncio.gather(*writes)
-        self._retry_pending(now)
+        assert self.deliveries is not None
+        for subject in list(self.with_pending):
+            self.deliveries.start(subject)
 
     def _evaluate(self, subject: str, now: float) -> asyncio.Future[None] | None:
         held = self.records.get(subject)
@@ -252,7 +369,7 @@ class Monitor:
                 self.beats.get(subject),
                 now,
                 self.cfg.engine,
-                sight_since=self.sight_since,
+                sight_since=self.sight.sight_since,
                 monitor=self.cfg.replica_id,
                 channels=list(self.notifiers),
                 new_alert_id=uuid.uuid4().hex[:16],
@@ -271,7 +388,7 @@ class Monitor:
         return asyncio.ensure_future(self._commit(out.record, rev))
 
     async def _commit(self, rec: Record, rev: int) -> None:
-        assert self.store is not None
+        assert self.store is not None and self.deliveries is not None
         subject = rec.subject
         try:
             new_rev = await self.store.put(rec, rev)
@@ -287,8 +404,8 @@ class Monitor:
         finally:
             self.busy.discard(subject)
         self.counters.kv_writes += 1
-        self._set_record(subject, rec, new_rev)
-        self._deliver_pending(subject, self.clock())
+        self.set_record(subject, rec, new_rev)
+        self.deliveries.start(subject)
 
     async def _reload(self, subject: str) -> None:
         """After a lost compare-and-set: take what is in KV and decide again."""
@@ -297,105 +414,12 @@ class Monitor:
             got = await self.store.get(subject)
         except StoreError as e:
             log.warning("reloading %s failed: %s", subject, e)
-            got = None
+            got = self.records.get(subject)
         if got is not None:
-            self._set_record(subject, *got)
+            self.set_record(subject, *got)
         else:
-            self.records.pop(subject, None)
+            self.forget_record(subject)
         self.dirty.add(subject)
-
-    def _set_record(self, subject: str, rec: Record, rev: int) -> None:
-        self.records[subject] = (rec, rev)
-        self._track(subject, rec)
-
-    def _track(self, subject: str, rec: Record) -> None:
-        if rec.pending:
-            self.with_pending.add(subject)
-        else:
-            self.with_pending.discard(subject)
-
-    # ----- delivery ----------------------------------------------------------------
-
-    def _retry_pending(self, now: float) -> None:
-        for subject in list(self.with_pending):
-            self._deliver_pending(subject, now)
-
-    def _deliver_pending(self, subject: str, now: float) -> None:
-        held = self.records.get(subject)
-        if held is None:
-            return
-        for pending in held[0].pending:
-            nid = pending.notification.notification_id
-            todo = []
-            for channel in pending.channels:
-                key = (nid, channel)
-                if key in self.inflight or self.retry_at.get(key, 0.0) > now:
-                    continue
-                if channel not in self.notifiers:
-                    log.warning("%s: channel %s is no longer configured; dropping", nid, channel)
-                    self._spawn(self._mark_done(subject, nid, channel))
-                    continue
-                todo.append(self.notifiers[channel])
-                self.inflight.add(key)
-            if todo:
-                self._spawn(self._send(subject, pending, todo))
-
-    async def _send(self, subject: str, pending: Pending, notifiers: list[Notifier]) -> None:
-        n = pending.notification
-
-        async def record(channel: str, result: DeliveryResult) -> None:
-            key = (n.notification_id, channel)
-            outcome = "ok" if result.delivered else ("permanent" if result.permanent else "retry")
-            self.counters.notified(channel, str(n.event), outcome)
-            if result.delivered or result.permanent:
-                self.retry_at.pop(key, None)
-                await self._mark_done(subject, n.notification_id, channel)
-            else:
-                self.retry_at[key] = self.clock() + self.cfg.delivery_retry_s
-            self.inflight.discard(key)
-
-        try:
-            await fan_out(notifiers, n, deadline_s=self.cfg.delivery_deadline_s, on_result=record)
-        finally:
-            for notifier in notifiers:
-                self.inflight.discard((n.notification_id, notifier.name))
-
-    async def _mark_done(self, subject: str, nid: str, channel: str) -> None:
-        """Remove ``channel`` from the pending delivery ``nid`` (compare-and-set, retried)."""
-        assert self.store is not None
-        lock = self._locks.setdefault(subject, asyncio.Lock())
-        async with lock:
-            for _ in range(10):
-                held = self.records.get(subject)
-                if held is None:
-                    return
-                rec, rev = held
-                pending = _without(rec.pending, nid, channel)
-                if pending == rec.pending:
-                    return
-                new = msgspec.structs.replace(rec, pending=pending)
-                try:
-                    new_rev = await self.store.put(new, rev)
-                except StateConflict:
-                    self.counters.conflicts += 1
-                    got = await self.store.get(subject)
-                    if got is None:
-                        self.records.pop(subject, None)
-                        return
-                    self._set_record(subject, *got)
-                    continue
-                except StoreError as e:
-                    log.warning("recording delivery of %s to %s failed: %s", nid, channel, e)
-                    await asyncio.sleep(0.2)
-                    continue
-                self.counters.kv_writes += 1
-                self._set_record(subject, new, new_rev)
-                return
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 def _meta_differs(rec: Record, beat: Beat) -> bool:
@@ -407,13 +431,15 @@ def _meta_differs(rec: Record, beat: Beat) -> bool:
     )
 
 
-def _without(pending: list[Pending], nid: str, channel: str) -> list[Pending]:
-    out = []
-    for p in pending:
-        if p.notification.notification_id == nid:
-            rest = [c for c in p.channels if c != channel]
-            if rest:
-                out.append(Pending(notification=p.notification, channels=rest))
-        else:
-            out.append(p)
-    return out
+async def _wait_all(stop: asyncio.Event, *events: asyncio.Event) -> None:
+    """Wait until every event is set, or until ``stop`` is."""
+    for event in events:
+        while not event.is_set() and not stop.is_set():
+            await _either(event, stop)
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
+    ta, tb = asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())
+    await asyncio.wait({ta, tb}, return_when=asyncio.FIRST_COMPLETED)
+    ta.cancel()
+    tb.cancel()

@@ -91,3 +91,24 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
 
 def epoch_rfc3339(ts: float) -> str:
     return format_time(datetime.fromtimestamp(ts, UTC))
+
+
+def monitor_notice(kind: EventKind, monitor: str, blind_since: float, now: float) -> Notification:
+    """A ``blind`` or ``sight_restored`` notice about the monitor itself (no subject)."""
+    blind_for_ns = max(0, round((now - blind_since) * 1_000_000_000))
+    alert_id = f"blind-{monitor}-{int(blind_since * 1000)}"
+    return Notification(
+        event=kind,
+        subject="",
+        description=f"nats-heartbeat monitor {monitor}",
+        host="",
+        last_seen=None,
+        interval_ns=0,
+        window_ns=0,
+        missed_for_ns=blind_for_ns,
+        miss_count=0,
+        alert_id=alert_id,
+        notification_id=f"{alert_id}-{kind}",
+        created_at=now,
+        monitor=monitor,
+    )

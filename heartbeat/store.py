@@ -6,9 +6,8 @@ Every write to the bucket is a compare-and-set; a lost race raises
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -17,7 +16,6 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
-    DeliverPolicy,
     DiscardPolicy,
     RetentionPolicy,
     StorageType,
@@ -27,6 +25,7 @@ from nats.js.kv import KeyValue
 
 from heartbeat.engine import Record
 from heartbeat.errors import HeartbeatError
+from heartbeat.feed import Feed
 
 log = logging.getLogger(__name__)
 
@@ -213,54 +212,35 @@ class StateStore:
         except (nats.errors.Error, TimeoutError) as e:
             raise StoreError(f"cannot delete {subject}: {e}") from e
 
-    async def load_all(self) -> dict[str, tuple[Record, int]]:
-        """Every record in the bucket (the lease key and undecodable values skipped)."""
-        out: dict[str, tuple[Record, int]] = {}
-        async for key, rec, rev in self.scan():
-            if rec is not None:
-                out[key] = (rec, rev)
-        return out
+    def watch(self, on_entry: EntryHandler) -> Feed:
+        """A feed of the bucket: every key's newest entry, then each change.
 
-    async def scan(self) -> AsyncIterator[tuple[str, Record | None, int]]:
-        """The newest entry of every key: (key, record or None if deleted, revision)."""
-        queue: asyncio.Queue[tuple[str, Record | None, int] | None] = asyncio.Queue()
+        ``on_entry(key, record_or_None, revision, msg)``: None for a deleted, purged
+        or expired key (and for the lease key, whose message the caller reads).
+        """
         prefix = f"$KV.{self.cfg.bucket}."
 
-        async def on_msg(msg: Msg) -> None:
-            meta = msg.metadata
+        def handle(msg: Msg) -> None:
             key = msg.subject[len(prefix) :]
-            await queue.put((key, self._record_of(key, msg), meta.sequence.stream))
-            if meta.num_pending == 0:
-                await queue.put(None)
+            on_entry(key, record_of(key, msg), msg.metadata.sequence.stream, msg)
 
-        try:
-            info = await self.js.stream_info(f"KV_{self.cfg.bucket}")
-            if not info.state.messages:
-                return
-            sub = await self.js.subscribe(
-                f"{prefix}>",
-                stream=f"KV_{self.cfg.bucket}",
-                cb=on_msg,
-                ordered_consumer=True,
-                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            )
-        except (nats.errors.Error, TimeoutError) as e:
-            raise StoreError(f"cannot scan bucket {self.cfg.bucket}: {e}") from e
-        try:
-            while (item := await asyncio.wait_for(queue.get(), timeout=30)) is not None:
-                yield item
-        except TimeoutError as e:
-            raise StoreError(f"scanning bucket {self.cfg.bucket} stalled") from e
-        finally:
-            await sub.unsubscribe()
+        return Feed(self.js, f"KV_{self.cfg.bucket}", f"{prefix}>", handle)
 
-    @staticmethod
-    def _record_of(key: str, msg: Msg) -> Record | None:
-        headers = msg.headers or {}
-        if key == LEASE_KEY or KV_OP in headers or MARKER_REASON in headers or not msg.data:
-            return None
-        try:
-            return decode_record(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            log.error("ignoring undecodable record %s: %s", key, e)
-            return None
+
+EntryHandler = Callable[[str, Record | None, int, Msg], None]
+
+
+def is_tombstone(msg: Msg) -> bool:
+    """A delete, purge or TTL-expiry marker rather than a value."""
+    headers = msg.headers or {}
+    return KV_OP in headers or MARKER_REASON in headers or not msg.data
+
+
+def record_of(key: str, msg: Msg) -> Record | None:
+    if key == LEASE_KEY or is_tombstone(msg):
+        return None
+    try:
+        return decode_record(msg.data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        log.error("ignoring undecodable record %s: %s", key, e)
+        return None

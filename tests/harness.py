@@ -440,6 +440,7 @@ def monitor_config(unique: str, **overrides: Any) -> Any:
         store=StoreConfig(stream=n["stream"], bucket=n["bucket"], subject_prefix=n["prefix"]),
         engine=engine,
         poll_s=overrides.pop("poll_s", 0.1),
+        lease_ttl_s=overrides.pop("lease_ttl_s", 2.0),
         replica_id=overrides.pop("replica_id", "test-monitor"),
         delivery_deadline_s=overrides.pop("delivery_deadline_s", 1.0),
         delivery_retry_s=overrides.pop("delivery_retry_s", 0.2),

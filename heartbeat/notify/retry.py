@@ -42,17 +42,30 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, NotifyError) and exc.retryable
 
 
+class DeliveryAborted(Exception):
+    """``may_send`` said no: stop trying now and keep the delivery pending."""
+
+
 class _Attempts:
     """Runs single attempts within the deadline and logs when the error changes."""
 
-    def __init__(self, notifier: Notifier, notification: Notification, deadline: float) -> None:
+    def __init__(
+        self,
+        notifier: Notifier,
+        notification: Notification,
+        deadline: float,
+        may_send: Callable[[], bool] | None = None,
+    ) -> None:
         self.notifier = notifier
         self.notification = notification
         self.deadline = deadline
+        self.may_send = may_send
         self.count = 0
         self.last_error = ""
 
     async def __call__(self) -> None:
+        if self.may_send is not None and not self.may_send():
+            raise DeliveryAborted
         self.count += 1
         name = self.notifier.name
         try:
@@ -105,6 +118,7 @@ async def send_with_retry(
     deadline_s: float,
     initial_backoff_s: float = 0.2,
     max_backoff_s: float = 5.0,
+    may_send: Callable[[], bool] | None = None,
 ) -> DeliveryResult:
     """Deliver ``notification`` to one channel, retrying until ``deadline_s`` passes.
 
@@ -116,7 +130,7 @@ async def send_with_retry(
         raise ValueError(f"deadline_s must be positive, got {deadline_s}")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_s
-    attempt = _Attempts(notifier, notification, deadline)
+    attempt = _Attempts(notifier, notification, deadline, may_send)
 
     def stop(state: RetryCallState) -> bool:
         # Do not sleep into (or past) the deadline only to be cut short there.
@@ -131,6 +145,14 @@ async def send_with_retry(
     )
     try:
         await retrying(attempt)
+    except DeliveryAborted:
+        logger.info(
+            "notify %s: stopped before attempt %d, keeping id=%s pending",
+            notifier.name,
+            attempt.count + 1,
+            notification.notification_id,
+        )
+        return DeliveryResult(False, False, attempt.count, "aborted")
     except NotifyError as e:
         if not e.retryable:
             return DeliveryResult(False, True, attempt.count, str(e))
@@ -160,12 +182,15 @@ async def fan_out(
     on_result: OnResult | None = None,
     initial_backoff_s: float = 0.2,
     max_backoff_s: float = 5.0,
+    may_send: Callable[[], bool] | None = None,
 ) -> dict[str, DeliveryResult]:
     """Send to every channel concurrently; ``on_result(name, result)`` runs as each
     channel finishes (so a success is recorded without waiting for slow channels).
 
     One channel's failure, slowness or failing ``on_result`` never cancels or delays
-    another's.  An exception from ``on_result`` is logged, not raised.
+    another's.  An exception from ``on_result`` is logged, not raised.  ``may_send``
+    is asked before every attempt; when it says no, the channel stops at once and
+    its delivery stays pending (a replica that no longer leads sends nothing).
     """
     names = [n.name for n in notifiers]
     if len(set(names)) != len(names):
@@ -178,6 +203,7 @@ async def fan_out(
             deadline_s=deadline_s,
             initial_backoff_s=initial_backoff_s,
             max_backoff_s=max_backoff_s,
+            may_send=may_send,
         )
         if on_result is not None:
             try:

@@ -1,0 +1,88 @@
+"""An ordered push consumer that delivers the last message per subject, then live.
+
+Both the heartbeat stream and the state bucket are read this way: a catch-up of
+every subject's newest message (``caught_up`` is set when none is pending), then
+every new message.  nats-py recreates an ordered consumer by itself after a gap
+or a missed idle heartbeat (every ``idle_heartbeat_s * 2``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Msg], None]
+
+
+class Feed:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        stream: str,
+        subject: str,
+        handle: Handler,
+        *,
+        idle_heartbeat_s: float = 1.0,
+    ) -> None:
+        self._js = js
+        self.stream = stream
+        self.subject = subject
+        self._handle = handle
+        self._idle_heartbeat_s = idle_heartbeat_s
+        self._sub: JetStreamContext.PushSubscription | None = None
+        self.caught_up = asyncio.Event()
+        self.received = 0
+        self.last_stream_seq = 0
+
+    async def start(self) -> None:
+        self._sub = await self._js.subscribe(
+            self.subject,
+            stream=self.stream,
+            cb=self._on_msg,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            idle_heartbeat=self._idle_heartbeat_s,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
+        info = await self._sub.consumer_info()
+        if info.num_pending == 0 and self._sub.delivered == 0:
+            self.caught_up.set()
+
+    async def stop(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except (nats.errors.Error, TimeoutError, OSError) as e:
+                log.debug("unsubscribing from %s failed: %s", self.stream, e)
+
+    async def pending(self) -> int | None:
+        """Messages the server still has to deliver to us, or None if it cannot say."""
+        if self._sub is None:
+            return None
+        try:
+            info = await self._sub.consumer_info()
+        except (nats.errors.Error, TimeoutError, OSError) as e:
+            log.debug("consumer info for %s failed: %s", self.stream, e)
+            return None
+        return int(info.num_pending or 0)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self.received += 1
+        meta = msg.metadata
+        self.last_stream_seq = meta.sequence.stream
+        try:
+            self._handle(msg)
+        except Exception:  # one bad message never stops the feed
+            log.exception("handling %s from %s failed", msg.subject, self.stream)
+        if meta.num_pending == 0 and not self.caught_up.is_set():
+            self.caught_up.set()
