@@ -23,7 +23,7 @@ from cli.common import (
     setup_logging,
 )
 from heartbeat.aio import wait_event
-from heartbeat.connection import connect_with_retry
+from heartbeat.connection import close_connection, connect_with_retry
 from heartbeat.durations import format_duration
 from heartbeat.errors import HeartbeatError
 from heartbeat.publisher import Beater, Publisher, beat_once_async, local_hostname, prepare
@@ -171,10 +171,7 @@ async def _run_agent(
         else:
             await beater.run(stop)
     finally:
-        if nc.is_connected:
-            await nc.drain()
-        else:
-            await nc.close()  # drain() raises while reconnecting (stopped during an outage)
+        await close_connection(nc)
     log.info("stopped after %d heartbeat(s)", beater.stats.sent)
     return code
 

@@ -8,6 +8,7 @@ import click
 
 from cli.agent import agent, beat
 from cli.monitor import monitor
+from cli.retire import retire
 from cli.status import status
 
 
@@ -25,6 +26,7 @@ def cli() -> None:
 cli.add_command(agent)
 cli.add_command(beat)
 cli.add_command(monitor)
+cli.add_command(retire)
 cli.add_command(status)
 
 

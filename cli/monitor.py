@@ -22,9 +22,10 @@ from cli.common import (
     option,
     setup_logging,
 )
-from heartbeat.connection import connect_with_retry
+from heartbeat.connection import close_connection, connect_with_retry
 from heartbeat.engine import EngineConfig
 from heartbeat.errors import HeartbeatError
+from heartbeat.metrics import render
 from heartbeat.monitor import Monitor, MonitorConfig
 from heartbeat.notify import LogNotifier, PushoverNotifier, WebhookNotifier, make_session
 from heartbeat.notify.base import Notifier
@@ -180,6 +181,12 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     show_default=True,
     help="host:port for the status JSON and probes; empty disables.",
 )
+@option(
+    "--status-token",
+    envvar="STATUS_TOKEN",
+    default="",
+    help="Require 'Authorization: Bearer <token>' on the status listener (not the probes).",
+)
 @option("--pushover-user", envvar="PUSHOVER_USER", default="", help="Pushover user key.")
 @option("--pushover-token", envvar="PUSHOVER_TOKEN", default="", help="Pushover app token.")
 @option(
@@ -236,6 +243,7 @@ def monitor(
     lease_ttl: timedelta,
     blind_after: timedelta,
     status_addr: str,
+    status_token: str,
     pushover_user: str,
     pushover_token: str,
     pushover_url: str,
@@ -276,10 +284,12 @@ def monitor(
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
     setup_logging(debug, log_format)
-    raise SystemExit(asyncio.run(_run(nats_url, cfg, channels, status_addr)))
+    raise SystemExit(asyncio.run(_run(nats_url, cfg, channels, status_addr, status_token)))
 
 
-async def _run(nats_url: str, cfg: MonitorConfig, channels: Channels, status_addr: str) -> int:
+async def _run(
+    nats_url: str, cfg: MonitorConfig, channels: Channels, status_addr: str, status_token: str
+) -> int:
     stop = asyncio.Event()
     install_stop_signals(stop)
     holder: list[Monitor] = []
@@ -309,9 +319,12 @@ async def _run(nats_url: str, cfg: MonitorConfig, channels: Channels, status_add
             except HeartbeatError as e:
                 fail(f"cannot start: {e}", 1)
             runner = None
-            if cfg and status_addr:
+            if status_addr:
                 try:
-                    runner = await serve(make_app(mon), status_addr)
+                    runner = await serve(
+                        make_app(mon, metrics=lambda: render(mon), token=status_token),
+                        status_addr,
+                    )
                 except OSError as e:
                     fail(f"cannot listen on {status_addr}: {e.strerror or e}", 1)
                 log.info("status on http://%s/", status_addr)
@@ -321,6 +334,6 @@ async def _run(nats_url: str, cfg: MonitorConfig, channels: Channels, status_add
                 if runner is not None:
                     await runner.cleanup()
     finally:
-        await nc.drain()
+        await close_connection(nc)
     log.info("monitor %s stopped", cfg.replica_id)
     return 0

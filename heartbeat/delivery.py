@@ -56,6 +56,8 @@ class Deliveries:
         self.inflight: set[tuple[str, str]] = set()  # (notification_id, channel)
         self.retry_at: dict[tuple[str, str], float] = {}
         self.results: dict[tuple[str, str, str], int] = {}  # (channel, kind, result) -> count
+        self.retries: dict[str, int] = {}  # channel -> attempts beyond the first
+        self.kv_writes = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -93,6 +95,8 @@ class Deliveries:
             outcome = "ok" if result.delivered else ("permanent" if result.permanent else "retry")
             counter = (channel, str(n.event), outcome)
             self.results[counter] = self.results.get(counter, 0) + 1
+            extra = max(0, result.attempts - 1)
+            self.retries[channel] = self.retries.get(channel, 0) + extra
             if result.delivered or result.permanent:
                 self.retry_at.pop(key, None)
                 await self._cross_off(subject, n.notification_id, channel)
@@ -131,6 +135,7 @@ class Deliveries:
                     log.warning("recording delivery of %s to %s failed: %s", nid, channel, e)
                     await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
                     continue
+                self.kv_writes += 1
                 self.book.set_record(subject, new, new_rev)
                 return
             log.error("could not record delivery of %s to %s; it may be sent again", nid, channel)

@@ -41,6 +41,7 @@ class Feed:
         self.caught_up = asyncio.Event()
         self.received = 0
         self.last_stream_seq = 0
+        self.last_pending: int | None = None  # from the last pending() call
 
     async def start(self) -> None:
         self._sub = await self._js.subscribe(
@@ -73,8 +74,10 @@ class Feed:
             info = await self._sub.consumer_info()
         except (nats.errors.Error, TimeoutError, OSError) as e:
             log.debug("consumer info for %s failed: %s", self.stream, e)
+            self.last_pending = None
             return None
-        return int(info.num_pending or 0)
+        self.last_pending = int(info.num_pending or 0)
+        return self.last_pending
 
     async def _on_msg(self, msg: Msg) -> None:
         self.received += 1

@@ -59,6 +59,7 @@ class Ingestor:
         self._on_beat = on_beat
         self.feed = Feed(js, stream, filter_subject, self._handle)
         self.rejected: Counter[str] = Counter()
+        self.accepted = 0
 
     @property
     def caught_up(self) -> asyncio.Event:
@@ -81,4 +82,5 @@ class Ingestor:
             self.rejected[e.reason] += 1
             log.warning("rejected heartbeat on %s (%s): %s", msg.subject, e.reason, e)
             return
+        self.accepted += 1
         self._on_beat(msg.subject, beat)

@@ -25,6 +25,7 @@ from heartbeat.election import Election, lease_view
 from heartbeat.engine import Beat, EngineConfig, Record, Schedule, evaluate, merged, next_due
 from heartbeat.feed import Feed
 from heartbeat.ingest import Ingestor
+from heartbeat.metrics import TickTimer
 from heartbeat.notification import EventKind, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
@@ -114,6 +115,7 @@ class Monitor:
         self.sight = Sight()
         self.ready_event = asyncio.Event()
         self.counters = Counters()
+        self.tick_timer = TickTimer()
         self.stopping = False
         self._takeover = False
         self._last_tick: float | None = None
@@ -181,6 +183,11 @@ class Monitor:
 
     def leading(self) -> bool:
         return self.election.leading()
+
+    def kv_writes(self) -> int:
+        """Compare-and-set writes made by this replica (decisions and deliveries)."""
+        delivered = self.deliveries.kv_writes if self.deliveries is not None else 0
+        return self.counters.kv_writes + delivered
 
     def may_send(self) -> bool:
         return not self.stopping and self.leading()
@@ -340,6 +347,11 @@ class Monitor:
                 return  # a new leader judges nothing before it has seen everything
             self._takeover = False
             log.info("monitor %s leads; caught up, evaluating", self.cfg.replica_id)
+        started = time.perf_counter()
+        await self._evaluate_due(now)
+        self.tick_timer.observe(time.perf_counter() - started)
+
+    async def _evaluate_due(self, now: float) -> None:
         due = self.schedule.pop_due(now)
         if self.dirty:
             due.extend(self.dirty)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -72,7 +74,33 @@ class StatusSource(Protocol):
     def ready(self) -> tuple[bool, str]: ...
 
 
-def make_app(source: StatusSource) -> web.Application:
+PROBES = ("/healthz", "/readyz")
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def make_app(
+    source: StatusSource,
+    *,
+    metrics: Callable[[], bytes] | None = None,
+    token: str = "",
+) -> web.Application:
+    """``GET /`` status JSON, ``/healthz``, ``/readyz`` and (given) ``/metrics``.
+
+    With ``token``, everything but the probes needs ``Authorization: Bearer <token>``.
+    """
+
+    @web.middleware
+    async def auth(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if token and request.path not in PROBES:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return web.Response(
+                    status=401, text="unauthorized\n", headers={"WWW-Authenticate": "Bearer"}
+                )
+        return await handler(request)
+
     async def index(request: web.Request) -> web.Response:
         started = time.perf_counter()
         body = encode_status(source.report())
@@ -87,11 +115,18 @@ def make_app(source: StatusSource) -> web.Application:
         ok, why = source.ready()
         return web.Response(status=200 if ok else 503, text=why + "\n")
 
-    app = web.Application()
+    app = web.Application(middlewares=[auth])
     app.router.add_get("/", index)
     app.router.add_get("/status", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if metrics is not None:
+        render = metrics
+
+        async def metrics_handler(request: web.Request) -> web.Response:
+            return web.Response(body=render(), headers={"Content-Type": METRICS_TYPE})
+
+        app.router.add_get("/metrics", metrics_handler)
     return app
 
 

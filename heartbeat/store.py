@@ -143,14 +143,18 @@ class StateStore:
         self.cfg = cfg
 
     @classmethod
-    async def open(cls, js: JetStreamContext, cfg: StoreConfig) -> StateStore:
-        """Open the bucket, creating it when missing."""
+    async def open(
+        cls, js: JetStreamContext, cfg: StoreConfig, *, create: bool = True
+    ) -> StateStore:
+        """Open the bucket, creating it when missing (unless ``create`` is False)."""
         try:
             kv = await js.key_value(cfg.bucket)
         except nats.js.errors.BucketNotFoundError:
             kv = None
         except (nats.errors.Error, TimeoutError) as e:
             raise StoreError(f"cannot open bucket {cfg.bucket}: {e}") from e
+        if kv is None and not create:
+            raise StoreError(f"bucket {cfg.bucket} does not exist (no monitor has run here?)")
         if kv is None:
             try:
                 kv = await js.create_key_value(

@@ -257,19 +257,23 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-_CLI_VARS = {
-    "NATS_URL",
-    "SUBJECT",
-    "INTERVAL",
-    "GRACE",
-    "DESCRIPTION",
-    "HEARTBEAT_HOST",
-    "FLUSH_TIMEOUT",
-    "EXIT_ON_FLUSH_FAIL",
-    "DEBUG",
-    "NO_COLOR",
-    "STATUS_URL",
-}
+def _cli_envvars() -> set[str]:
+    """Every environment variable any nats-heartbeat command reads."""
+    from cli.main import cli
+
+    names = {"NO_COLOR"}
+    for command in cli.commands.values():
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            if isinstance(envvar, str):
+                names.add(envvar)
+            elif envvar:
+                names.update(envvar)
+    names.update(f"{n}_FILE" for n in list(names))
+    return names
+
+
+_CLI_VARS = _cli_envvars()
 
 
 # --- Heartbeat subscribers and CLI processes (publisher and agent tests) ---------------------
