@@ -154,7 +154,10 @@ async def _run_agent(
     # Retry often enough that beats resume within about two intervals of NATS returning.
     reconnect_wait_s = min(options.reconnect_wait_s, msg.interval.total_seconds() / 4)
     options = dataclasses.replace(options, reconnect_wait_s=reconnect_wait_s)
-    nc = await connect_with_retry(options, stop)
+    try:
+        nc = await connect_with_retry(options, stop)
+    except HeartbeatError as e:
+        fail(str(e), 1)
     if nc is None:
         return 0
     beater = Beater(Publisher(nc, ack=ack, timeout_s=timeout_s), msg)

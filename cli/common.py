@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 
-from heartbeat.connection import DEFAULT_URL, ConnectOptions
+from heartbeat.connection import DEFAULT_URL, Auth, ConnectOptions
 from heartbeat.durations import parse_duration
 from heartbeat.errors import InvalidDuration
 
@@ -54,15 +56,83 @@ def option(*param_decls: str, **attrs: Any) -> Callable[[F], F]:
     return click.option(*param_decls, **attrs)
 
 
-def nats_options(f: F) -> F:
-    """``--nats-url`` (``NATS_URL``): one URL or a comma-separated list."""
+def read_secret(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A secret from its flag or env, else from the file named by ``<ENV>_FILE``.
+
+    Kubernetes mounts secrets as files; ``PUSHOVER_TOKEN_FILE=/run/secrets/token``
+    reads the token from there (trailing newline dropped).
+    """
+    if value:
+        return value
+    envvar = param.envvar if isinstance(param.envvar, str) else None
+    path = os.environ.get(f"{envvar}_FILE", "") if envvar else ""
+    if not path:
+        return value
+    try:
+        return Path(path).read_text().rstrip("\r\n")
+    except OSError as e:
+        raise click.BadParameter(f"cannot read {envvar}_FILE ({path}): {e.strerror}") from e
+
+
+def secret_option(*param_decls: str, envvar: str, help: str) -> Callable[[F], F]:
+    """An option whose value may also come from ``<envvar>_FILE``; never shown."""
     return option(
-        "--nats-url",
-        envvar="NATS_URL",
-        default=DEFAULT_URL,
-        show_default=True,
-        help="NATS server URL; a comma-separated list for a cluster.",
-    )(f)
+        *param_decls,
+        envvar=envvar,
+        default="",
+        callback=read_secret,
+        help=f"{help} (or a file named by {envvar}_FILE).",
+    )
+
+
+def _store_auth(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    assert param.name is not None
+    ctx.meta.setdefault("nats_auth", {})[param.name] = value
+    return value
+
+
+def _auth_option(*decls: str, envvar: str, help: str, secret: bool = False) -> Callable[[F], F]:
+    def callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        return _store_auth(ctx, param, read_secret(ctx, param, value) if secret else value)
+
+    return option(
+        *decls, envvar=envvar, default="", expose_value=False, callback=callback, help=help
+    )
+
+
+def nats_options(f: F) -> F:
+    """``--nats-url`` and the ``nats`` CLI's credential and TLS flags."""
+    for decorator in reversed(
+        [
+            option(
+                "--nats-url",
+                envvar="NATS_URL",
+                default=DEFAULT_URL,
+                show_default=True,
+                help="NATS server URL; a comma-separated list for a cluster.",
+            ),
+            _auth_option("--creds", envvar="NATS_CREDS", help="NATS credentials (JWT) file."),
+            _auth_option("--nkey", envvar="NATS_NKEY", help="NATS nkey seed file."),
+            _auth_option("--user", envvar="NATS_USER", help="NATS user name."),
+            _auth_option(
+                "--password",
+                envvar="NATS_PASSWORD",
+                secret=True,
+                help="NATS password (or a file named by NATS_PASSWORD_FILE).",
+            ),
+            _auth_option(
+                "--token",
+                envvar="NATS_TOKEN",
+                secret=True,
+                help="NATS token (or a file named by NATS_TOKEN_FILE).",
+            ),
+            _auth_option("--tls-ca", envvar="NATS_CA", help="CA certificate file to trust."),
+            _auth_option("--tls-cert", envvar="NATS_CERT", help="Client certificate file."),
+            _auth_option("--tls-key", envvar="NATS_KEY", help="Client private key file."),
+        ]
+    ):
+        f = decorator(f)
+    return f
 
 
 def debug_option(f: F) -> F:
@@ -72,7 +142,13 @@ def debug_option(f: F) -> F:
 
 
 def connect_options(nats_url: str, name: str) -> ConnectOptions:
-    return ConnectOptions(servers=ConnectOptions.split_servers(nats_url), name=name)
+    """Connection settings from ``--nats-url`` and the credential flags of this command."""
+    ctx = click.get_current_context(silent=True)
+    given = dict(ctx.meta.get("nats_auth", {})) if ctx is not None else {}
+    auth = Auth(**{k: v for k, v in given.items() if v})
+    if auth.tls_key and not auth.tls_cert:
+        raise click.UsageError("--tls-key (NATS_KEY) needs --tls-cert (NATS_CERT)")
+    return ConnectOptions(servers=ConnectOptions.split_servers(nats_url), name=name, auth=auth)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -108,7 +184,7 @@ def install_stop_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """Print one line to stderr and exit with ``code``."""
     click.echo(f"nats-heartbeat: {message}", err=True)
     sys.exit(code)

@@ -20,6 +20,7 @@ from cli.common import (
     install_stop_signals,
     nats_options,
     option,
+    secret_option,
     setup_logging,
 )
 from heartbeat.connection import close_connection, connect_with_retry
@@ -175,20 +176,27 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     "(and 'sight_restored' when it sees again).",
 )
 @option(
+    "--reconcile-every",
+    envvar="RECONCILE_EVERY",
+    type=DURATION,
+    default="30s",
+    show_default=True,
+    help="How often the leader retires subjects purged from the stream by hand (0: never).",
+)
+@option(
     "--status-addr",
     envvar="STATUS_ADDR",
     default="127.0.0.1:8080",
     show_default=True,
     help="host:port for the status JSON and probes; empty disables.",
 )
-@option(
+@secret_option(
     "--status-token",
     envvar="STATUS_TOKEN",
-    default="",
-    help="Require 'Authorization: Bearer <token>' on the status listener (not the probes).",
+    help="Require 'Authorization: Bearer <token>' on the status listener (not the probes)",
 )
-@option("--pushover-user", envvar="PUSHOVER_USER", default="", help="Pushover user key.")
-@option("--pushover-token", envvar="PUSHOVER_TOKEN", default="", help="Pushover app token.")
+@secret_option("--pushover-user", envvar="PUSHOVER_USER", help="Pushover user key")
+@secret_option("--pushover-token", envvar="PUSHOVER_TOKEN", help="Pushover app token")
 @option(
     "--pushover-url",
     envvar="PUSHOVER_URL",
@@ -202,11 +210,10 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     multiple=True,
     help="POST JSON notifications here; repeatable (comma-separated in the env).",
 )
-@option(
+@secret_option(
     "--webhook-secret",
     envvar="WEBHOOK_SECRET",
-    default="",
-    help="Sign webhook bodies: X-Heartbeat-Signature: sha256=<HMAC>.",
+    help="Sign webhook bodies: X-Heartbeat-Signature: sha256=<HMAC>",
 )
 @option(
     "--notify-log",
@@ -242,6 +249,7 @@ def monitor(
     checkpoint_every: timedelta,
     lease_ttl: timedelta,
     blind_after: timedelta,
+    reconcile_every: timedelta,
     status_addr: str,
     status_token: str,
     pushover_user: str,
@@ -281,6 +289,7 @@ def monitor(
         poll_s=poll.total_seconds(),
         lease_ttl_s=lease_ttl.total_seconds(),
         blind_after_s=blind_after.total_seconds(),
+        reconcile_every_s=reconcile_every.total_seconds(),
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
     setup_logging(debug, log_format)
@@ -302,12 +311,15 @@ async def _run(
         if holder:
             await holder[0].on_reconnect()
 
-    nc = await connect_with_retry(
-        connect_options(nats_url, f"monitor {cfg.replica_id}"),
-        stop,
-        on_disconnect=on_disconnect,
-        on_reconnect=on_reconnect,
-    )
+    try:
+        nc = await connect_with_retry(
+            connect_options(nats_url, f"monitor {cfg.replica_id}"),
+            stop,
+            on_disconnect=on_disconnect,
+            on_reconnect=on_reconnect,
+        )
+    except HeartbeatError as e:
+        fail(str(e), 1)
     if nc is None:
         return 0
     try:

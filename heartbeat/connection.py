@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,49 @@ Callback = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class Auth:
+    """Credentials and TLS, named as the ``nats`` CLI names them.
+
+    ``creds`` and ``nkey`` are file paths (a JWT creds file, an nkey seed file);
+    ``tls_ca``/``tls_cert``/``tls_key`` are PEM file paths.  Secrets never appear
+    in ``repr`` or in errors.
+    """
+
+    user: str = ""
+    password: str = field(default="", repr=False)
+    token: str = field(default="", repr=False)
+    creds: str = ""
+    nkey: str = ""
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.user:
+            out["user"] = self.user
+            out["password"] = self.password
+        if self.token:
+            out["token"] = self.token
+        if self.creds:
+            out["user_credentials"] = self.creds
+        if self.nkey:
+            out["nkeys_seed"] = self.nkey
+        if self.tls_ca or self.tls_cert:
+            out["tls"] = self.ssl_context()
+        return out
+
+    def ssl_context(self) -> ssl.SSLContext:
+        try:
+            ctx = ssl.create_default_context(cafile=self.tls_ca or None)
+            if self.tls_cert:
+                ctx.load_cert_chain(self.tls_cert, self.tls_key or None)
+        except (OSError, ssl.SSLError) as e:
+            raise ConnectError(f"cannot load TLS files: {e}") from e
+        return ctx
+
+
+@dataclass(frozen=True)
 class ConnectOptions:
     """Everything needed to reach the NATS servers.
 
@@ -40,6 +84,7 @@ class ConnectOptions:
     reconnect_wait_s: float = 1.0
     ping_interval_s: float = 5.0
     max_outstanding_pings: int = 2
+    auth: Auth = field(default_factory=lambda: Auth())
     extra: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
@@ -60,9 +105,14 @@ class _Events:
         self._on_reconnect = on_reconnect
         self.connected_once = False
         self.nc: NATS | None = None
+        self.fatal = asyncio.Event()  # a first-connect error that retrying cannot fix
 
     async def error(self, e: Exception) -> None:
-        self.last_error = e
+        # Keep a credentials/certificate error over the connection resets that follow it.
+        if self.last_error is None or not is_permanent(self.last_error):
+            self.last_error = e
+        if not self.connected_once and is_permanent(e):
+            self.fatal.set()
         if self.connected_once:
             log.debug("nats: %s", describe_error(e))
 
@@ -84,6 +134,54 @@ class _Events:
         log.debug("nats connection closed")
 
 
+def redact_url(url: str) -> str:
+    """``url`` without any user:password@ part."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host = rest.rpartition("@")[2]
+    return f"{scheme}://{host}"
+
+
+def redact(text: str, options: ConnectOptions) -> str:
+    """``text`` with every secret of ``options`` replaced."""
+    secrets = [options.auth.password, options.auth.token]
+    for url in options.servers:
+        userinfo = url.partition("://")[2].rpartition("@")[0]
+        secrets.extend(p for p in userinfo.split(":") if p)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
+async def _first_connect(
+    nc: NATS, kwargs: dict[str, Any], events: _Events, budget_s: float
+) -> None:
+    attempt = asyncio.ensure_future(nc.connect(**kwargs))
+    fatal = asyncio.ensure_future(events.fatal.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {attempt, fatal}, timeout=budget_s, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        fatal.cancel()
+    if attempt in done:
+        attempt.result()
+        return
+    attempt.cancel()
+    with contextlib.suppress(BaseException):
+        await attempt
+    raise TimeoutError("first connect did not complete")
+
+
+def is_permanent(e: BaseException) -> bool:
+    """Errors that retrying will not fix: credentials and certificates."""
+    if isinstance(e, nats.errors.AuthorizationError | ssl.SSLCertVerificationError):
+        return True
+    return "authorization violation" in str(e).lower()
+
+
 def describe_error(e: BaseException) -> str:
     """A one-line description of a connection error, without a traceback."""
     text = str(e).strip()
@@ -91,6 +189,12 @@ def describe_error(e: BaseException) -> str:
         return "connection refused"
     if isinstance(e, asyncio.TimeoutError | TimeoutError):
         return "timed out"
+    if isinstance(e, nats.errors.AuthorizationError) or "authorization violation" in text.lower():
+        return "authorization violation (wrong or missing credentials)"
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted ({e.verify_message})"
+    if isinstance(e, ssl.SSLError):
+        return f"TLS error ({e.reason or text})"
     return text or type(e).__name__
 
 
@@ -110,6 +214,7 @@ async def connect(
     events.nc = nc
     # nats-py annotates these timeouts as int but accepts float seconds.
     kwargs: dict[str, Any] = {
+        **options.auth.connect_kwargs(),
         "servers": list(options.servers),
         "name": options.name,
         "connect_timeout": options.connect_timeout_s,
@@ -123,14 +228,22 @@ async def connect(
         "closed_cb": events.closed,
         **options.extra,
     }
+    # nats-py can hang after a TLS handshake failure, and retries bad credentials:
+    # bound the first connect, and stop at the first error that retrying cannot fix.
+    budget_s = 2 * len(options.servers) * (options.connect_timeout_s + 0.5) + 1.0
     try:
-        await nc.connect(**kwargs)
+        await _first_connect(nc, kwargs, events, budget_s)
     except (TimeoutError, OSError, nats.errors.Error) as e:
-        cause = events.last_error if isinstance(e, nats.errors.NoServersError) else e
+        vague = isinstance(e, nats.errors.NoServersError | TimeoutError)
+        cause = events.last_error if vague and events.last_error is not None else e
         reason = describe_error(cause) if cause is not None else describe_error(e)
         with contextlib.suppress(Exception):  # tidying up a connection that failed
             await nc.close()
-        raise ConnectError(f"cannot connect to {','.join(options.servers)}: {reason}") from e
+        where = ",".join(redact_url(u) for u in options.servers)
+        raise ConnectError(
+            f"cannot connect to {where}: {redact(reason, options)}",
+            permanent=is_permanent(cause if cause is not None else e),
+        ) from e
     events.connected_once = True
     # The first connect tried each server once; from now on never give up.
     nc.options["max_reconnect_attempts"] = -1 if reconnect_forever else 0
@@ -158,6 +271,8 @@ async def connect_with_retry(
         try:
             nc = await connect(options, on_disconnect=on_disconnect, on_reconnect=on_reconnect)
         except ConnectError as e:
+            if e.permanent:
+                raise
             if not failing:
                 log.warning("%s; retrying with backoff", e)
                 failing = True

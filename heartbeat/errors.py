@@ -40,4 +40,12 @@ class NoStreamError(PublishError):
 
 
 class ConnectError(HeartbeatError):
-    """The NATS server could not be reached or refused the connection."""
+    """The NATS server could not be reached or refused the connection.
+
+    ``permanent`` is set when retrying cannot help (wrong credentials, an untrusted
+    certificate): long-running commands then stop instead of retrying forever.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent

@@ -29,6 +29,7 @@ from heartbeat.metrics import TickTimer
 from heartbeat.notification import EventKind, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
+from heartbeat.retire import delete_record, purge_subject, stream_subjects
 from heartbeat.status import build_report
 from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
@@ -55,6 +56,7 @@ class MonitorConfig:
     delivery_deadline_s: float = 10.0
     delivery_retry_s: float = 5.0
     max_writes_per_tick: int = 5000
+    reconcile_every_s: float = 30.0
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Counters:
     kv_writes: int = 0
     conflicts: int = 0
     store_errors: int = 0
+    retired: int = 0
 
 
 @dataclass
@@ -115,6 +118,8 @@ class Monitor:
         self.sight = Sight()
         self.ready_event = asyncio.Event()
         self.counters = Counters()
+        self.to_purge: set[str] = set()
+        self._next_reconcile = 0.0
         self.tick_timer = TickTimer()
         self.stopping = False
         self._takeover = False
@@ -241,8 +246,9 @@ class Monitor:
         elif rec is not None:
             self.set_record(key, rec, rev)
         elif key in self.records and rev > self.records[key][1]:
-            log.info("record %s was deleted; forgetting it", key)
-            self.forget_record(key)
+            log.info("record %s was deleted: retiring the subject", key)
+            self.retire_local(key)
+            self.to_purge.add(key)
 
     def set_record(self, subject: str, rec: Record, rev: int) -> None:
         held = self.records.get(subject)
@@ -261,6 +267,46 @@ class Monitor:
     def forget_record(self, subject: str) -> None:
         self.records.pop(subject, None)
         self.with_pending.discard(subject)
+
+    def retire_local(self, subject: str) -> None:
+        """Forget everything about ``subject`` (its record and stream beat are gone)."""
+        self.forget_record(subject)
+        self.beats.pop(subject, None)
+        self.schedule.discard(subject)
+        self.dirty.discard(subject)
+        self.counters.retired += 1
+
+    async def _retire_removed(self, now: float) -> None:
+        """Leader: finish retirements done by hand (``nats kv del`` / ``nats stream purge``)."""
+        assert self.store is not None
+        stream, flt = self.cfg.store.stream, self.cfg.store.filter_subject
+        while self.to_purge:
+            subject = self.to_purge.pop()
+            try:
+                await purge_subject(self.js, stream, subject)
+            except StoreError as e:
+                log.warning("purging retired %s from the stream failed: %s", subject, e)
+                self.to_purge.add(subject)
+                return
+            self.beats.pop(subject, None)
+        if self.cfg.reconcile_every_s <= 0 or time.monotonic() < self._next_reconcile:
+            return
+        self._next_reconcile = time.monotonic() + self.cfg.reconcile_every_s
+        snapshot = self.clock() - 1.0  # beats newer than this may postdate the listing
+        present = await stream_subjects(self.js, stream, flt)
+        gone = [
+            s
+            for s in set(self.records) | set(self.beats)
+            if s not in present and _last_seen(self.records.get(s), self.beats.get(s)) < snapshot
+        ]
+        for subject in gone:
+            try:
+                await delete_record(self.store, subject)
+            except StoreError as e:
+                log.warning("retiring %s (purged from the stream) failed: %s", subject, e)
+                continue
+            log.info("retired %s: it was purged from stream %s", subject, stream)
+            self.retire_local(subject)
 
     async def _on_leadership(self, leading: bool) -> None:
         if leading:
@@ -352,6 +398,10 @@ class Monitor:
         self.tick_timer.observe(time.perf_counter() - started)
 
     async def _evaluate_due(self, now: float) -> None:
+        try:
+            await self._retire_removed(now)
+        except StoreError as e:
+            log.warning("reconciling with the stream failed: %s", e)
         due = self.schedule.pop_due(now)
         if self.dirty:
             due.extend(self.dirty)
@@ -432,6 +482,10 @@ class Monitor:
         else:
             self.forget_record(subject)
         self.dirty.add(subject)
+
+
+def _last_seen(held: tuple[Record, int] | None, beat: Beat | None) -> float:
+    return max(held[0].last_seen if held else 0.0, beat.last_seen if beat else 0.0)
 
 
 def _meta_differs(rec: Record, beat: Beat) -> bool:

@@ -1,0 +1,191 @@
+"""NATS authentication and TLS for every command that connects."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+import trustme
+
+from tests.harness import NatsServer, cli_env, free_port
+
+CLI = str(Path(sys.executable).parent / "nats-heartbeat")
+PASSWORD = "pw-Zq81xK"
+TOKEN = "tok-93hHs2"
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], capture_output=True, text=True, env=cli_env(**(env or {})), timeout=timeout
+    )
+
+
+def assert_one_line_failure(done: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def assert_no_secrets(*outputs: str) -> None:
+    for out in outputs:
+        assert PASSWORD not in out
+        assert TOKEN not in out
+
+
+async def _make_stream(url: str, subject: str, **connect: object) -> None:
+    nc = await nats.connect(url, **connect)  # type: ignore[arg-type]
+    try:
+        await nc.jetstream().add_stream(name="HB_AUTH", subjects=[subject])
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def password_server(nats_factory: Callable[..., NatsServer]) -> NatsServer:
+    return nats_factory(args=["--user", "agent", "--pass", PASSWORD])
+
+
+async def test_user_password(password_server: NatsServer, tmp_path: Path) -> None:
+    url = password_server.url
+    await _make_stream(url, "hb.auth.>", user="agent", password=PASSWORD)
+    beat = ["beat", "--nats-url", url, "--subject", "hb.auth.pw", "--interval", "1m"]
+    ok = run(*beat, "--user", "agent", "--password", PASSWORD)
+    assert ok.returncode == 0, ok.stderr
+    secret_file = tmp_path / "password"
+    secret_file.write_text(PASSWORD + "\n")
+    from_file = run(*beat, env={"NATS_USER": "agent", "NATS_PASSWORD_FILE": str(secret_file)})
+    assert from_file.returncode == 0, from_file.stderr
+    wrong = run(*beat, "--user", "agent", "--password", "nope-" + PASSWORD[::-1])
+    assert_one_line_failure(wrong, "authorization violation")
+    missing = run(*beat)
+    assert_one_line_failure(missing, "authorization violation")
+    in_url = run(
+        *beat[:1], "--nats-url", url.replace("nats://", f"nats://agent:{PASSWORD}x@"), *beat[3:]
+    )
+    assert_one_line_failure(in_url, "authorization violation")
+    unreadable = run(*beat, env={"NATS_USER": "agent", "NATS_PASSWORD_FILE": str(tmp_path / "no")})
+    assert unreadable.returncode == 2
+    assert "NATS_PASSWORD_FILE" in unreadable.stderr
+    assert_no_secrets(ok.stdout, ok.stderr, from_file.stderr, wrong.stderr, in_url.stderr)
+
+
+def test_monitor_and_agent_stop_on_wrong_credentials(password_server: NatsServer) -> None:
+    url = password_server.url
+    for args in (
+        ["agent", "--subject", "hb.auth.agent", "--interval", "1s"],
+        [
+            "monitor",
+            "--notify-log",
+            "--subject-prefix",
+            "hb.auth.",
+            "--stream",
+            "HB_AUTH_M",
+            "--state-bucket",
+            "HB_AUTH_M",
+            "--status-addr",
+            f"127.0.0.1:{free_port()}",
+        ],
+    ):
+        done = run(*args, "--nats-url", url, "--user", "agent", "--password", "wrong", timeout=20)
+        assert_one_line_failure(done, "authorization violation")
+
+
+def test_monitor_connects_with_password(password_server: NatsServer) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            CLI,
+            "monitor",
+            "--nats-url",
+            password_server.url,
+            "--notify-log",
+            "--subject-prefix",
+            "hb.mon.",
+            "--stream",
+            "HB_MON",
+            "--state-bucket",
+            "HB_MON",
+            "--status-addr",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=cli_env(NATS_USER="agent", NATS_PASSWORD=PASSWORD),
+    )
+    try:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "monitor never became ready"
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0, out
+    assert_no_secrets(out)
+
+
+async def test_token(nats_factory: Callable[..., NatsServer]) -> None:
+    server = nats_factory(args=["--auth", TOKEN])
+    await _make_stream(server.url, "hb.tok.>", token=TOKEN)
+    beat = ["beat", "--nats-url", server.url, "--subject", "hb.tok.one", "--interval", "1m"]
+    ok = run(*beat, env={"NATS_TOKEN": TOKEN})
+    assert ok.returncode == 0, ok.stderr
+    wrong = run(*beat, "--token", "not-" + TOKEN[::-1])
+    assert_one_line_failure(wrong, "authorization violation")
+    assert_no_secrets(ok.stderr, wrong.stderr)
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> Iterator[dict[str, str]]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    paths = {
+        "ca": tmp_path / "ca.pem",
+        "cert": tmp_path / "server.pem",
+        "key": tmp_path / "server.key",
+        "other_ca": tmp_path / "other-ca.pem",
+    }
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    cert.private_key_pem.write_to_path(str(paths["key"]))
+    cert.cert_chain_pems[0].write_to_path(str(paths["cert"]))
+    trustme.CA().cert_pem.write_to_path(str(paths["other_ca"]))
+    yield {k: str(v) for k, v in paths.items()}
+
+
+async def test_tls(nats_factory: Callable[..., NatsServer], tls_files: dict[str, str]) -> None:
+    server = nats_factory(
+        args=["--tls", "--tlscert", tls_files["cert"], "--tlskey", tls_files["key"]]
+    )
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=tls_files["ca"])
+    await _make_stream(server.url, "hb.tls.>", tls=ctx)
+    beat = ["beat", "--nats-url", server.url, "--subject", "hb.tls.one", "--interval", "1m"]
+    ok = run(*beat, "--tls-ca", tls_files["ca"])
+    assert ok.returncode == 0, ok.stderr
+    env_ok = run(*beat, env={"NATS_CA": tls_files["ca"]})
+    assert env_ok.returncode == 0, env_ok.stderr
+    untrusted = run(*beat, "--tls-ca", tls_files["other_ca"])
+    assert_one_line_failure(untrusted, "not trusted")
+    missing_file = run(*beat, "--tls-ca", tls_files["ca"] + ".missing")
+    assert_one_line_failure(missing_file, "TLS")
