@@ -23,6 +23,7 @@ from cli.common import (
     secret_option,
     setup_logging,
 )
+from heartbeat.aio import wait_event
 from heartbeat.connection import close_connection, connect_with_retry
 from heartbeat.engine import EngineConfig
 from heartbeat.errors import HeartbeatError
@@ -31,7 +32,7 @@ from heartbeat.monitor import Monitor, MonitorConfig
 from heartbeat.notify import LogNotifier, PushoverNotifier, WebhookNotifier, make_session
 from heartbeat.notify.base import Notifier
 from heartbeat.status import make_app, serve
-from heartbeat.store import StoreConfig
+from heartbeat.store import ConfigConflict, StoreConfig
 
 log = logging.getLogger("nats-heartbeat.monitor")
 
@@ -296,6 +297,24 @@ def monitor(
     raise SystemExit(asyncio.run(_run(nats_url, cfg, channels, status_addr, status_token)))
 
 
+async def _start(mon: Monitor, stop: asyncio.Event) -> bool:
+    """Start ``mon``, retrying while JetStream is not ready; a bad configuration exits."""
+    backoff, failing = 0.5, False
+    while not stop.is_set():
+        try:
+            await mon.start()
+            return True
+        except ConfigConflict as e:
+            fail(f"cannot start: {e}", 1)
+        except HeartbeatError as e:
+            if not failing:
+                log.warning("cannot start yet (%s); retrying", e)
+                failing = True
+        await wait_event(stop, backoff)
+        backoff = min(backoff * 2, 10.0)
+    return False
+
+
 async def _run(
     nats_url: str, cfg: MonitorConfig, channels: Channels, status_addr: str, status_token: str
 ) -> int:
@@ -326,10 +345,8 @@ async def _run(
         async with make_session() as session:
             mon = Monitor(nc, cfg, channels.build(session))
             holder.append(mon)
-            try:
-                await mon.start()
-            except HeartbeatError as e:
-                fail(f"cannot start: {e}", 1)
+            if not await _start(mon, stop):
+                return 0
             runner = None
             if status_addr:
                 try:

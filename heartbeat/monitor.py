@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
@@ -141,8 +142,12 @@ class Monitor:
             clock=self.clock,
         )
         self.watch = self.store.watch(self._on_entry)
-        await self.watch.start()
-        await self.ingestor.start()
+        try:
+            await self.watch.start()
+            await self.ingestor.start()
+        except (nats.errors.Error, TimeoutError, OSError) as e:
+            await self.close()
+            raise StoreError(f"cannot start consuming: {e or type(e).__name__}") from e
         log.info(
             "monitor %s: mirroring %s, consuming %s",
             self.cfg.replica_id,
