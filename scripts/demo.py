@@ -50,14 +50,27 @@ async def main(duration: float, forever: bool) -> None:
     print(f"==> embedded nats-server on {url} (store {store})")
     procs = [
         spawn(
-            "monitor", "--nats-url", url, "--notify-log", "--poll", "200ms",
-            "--tolerance", "500ms", "--repeat-every", "10s",
-            "--status-addr", f"127.0.0.1:{status_port}", "--replica-id", "demo-monitor",
+            "monitor",
+            "--nats-url",
+            url,
+            "--notify-log",
+            "--poll",
+            "200ms",
+            "--tolerance",
+            "500ms",
+            "--repeat-every",
+            "10s",
+            "--status-addr",
+            f"127.0.0.1:{status_port}",
+            "--replica-id",
+            "demo-monitor",
             prefix="monitor",
         )
     ]
-    print(f"==> monitor status: http://127.0.0.1:{status_port}/  "
-          f"(try: .venv/bin/nats-heartbeat status --url http://127.0.0.1:{status_port}/)")
+    print(
+        f"==> monitor status: http://127.0.0.1:{status_port}/  "
+        f"(try: .venv/bin/nats-heartbeat status --url http://127.0.0.1:{status_port}/)"
+    )
     await asyncio.sleep(1.5)
     agents = {
         "heartbeat.demo.api": ("1s", "0s", "API service"),
@@ -67,8 +80,18 @@ async def main(duration: float, forever: bool) -> None:
     running: dict[str, subprocess.Popen[str]] = {}
     for subject, (interval, grace, desc) in agents.items():
         running[subject] = spawn(
-            "agent", "--nats-url", url, "--subject", subject, "--interval", interval,
-            "--grace", grace, "--description", desc, prefix=subject.rsplit(".", 1)[-1],
+            "agent",
+            "--nats-url",
+            url,
+            "--subject",
+            subject,
+            "--interval",
+            interval,
+            "--grace",
+            grace,
+            "--description",
+            desc,
+            prefix=subject.rsplit(".", 1)[-1],
         )
     nc = await nats.connect(url)
     seen: dict[str, int] = {}
@@ -94,16 +117,26 @@ async def main(duration: float, forever: bool) -> None:
             stopped = True
         if elapsed > 25 and not restarted:
             print("==> restarting the flaky agent: expect a resolved notice", flush=True)
-            procs.append(spawn(
-                "agent", "--nats-url", url, "--subject", "heartbeat.demo.flaky",
-                "--interval", "1s", "--description", agents["heartbeat.demo.flaky"][2],
-                prefix="flaky",
-            ))
+            procs.append(
+                spawn(
+                    "agent",
+                    "--nats-url",
+                    url,
+                    "--subject",
+                    "heartbeat.demo.flaky",
+                    "--interval",
+                    "1s",
+                    "--description",
+                    agents["heartbeat.demo.flaky"][2],
+                    prefix="flaky",
+                )
+            )
             restarted = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.25)
     print("==> status table:", flush=True)
-    subprocess.run([CLI, "status", "--url", f"http://127.0.0.1:{status_port}/"], check=False)
+    status_url = f"http://127.0.0.1:{status_port}/"
+    await asyncio.to_thread(subprocess.run, [CLI, "status", "--url", status_url], check=False)
     print(f"==> beats received: {seen}")
     await nc.close()
     for p in [*running.values(), *procs]:
