@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+import msgspec
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -19,7 +20,34 @@ from nats.js.api import DeliverPolicy
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Msg], None]
+
+class Delivery(msgspec.Struct, frozen=True, gc=False):
+    """What the JetStream reply subject says about a delivered message (built in C:
+    one per message, so not a NamedTuple, whose constructor is Python code)."""
+
+    stream_seq: int
+    num_pending: int
+    timestamp_ns: int  # when the server stored it
+
+
+def delivery_of(msg: Msg) -> Delivery:
+    """Read sequence, pending count and timestamp from ``msg.reply``.
+
+    ``msg.metadata`` builds two frozen dataclasses and a datetime per message (~3.5 µs,
+    a large share of a beat's cost); this reads only the three numbers (~0.5 µs).  The
+    layouts are nats-py's: ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.
+    <pending>`` and, with domain and account hash, the 11 or 12 token form.
+    """
+    tokens = (msg.reply or "").split(".")
+    if tokens[0] == "$JS" and len(tokens) > 1 and tokens[1] == "ACK":
+        if len(tokens) == 9:
+            return Delivery(int(tokens[5]), int(tokens[8]), int(tokens[7]))
+        if len(tokens) >= 11:
+            return Delivery(int(tokens[7]), int(tokens[10]), int(tokens[9]))
+    raise nats.errors.NotJSMessageError  # what msg.metadata raises for such a reply
+
+
+Handler = Callable[[Msg, Delivery], None]
 
 
 class Feed:
@@ -81,11 +109,11 @@ class Feed:
 
     async def _on_msg(self, msg: Msg) -> None:
         self.received += 1
-        meta = msg.metadata
-        self.last_stream_seq = meta.sequence.stream
+        delivery = delivery_of(msg)
+        self.last_stream_seq = delivery.stream_seq
         try:
-            self._handle(msg)
+            self._handle(msg, delivery)
         except Exception:  # one bad message never stops the feed
             log.exception("handling %s from %s failed", msg.subject, self.stream)
-        if meta.num_pending == 0 and not self.caught_up.is_set():
+        if delivery.num_pending == 0 and not self.caught_up.is_set():
             self.caught_up.set()

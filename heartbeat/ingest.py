@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -16,11 +18,20 @@ from datetime import datetime
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from heartbeat.durations import to_ns
-from heartbeat.engine import Beat
+from heartbeat.durations import MICROSECOND, to_ns
+from heartbeat.engine import Beat, shared_ns
 from heartbeat.errors import InvalidHeartbeat, InvalidSubject
-from heartbeat.feed import Feed
-from heartbeat.schema import decode, format_time, validate_subject
+from heartbeat.feed import Delivery, Feed
+from heartbeat.schema import (
+    MAX_DURATION_NS,
+    decode,
+    fast_time,
+    format_time,
+    is_valid_subject,
+    learn_minute,
+    read_wire,
+    validate_subject,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +40,22 @@ BeatHandler = Callable[[str, Beat], None]
 
 def beat_from_message(nats_subject: str, data: bytes, server_time: datetime) -> Beat:
     """Validate one stream message; raise :class:`InvalidHeartbeat` with a reason."""
+    return beat_from_payload(nats_subject, data, server_time.timestamp())
+
+
+def beat_from_payload(nats_subject: str, data: bytes, last_seen: float) -> Beat:
+    """Validate one stream message (``last_seen``: its server time, epoch seconds).
+
+    Raises :class:`InvalidHeartbeat` with a reason.  A well-formed beat takes a fast
+    path; anything else goes through :func:`_checked_beat`, which gives the same
+    result for what the fast path accepts, and the errors for what it does not.
+    """
+    beat = _fast_beat(nats_subject, data, last_seen)
+    return beat if beat is not None else _checked_beat(nats_subject, data, last_seen)
+
+
+def _checked_beat(nats_subject: str, data: bytes, last_seen: float) -> Beat:
+    """The reference path: full decode and validation (Go's rules, in Go's order)."""
     msg = decode(data)
     if msg.subject != nats_subject:
         raise InvalidHeartbeat(
@@ -40,14 +67,60 @@ def beat_from_message(nats_subject: str, data: bytes, server_time: datetime) -> 
     except InvalidSubject as e:
         raise InvalidHeartbeat(str(e), "bad_subject") from e
     assert msg.generated_at is not None
+    learn_minute(msg.generated_at)
     return Beat(
-        last_seen=server_time.timestamp(),
+        last_seen=last_seen,
         interval_ns=to_ns(msg.interval),
         grace_ns=to_ns(msg.grace_period) if msg.grace_period is not None else None,
         host=msg.host,
         description=msg.description,
         generated_at=format_time(msg.generated_at),
     )
+
+
+def _fast_beat(nats_subject: str, data: bytes, last_seen: float) -> Beat | None:
+    """The common valid beat in ~2 µs instead of ~15; None when it needs the full checks.
+
+    Accepts only what :func:`_checked_beat` accepts, with the same result: durations
+    truncated to microseconds (at least 1 µs when positive), ``generated_at`` as
+    ``format_time(parse_time(...))`` (via :func:`fast_time`), the subject checked.
+    """
+    wire = read_wire(data)
+    if wire is None or wire.subject != nats_subject or wire.generated_at is None:
+        return None
+    interval, grace = wire.interval, wire.grace_period
+    if interval is None or not 0 < interval <= MAX_DURATION_NS:
+        return None
+    if grace is not None and not 0 <= grace <= MAX_DURATION_NS:
+        return None
+    generated_at = fast_time(wire.generated_at)
+    if generated_at is None or not is_valid_subject(nats_subject):
+        return None
+    return Beat(
+        last_seen=last_seen,
+        interval_ns=shared_ns(interval if interval % MICROSECOND == 0 else _micro_ns(interval)),
+        grace_ns=None if grace is None else shared_ns(_micro_ns(grace)),
+        host=sys.intern(wire.host) if wire.host else "",
+        description=wire.description or "",
+        generated_at=generated_at,
+    )
+
+
+def _micro_ns(ns: int) -> int:
+    """What decode() keeps of a duration: truncated to µs, positive ones at least 1 µs."""
+    return max(ns, MICROSECOND) // MICROSECOND * MICROSECOND if ns > 0 else ns
+
+
+def server_time(ns: int) -> float:
+    """A JetStream timestamp (ns) as epoch seconds, exactly as nats-py's
+    ``msg.metadata.timestamp.timestamp()`` gives it, in half the time.
+
+    nats-py makes a datetime of ``ns / 1e9``, which CPython rounds half-to-even to the
+    microsecond after ``modf``; ``timestamp()`` is then integer microseconds / 10**6.
+    Python's ``round(float)`` is that same half-to-even rounding.
+    """
+    frac, whole = math.modf(ns / 1_000_000_000.0)
+    return (int(whole) * 1_000_000 + round(frac * 1e6)) / 1_000_000
 
 
 class Ingestor:
@@ -75,12 +148,14 @@ class Ingestor:
     async def stop(self) -> None:
         await self.feed.stop()
 
-    def _handle(self, msg: Msg) -> None:
+    def _handle(self, msg: Msg, delivery: Delivery) -> None:
         try:
-            beat = beat_from_message(msg.subject, msg.data, msg.metadata.timestamp)
+            beat = beat_from_payload(msg.subject, msg.data, server_time(delivery.timestamp_ns))
         except InvalidHeartbeat as e:
             self.rejected[e.reason] += 1
             log.warning("rejected heartbeat on %s (%s): %s", msg.subject, e.reason, e)
             return
         self.accepted += 1
-        self._on_beat(msg.subject, beat)
+        # One string per valid subject, shared by every table keyed by it (the records
+        # use the same, see heartbeat.store): 100k subjects hold one copy each, not three.
+        self._on_beat(sys.intern(msg.subject), beat)

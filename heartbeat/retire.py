@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
@@ -20,13 +21,54 @@ from heartbeat.store import StateConflict, StateStore, StoreError
 log = logging.getLogger(__name__)
 
 
+class _State(msgspec.Struct):
+    subjects: dict[str, int] | None = None
+
+
+class _Info(msgspec.Struct):
+    state: _State | None = None
+    total: int = 0
+    offset: int = 0
+    error: dict[str, object] | None = None
+
+
+_info_decoder = msgspec.json.Decoder(_Info)
+
+
 async def stream_subjects(js: JetStreamContext, stream: str, filter_subject: str) -> set[str]:
-    """Every subject that has a message in ``stream`` under ``filter_subject``."""
+    """Every subject that has a message in ``stream`` under ``filter_subject``.
+
+    The server lists at most 100,000 subjects per answer; this asks for every page
+    (nats-py's ``stream_info`` does not), and decodes them without building dicts of
+    everything else.
+    """
+    nc = js._nc  # the JetStream API is plain request/reply
+    prefix = getattr(js, "_prefix", "$JS.API")
+    out: set[str] = set()
+    while True:
+        req = msgspec.json.encode({"subjects_filter": filter_subject, "offset": len(out)})
+        try:
+            reply = await nc.request(f"{prefix}.STREAM.INFO.{stream}", req, timeout=10)
+            info = _info_decoder.decode(reply.data)
+        except (nats.errors.Error, TimeoutError, msgspec.DecodeError) as e:
+            raise StoreError(f"cannot list subjects of stream {stream}: {e}") from e
+        if info.error is not None:
+            raise StoreError(f"cannot list subjects of stream {stream}: {info.error}")
+        page = (info.state.subjects if info.state else None) or {}
+        out.update(page)
+        if not page or len(out) >= info.total:
+            return out
+
+
+async def subject_present(js: JetStreamContext, stream: str, subject: str) -> bool:
+    """Whether ``stream`` holds a message on exactly ``subject`` (one direct look-up)."""
     try:
-        info = await js.stream_info(stream, subjects_filter=filter_subject)
+        await js.get_last_msg(stream, subject)
+    except nats.js.errors.NotFoundError:
+        return False
     except (nats.errors.Error, TimeoutError) as e:
-        raise StoreError(f"cannot list subjects of stream {stream}: {e}") from e
-    return set((info.state.subjects or {}).keys())
+        raise StoreError(f"cannot look up {subject} in stream {stream}: {e}") from e
+    return True
 
 
 async def purge_subject(js: JetStreamContext, stream: str, subject: str) -> None:
@@ -64,7 +106,7 @@ async def retire(js: JetStreamContext, store: StateStore, subject: str) -> tuple
     Returns (had a beat in the stream, had a record).
     """
     cfg = store.cfg
-    had_beat = subject in await stream_subjects(js, cfg.stream, subject)
+    had_beat = await subject_present(js, cfg.stream, subject)
     await purge_subject(js, cfg.stream, subject)
     had_record = await delete_record(store, subject)
     log.info("retired %s (beat purged: %s, record deleted: %s)", subject, had_beat, had_record)

@@ -22,6 +22,7 @@ from heartbeat.errors import InvalidHeartbeat, InvalidSubject
 
 MAX_DURATION_NS = (1 << 63) - 1
 _TOKEN = re.compile(r"[A-Za-z0-9_\-/=]+")
+_SUBJECT = re.compile(r"[A-Za-z0-9_\-/=]+(?:\.[A-Za-z0-9_\-/=]+)*")  # every token as _TOKEN
 _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
     r"(Z|[+-][0-9]{2}:[0-9]{2})"
@@ -73,12 +74,27 @@ _decoder = msgspec.json.Decoder(_Wire)
 _encoder = msgspec.json.Encoder()
 
 
+def read_wire(data: bytes | str) -> _Wire | None:
+    """The payload's fields as sent, unchecked; None when it is not such a JSON object."""
+    try:
+        return _decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+
+
+def is_valid_subject(subject: str) -> bool:
+    """Whether :func:`validate_subject` accepts ``subject`` (without building an error)."""
+    return _SUBJECT.fullmatch(subject) is not None
+
+
 def validate_subject(subject: str) -> str:
     """Return ``subject`` if heartbeats can be published and tracked on it.
 
     Each dot-separated token must be non-empty and use only ``A-Z a-z 0-9 _ - / =``
     (the characters a NATS subject and a KV key both accept), so no wildcards.
     """
+    if _SUBJECT.fullmatch(subject):  # the common case in one match; errors need the loop
+        return subject
     if not subject:
         raise InvalidSubject("subject is required")
     for token in subject.split("."):
@@ -138,6 +154,47 @@ def parse_time(text: str) -> datetime:
     except (ValueError, OverflowError) as e:
         raise InvalidHeartbeat(f"generated_at {text!r} is not a valid time", "bad_time") from e
     return value
+
+
+# Minutes ("YYYY-MM-DDTHH:MM", year >= 1000) known to be valid: a UTC time within one of
+# them is normalized by slicing (see fast_time).  Beats arrive within a few minutes of
+# each other, so this stays tiny; it is cleared if it ever grows.
+_valid_minutes: set[str] = set()
+_MAX_MINUTES = 1024
+_SECONDS_Z = re.compile(r":[0-5][0-9](?:\.([0-9]+))?Z")  # what may follow a valid minute
+
+
+def fast_time(text: str) -> str | None:
+    """``format_time(parse_time(text))`` for a UTC time in a minute seen before, else None.
+
+    The monitor normalizes every heartbeat's ``generated_at``; parsing and formatting
+    cost ~5 µs, this ~0.3 µs.  It accepts only ``<known minute>:SS[.digits]Z``, where
+    validity needs nothing more than ``SS < 60``; anything else returns None and the
+    caller takes the full path (and calls :func:`learn_minute` when that succeeds).
+    """
+    if text[:16] not in _valid_minutes:
+        return None
+    m = _SECONDS_Z.fullmatch(text, 16)
+    if m is None:
+        return None
+    digits = m.group(1)
+    if digits is None:
+        return text
+    micro = digits[:6].rstrip("0")  # what format_time prints of the truncated microseconds
+    if micro == digits:
+        return text
+    return f"{text[:19]}.{micro}Z" if micro else f"{text[:19]}Z"
+
+
+def learn_minute(value: datetime) -> None:
+    """Let :func:`fast_time` handle UTC times in ``value``'s minute (``value`` is valid)."""
+    if value.year < 1000 or value.utcoffset() != timedelta(0):
+        return  # keeps Go's zero time, odd years and offsets on the full path
+    if len(_valid_minutes) >= _MAX_MINUTES:
+        _valid_minutes.clear()
+    _valid_minutes.add(
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:{value.minute:02d}"
+    )
 
 
 _GO_ZERO = datetime(1, 1, 1, tzinfo=UTC)

@@ -7,6 +7,7 @@ Every write to the bucket is a compare-and-set; a lost race raises
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,9 +24,9 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 
-from heartbeat.engine import Record
+from heartbeat.engine import Record, shared_ns
 from heartbeat.errors import HeartbeatError
-from heartbeat.feed import Feed
+from heartbeat.feed import Delivery, Feed
 
 log = logging.getLogger(__name__)
 
@@ -224,14 +225,33 @@ class StateStore:
         """
         prefix = f"$KV.{self.cfg.bucket}."
 
-        def handle(msg: Msg) -> None:
-            key = msg.subject[len(prefix) :]
-            on_entry(key, record_of(key, msg), msg.metadata.sequence.stream, msg)
+        def handle(msg: Msg, delivery: Delivery) -> None:
+            key = sys.intern(msg.subject[len(prefix) :])
+            rec = record_of(key, msg)
+            if rec is not None:
+                _share_strings(rec, key)
+            on_entry(key, rec, delivery.stream_seq, msg)
 
         return Feed(self.js, f"KV_{self.cfg.bucket}", f"{prefix}>", handle)
 
 
 EntryHandler = Callable[[str, Record | None, int, Msg], None]
+
+
+def _share_strings(rec: Record, key: str) -> None:
+    """Point a mirrored record at shared strings (a monitor holds one per subject).
+
+    The subject becomes the key object, which heartbeat.ingest's beats share too (both
+    interned); hosts, replica ids and intervals repeat across subjects.  Saves ~200
+    bytes a record.
+    """
+    if rec.subject == key:
+        rec.subject = key
+    rec.host = sys.intern(rec.host)
+    rec.updated_by = sys.intern(rec.updated_by)
+    rec.interval_ns = shared_ns(rec.interval_ns)
+    if rec.grace_ns is not None:
+        rec.grace_ns = shared_ns(rec.grace_ns)
 
 
 def is_tombstone(msg: Msg) -> bool:

@@ -1,0 +1,1054 @@
+"""The performance figures behind ./scripts/bench, measured against a real nats-server.
+
+One run starts a private nats-server (temporary store) and measures:
+
+  1. ingest    drain rate of a bare ordered push consumer vs the monitor's Ingestor + on_beat
+  2. detect    alert decision / webhook arrival delay past each deadline, 100k subjects watched
+  3. evaluate  CPU time per poll tick with 100k healthy, not-due subjects
+  4. memory    RSS per monitored subject (measured in a subprocess)
+  5. kv        KV writes per heartbeat at steady state (10k subjects beating every second)
+  6. startup   Monitor.start() to ready with 100k records and 100k beats
+  7. failover  takeover after kill -9 / SIGTERM of the leading `nats-heartbeat monitor`
+
+It prints a table (figure, value, target, pass/fail) and writes every figure, with its
+details, to a JSON file.  Exit status: 0; 2 when a figure could not be measured; with
+--strict, 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+
+from heartbeat.connection import ConnectOptions, close_connection, connect
+from heartbeat.engine import EngineConfig, Record
+from heartbeat.monitor import Monitor, MonitorConfig
+from heartbeat.notify import WebhookNotifier, make_session
+from heartbeat.notify.base import Notifier
+from heartbeat.schema import Message, encode, format_time
+from heartbeat.store import StateStore, StoreConfig, encode_record, ensure_stream
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.harness import (  # noqa: E402
+    MonitorProcess,
+    NatsServer,
+    Receiver,
+    cli_env,
+    free_port,
+    names,
+    recording_receiver,
+)
+
+log = logging.getLogger("bench")
+HOUR_NS = 3600 * 10**9
+SECOND_NS = 10**9
+
+
+# ----- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """One row of the table: a figure, its target and whether it was met."""
+
+    key: str
+    figure: str
+    value: float | None
+    unit: str
+    target: str  # "<= 1100", ">= 0.6", "" for an informational row
+    passed: bool | None  # None: informational, or not measured
+    notes: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def at_most(key: str, figure: str, value: float, limit: float, unit: str, **kw: Any) -> Result:
+    return Result(key, figure, value, unit, f"<= {limit:g}", value <= limit, **kw)
+
+
+def at_least(key: str, figure: str, value: float, limit: float, unit: str, **kw: Any) -> Result:
+    return Result(key, figure, value, unit, f">= {limit:g}", value >= limit, **kw)
+
+
+def info(key: str, figure: str, value: float, unit: str, **kw: Any) -> Result:
+    return Result(key, figure, value, unit, "", None, **kw)
+
+
+# Every key a run reports (the smoke test checks the JSON has them all).
+FIGURES: dict[str, list[str]] = {
+    "ingest": ["ingest_raw_rate", "ingest_monitor_rate", "ingest_ratio"],
+    "detect": ["detect_decision_p99_ms", "detect_arrival_p99_ms"],
+    "evaluate": ["eval_tick_cpu_ms", "eval_reconcile_tick_cpu_ms"],
+    "memory": ["rss_per_subject_bytes"],
+    "kv": ["kv_writes_per_beat"],
+    "startup": ["startup_ready_s"],
+    "failover": ["failover_kill_s", "failover_term_s"],
+    "integrity": ["wrongly_retired"],
+}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each figure's run is (full, or --quick)."""
+
+    subjects: int = 100_000  # figures 1, 2, 3, 4, 6
+    missing: int = 200  # figure 2: subjects made to go missing
+    missing_interval_s: float = 2.0
+    poll_s: float = 1.0
+    tolerance_s: float = 0.2
+    ingest_repeats: int = 5
+    eval_ticks: int = 10
+    steady_subjects: int = 10_000  # figure 5
+    steady_warmup_s: float = 5.0
+    steady_measure_s: float = 30.0
+    lease_ttl_s: float = 10.0  # figure 7 (the CLI default)
+    kill_trials: int = 2
+    term_trials: int = 3
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    subjects=5_000,
+    missing=20,
+    missing_interval_s=1.0,
+    poll_s=0.5,
+    ingest_repeats=1,
+    eval_ticks=4,
+    steady_subjects=1_000,
+    steady_warmup_s=1.5,
+    steady_measure_s=3.0,
+    lease_ttl_s=1.0,
+    kill_trials=1,
+    term_trials=1,
+)
+
+
+def pct(xs: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1)."""
+    s = sorted(xs)
+    return s[max(0, math.ceil(q * len(s)) - 1)]
+
+
+def spread(xs: Sequence[float], scale: float = 1.0) -> dict[str, float]:
+    return {
+        "n": len(xs),
+        "p50": round(pct(xs, 0.5) * scale, 3),
+        "p99": round(pct(xs, 0.99) * scale, 3),
+        "max": round(max(xs) * scale, 3),
+        "min": round(min(xs) * scale, 3),
+    }
+
+
+async def until(check: Callable[[], Any], within: float, what: str, every: float = 0.01) -> Any:
+    """Poll ``check`` (sync or async) until truthy; its value.  Raises TimeoutError."""
+    deadline = time.monotonic() + within
+    while True:
+        got = check()
+        if asyncio.iscoroutine(got):
+            got = await got
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {within:g}s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+async def wait_set(event: asyncio.Event, within: float, what: str) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), within)
+    except TimeoutError:
+        raise TimeoutError(f"timed out after {within:g}s waiting for {what}") from None
+
+
+# ----- a world of subjects: stream, bucket, beats, records ---------------------------------
+
+
+@dataclass
+class World:
+    """A stream and bucket private to one figure, filled with beats (and maybe records)."""
+
+    url: str
+    unique: str
+    store: StoreConfig
+    subjects: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # published later by a figure
+
+    @classmethod
+    def new(cls, url: str, tag: str) -> World:
+        unique = f"{tag}{uuid.uuid4().hex[:6]}"
+        n = names(unique)
+        store = StoreConfig(stream=n["stream"], bucket=n["bucket"], subject_prefix=n["prefix"])
+        return cls(url, unique, store)
+
+    def subject(self, group: str, i: int) -> str:
+        return f"{self.store.subject_prefix}{group}.{i:06d}"
+
+    def monitor_config(self, sizes: Sizes, **kw: Any) -> MonitorConfig:
+        engine = EngineConfig(
+            repeat_every_s=kw.pop("repeat_every_s", 3600.0),
+            tolerance_s=kw.pop("tolerance_s", sizes.tolerance_s),
+            checkpoint_every_s=kw.pop("checkpoint_every_s", 60.0),
+        )
+        return MonitorConfig(
+            store=self.store,
+            engine=engine,
+            poll_s=kw.pop("poll_s", sizes.poll_s),
+            replica_id=kw.pop("replica_id", f"bench-{self.unique}"),
+            lease_ttl_s=kw.pop("lease_ttl_s", 10.0),
+            **kw,
+        )
+
+    async def create(self, js: JetStreamContext) -> StateStore:
+        await ensure_stream(js, self.store)
+        return await StateStore.open(js, self.store)
+
+
+def beat_payload(subject: str, interval_ns: int, at: datetime) -> bytes:
+    """A heartbeat as the Go agent sends it (through the project's own encoder)."""
+    return encode(
+        Message(
+            subject=subject,
+            interval=timedelta(microseconds=interval_ns // 1000),
+            generated_at=at,
+            host="bench",
+        )
+    )
+
+
+def healthy_record(subject: str, interval_ns: int, last_seen: float) -> Record:
+    """The record a monitor would have written for a subject beating like beat_payload."""
+    return Record(
+        subject=subject,
+        host="bench",
+        interval_ns=interval_ns,
+        last_seen=last_seen,
+        generated_at=format_time(datetime.fromtimestamp(last_seen, UTC)),
+        updated_by="bench",
+    )
+
+
+async def publish_pipelined(js: JetStreamContext, items: Iterable[tuple[str, bytes]]) -> int:
+    """JetStream publishes with up to 4000 acks outstanding; raises if any failed."""
+    futures = [await js.publish_async(subject, data) for subject, data in items]
+    if futures:
+        await asyncio.wait(futures)
+    failed = [f.exception() for f in futures if f.exception() is not None]
+    if failed:
+        raise RuntimeError(f"{len(failed)} publish(es) failed, first: {failed[0]!r}")
+    return len(futures)
+
+
+async def stream_count(js: JetStreamContext, stream: str) -> int:
+    return int((await js.stream_info(stream)).state.messages or 0)
+
+
+async def fill_world(
+    js: JetStreamContext, world: World, n: int, interval_ns: int, *, records: bool
+) -> None:
+    """Publish one beat on each of ``n`` subjects and (``records``) a matching KV record."""
+    now = datetime.now(UTC)
+    world.subjects = [world.subject("svc", i) for i in range(n)]
+    started = time.time()
+    await publish_pipelined(js, ((s, beat_payload(s, interval_ns, now)) for s in world.subjects))
+    if records:
+        prefix = f"$KV.{world.store.bucket}."
+        await publish_pipelined(
+            js,
+            (
+                (prefix + s, encode_record(healthy_record(s, interval_ns, started - 1.0)))
+                for s in world.subjects
+            ),
+        )
+    assert await stream_count(js, world.store.stream) == n
+
+
+# ----- an in-process monitor -------------------------------------------------------------------
+
+
+@dataclass
+class TickSample:
+    at: float
+    cpu_s: float
+    wall_s: float
+    evaluations: int
+    kv_writes: int
+    retired: int
+    leading: bool
+    reconciled: bool
+
+
+class MonitorRun:
+    """A Monitor running in this event loop on its own connection; ticks are instrumented."""
+
+    def __init__(self, url: str, cfg: MonitorConfig, notifiers: Sequence[Notifier] = ()) -> None:
+        self.url = url
+        self.cfg = cfg
+        self.notifiers = list(notifiers)
+        self.ticks: list[TickSample] = []
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.nc: NATS | None = None
+        self.mon: Monitor | None = None
+        self.marks: dict[str, float] = {}  # perf_counter of start, ready, ...
+        self.committed_at: dict[str, float] = {}  # subject -> when an alert record was seen
+        self._marking: list[asyncio.Future[None]] = []
+
+    async def start(self) -> Monitor:
+        holder: list[Monitor] = []
+
+        async def on_disconnect() -> None:
+            await holder[0].on_disconnect()
+
+        async def on_reconnect() -> None:
+            await holder[0].on_reconnect()
+
+        self.nc = await connect(
+            ConnectOptions(servers=(self.url,), reconnect_wait_s=0.1, name="bench-monitor"),
+            on_disconnect=on_disconnect,
+            on_reconnect=on_reconnect,
+        )
+        mon = self.mon = Monitor(self.nc, self.cfg, self.notifiers)
+        holder.append(mon)
+        self._instrument(mon)
+        gc.collect()
+        self.marks["start"] = time.perf_counter()
+        await mon.start()
+        self.marks["started"] = time.perf_counter()
+        assert mon.watch is not None
+        self._marking = [
+            asyncio.ensure_future(self._mark_when(name, event))
+            for name, event in (("bucket", mon.watch.caught_up), ("stream", mon.ingestor.caught_up))
+        ]
+        self.task = asyncio.create_task(mon.run(self.stop))
+        await wait_set(mon.ready_event, 120, "monitor ready")
+        self.marks["ready"] = time.perf_counter()
+        return mon
+
+    async def _mark_when(self, name: str, event: asyncio.Event) -> None:
+        await event.wait()
+        self.marks[name] = time.perf_counter()
+
+    def _instrument(self, mon: Monitor) -> None:
+        """Wrap tick (CPU and wall time) and set_record (when alerts are committed)."""
+        tick, set_record = mon.tick, mon.set_record
+
+        async def timed_tick() -> None:
+            ev, writes, retired = mon.counters.evaluations, mon.kv_writes(), mon.counters.retired
+            reconcile = getattr(mon, "_next_reconcile", None)
+            cpu, wall = time.process_time(), time.perf_counter()
+            await tick()
+            self.ticks.append(
+                TickSample(
+                    at=time.time(),
+                    cpu_s=time.process_time() - cpu,
+                    wall_s=time.perf_counter() - wall,
+                    evaluations=mon.counters.evaluations - ev,
+                    kv_writes=mon.kv_writes() - writes,
+                    retired=mon.counters.retired - retired,
+                    leading=mon.leading(),
+                    reconciled=getattr(mon, "_next_reconcile", None) != reconcile,
+                )
+            )
+
+        def noting_set_record(subject: str, rec: Record, rev: int) -> None:
+            if rec.alert_active and subject not in self.committed_at:
+                self.committed_at[subject] = time.time()
+            set_record(subject, rec, rev)
+
+        mon.tick = timed_tick  # type: ignore[method-assign]
+        mon.set_record = noting_set_record  # type: ignore[method-assign]
+
+    async def judging(self, within: float = 120.0, *, quiet: bool = True) -> float:
+        """Wait until the monitor leads, judges, and (``quiet``) a tick evaluated nothing."""
+        assert self.mon is not None
+        mon = self.mon
+
+        def settled() -> bool:
+            last = self.ticks[-1] if self.ticks else None
+            return bool(
+                last is not None
+                and last.leading
+                and (last.evaluations == 0 or not quiet)
+                and not mon.dirty
+                and not mon.with_pending
+                and not getattr(mon, "_takeover", False)
+            )
+
+        await until(settled, within, "the monitor to lead and settle", every=0.05)
+        self.marks["judging"] = time.perf_counter()
+        return self.marks["judging"]
+
+    async def next_ticks(self, n: int, within: float) -> list[TickSample]:
+        first = len(self.ticks)
+        await until(lambda: len(self.ticks) >= first + n, within, f"{n} ticks", every=0.02)
+        return self.ticks[first : first + n]
+
+    async def close(self) -> None:
+        self.stop.set()
+        if self.task is not None:
+            await self.task
+        for marking in self._marking:
+            marking.cancel()
+        if self.nc is not None:
+            await close_connection(self.nc)
+
+
+@contextlib.asynccontextmanager
+async def running(run: MonitorRun) -> AsyncIterator[Monitor]:
+    try:
+        yield await run.start()
+    finally:
+        await run.close()
+
+
+# ----- figure 1: ingest ------------------------------------------------------------------------
+
+
+async def drain_raw(js: JetStreamContext, world: World) -> float:
+    """Seconds for a bare ordered push consumer (callback only counts) to drain the stream."""
+    n = len(world.subjects)
+    count = 0
+    done = asyncio.Event()
+
+    async def counted(msg: Msg) -> None:
+        nonlocal count
+        count += 1
+        if count == n:
+            done.set()
+
+    gc.collect()
+    started = time.perf_counter()
+    sub = await js.subscribe(
+        world.store.filter_subject,
+        stream=world.store.stream,
+        cb=counted,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        idle_heartbeat=1.0,
+        pending_msgs_limit=-1,
+        pending_bytes_limit=-1,
+    )
+    await wait_set(done, 120, "the raw consumer to drain the stream")
+    elapsed = time.perf_counter() - started
+    await sub.unsubscribe()
+    return elapsed
+
+
+async def drain_monitor(nc: NATS, world: World, cfg: MonitorConfig) -> float:
+    """Seconds for the monitor's Ingestor (validation + Monitor._on_beat) to drain the stream.
+
+    The monitor already holds a matching record for every subject, as after mirroring
+    the bucket (keys interned as heartbeat.store's watch does, deadlines scheduled), so
+    each beat takes the steady-state path.
+    """
+    mon = Monitor(nc, cfg, [])
+    started_at = time.time()
+    for rev, s in enumerate(world.subjects, 1):
+        key = sys.intern(s)
+        mon.set_record(key, healthy_record(key, HOUR_NS, started_at - 1.0), rev)
+    gc.collect()
+    started = time.perf_counter()
+    await mon.ingestor.start()
+    await wait_set(mon.ingestor.caught_up, 120, "the Ingestor to drain the stream")
+    elapsed = time.perf_counter() - started
+    await mon.ingestor.stop()
+    n = len(world.subjects)
+    if mon.ingestor.accepted != n:
+        raise RuntimeError(f"Ingestor accepted {mon.ingestor.accepted} of {n} beats")
+    return elapsed
+
+
+async def bench_ingest(nc: NATS, world: World, sizes: Sizes) -> list[Result]:
+    js = nc.jetstream()
+    cfg = world.monitor_config(sizes)
+    raw, ours = [], []
+    for _ in range(sizes.ingest_repeats):  # alternate, so drift hits both alike
+        raw.append(await drain_raw(js, world))
+        ours.append(await drain_monitor(nc, world, cfg))
+    n = len(world.subjects)
+    raw_rate, our_rate = n / sorted(raw)[len(raw) // 2], n / sorted(ours)[len(ours) // 2]
+    runs = {"raw_s": [round(x, 3) for x in raw], "monitor_s": [round(x, 3) for x in ours]}
+    return [
+        info("ingest_raw_rate", "1. ingest: bare ordered consumer", raw_rate, "msg/s",
+             notes=f"N={n}, median of {len(raw)}", details=runs),
+        info("ingest_monitor_rate", "1. ingest: Ingestor + on_beat", our_rate, "msg/s",
+             notes=f"N={n}, median of {len(ours)}", details=runs),
+        at_least("ingest_ratio", "1. ingest: monitor / raw", our_rate / raw_rate, 0.6, "x"),
+    ]  # fmt: skip
+
+
+# ----- figures 6, 2, 3: one monitor watching the big world ---------------------------------------
+
+
+def startup_result(run: MonitorRun, world: World) -> Result:
+    m = run.marks
+    since = {k: round(v - m["start"], 3) for k, v in m.items() if k != "start"}
+    return at_most(
+        "startup_ready_s", "6. start-up: start() -> ready", m["ready"] - m["start"], 5.0, "s",
+        notes=f"{len(world.subjects)} records + beats; judging after "
+              f"{since.get('judging', 0):.2f}s",
+        details={"since_start_s": since},
+    )  # fmt: skip
+
+
+async def bench_detect(
+    nc: NATS, world: World, run: MonitorRun, receiver: Receiver, sizes: Sizes
+) -> list[Result]:
+    """K new subjects beat once with a short interval; measure how late each alert is."""
+    assert run.mon is not None
+    mon, js = run.mon, nc.jetstream()
+    interval_ns = int(sizes.missing_interval_s * SECOND_NS)
+    missing = [world.subject("gone", i) for i in range(sizes.missing)]
+    world.added += missing
+    batches = 10
+    for b in range(batches):  # spread the deadlines over two poll periods
+        now = datetime.now(UTC)
+        await publish_pipelined(
+            js, ((s, beat_payload(s, interval_ns, now)) for s in missing[b::batches])
+        )
+        await asyncio.sleep(2 * sizes.poll_s / batches)
+    wait_s = sizes.missing_interval_s + sizes.tolerance_s + 4 * sizes.poll_s + 20
+    await receiver.wait_for(len(missing), timeout=wait_s)
+    window_s = sizes.missing_interval_s + sizes.tolerance_s
+    arrived: dict[str, float] = {}
+    for r in receiver.requests:
+        body = r.json()
+        if body.get("event") == "alert":
+            arrived.setdefault(body["subject"], r.at)
+    decision, commit, arrival = [], [], []
+    for s in missing:
+        deadline = mon.beats[s].last_seen + window_s
+        rec = mon.records[s][0]
+        assert rec.alert_since is not None
+        decision.append(rec.alert_since - deadline)
+        commit.append(run.committed_at[s] - deadline)
+        arrival.append(arrived[s] - deadline)
+    early = [x for x in decision if x < 0]
+    details = {
+        "decision_ms": spread(decision, 1000),
+        "commit_ms": spread(commit, 1000),
+        "arrival_ms": spread(arrival, 1000),
+        "watched_subjects": len(mon.beats),
+        "missing": len(missing),
+        "poll_s": sizes.poll_s,
+        "early_alerts": len(early),
+    }
+    poll_ms = sizes.poll_s * 1000
+    d, a = details["decision_ms"], details["arrival_ms"]
+    return [
+        at_most("detect_decision_p99_ms", "2. detect: decision delay p99",
+                d["p99"], poll_ms + 100, "ms",
+                notes=f"p50 {d['p50']:.0f} max {d['max']:.0f}; K={len(missing)} "
+                      f"of {len(mon.beats)}, poll {poll_ms:.0f}ms", details=details),
+        at_most("detect_arrival_p99_ms", "2. detect: webhook arrival p99",
+                a["p99"], poll_ms + 250, "ms",
+                notes=f"p50 {a['p50']:.0f} max {a['max']:.0f}; commit p99 "
+                      f"{details['commit_ms']['p99']:.0f}", details=details),
+    ]  # fmt: skip
+
+
+async def bench_evaluate(run: MonitorRun, sizes: Sizes) -> list[Result]:
+    """CPU per tick with every subject healthy and not due; then one reconcile tick.
+
+    process_time() around Monitor.tick: it includes what other tasks of this process do
+    while a tick awaits NATS (the stall check every 5 s does), so it is an upper bound.
+    """
+    assert run.mon is not None
+    mon = run.mon
+    await until(
+        lambda: not mon.with_pending and not mon.dirty and not mon.busy,
+        30, "deliveries to settle",
+    )  # fmt: skip
+    samples = await run.next_ticks(sizes.eval_ticks, sizes.eval_ticks * sizes.poll_s * 3 + 10)
+    plain = [t for t in samples if not t.reconciled and t.leading]
+    reconciled = [t for t in samples if t.reconciled]
+    for _ in range(2):  # force the every-30-s reconciliation; again if it retired something
+        if (reconciled and reconciled[-1].retired == 0) or not hasattr(mon, "_next_reconcile"):
+            break
+        mon._next_reconcile = 0.0
+        reconciled += [t for t in await run.next_ticks(1, sizes.poll_s * 3 + 30) if t.reconciled]
+    cpu_ms = [t.cpu_s * 1000 for t in plain]
+    details = {
+        "tick_cpu_ms": spread(cpu_ms),
+        "tick_cpu_ms_each": [round(x, 3) for x in cpu_ms],
+        "tick_wall_ms": spread([t.wall_s * 1000 for t in plain]),
+        "evaluations_per_tick": [t.evaluations for t in plain],
+        "subjects": len(mon.beats),
+        "scheduled": len(mon.schedule),
+        "reconcile_ticks": [
+            {"cpu_ms": round(t.cpu_s * 1000, 2), "wall_ms": round(t.wall_s * 1000, 2),
+             "kv_writes": t.kv_writes, "retired": t.retired}
+            for t in reconciled
+        ],
+        "reconcile_every_s": mon.cfg.reconcile_every_s,
+    }  # fmt: skip
+    # the last (clean) reconcile tick: the first may include deleting wrongly retired records
+    rec_cpu = reconciled[-1].cpu_s * 1000 if reconciled else float("nan")
+    per_period = max(1.0, mon.cfg.reconcile_every_s / sizes.poll_s)
+    amortized = (statistics.mean(cpu_ms) * (per_period - 1) + rec_cpu) / per_period
+    details["amortized_tick_cpu_ms"] = round(amortized, 3)
+    return [
+        at_most("eval_tick_cpu_ms", "3. evaluate: CPU per tick (mean)", statistics.mean(cpu_ms),
+                2.0, "ms", notes=f"p50 {pct(cpu_ms, 0.5):.2f} max {max(cpu_ms):.2f} (the 5-s "
+                f"stall check); {len(mon.beats)} subjects, {len(cpu_ms)} ticks", details=details),
+        at_most("eval_reconcile_tick_cpu_ms", "3. evaluate: reconcile tick amortized",
+                amortized, 2.0, "ms",
+                notes=f"the every-{mon.cfg.reconcile_every_s:g}s reconcile tick alone: "
+                      f"{rec_cpu:.0f} ms CPU", details=details),
+    ]  # fmt: skip
+
+
+async def bench_big_monitor(nc: NATS, world: World, sizes: Sizes, only: set[str]) -> list[Result]:
+    """Figures 6, 2 and 3 on one in-process monitor watching the big world."""
+    results: list[Result] = []
+    async with recording_receiver() as receiver, make_session() as session:
+        cfg = world.monitor_config(sizes)
+        run = MonitorRun(world.url, cfg, [WebhookNotifier(session, receiver.url)])
+        async with running(run) as mon:
+            await run.judging()
+            if "startup" in only:
+                results.append(startup_result(run, world))
+            if "detect" in only:
+                results += await guarded("detect", bench_detect(nc, world, run, receiver, sizes))
+            if "evaluate" in only:
+                results += await guarded("evaluate", bench_evaluate(run, sizes))
+            results.append(await integrity(nc, world, mon))
+    return results
+
+
+async def integrity(nc: NATS, world: World, mon: Monitor) -> Result:
+    """Every subject published (and never retired on purpose) is still watched."""
+    published = set(world.subjects) | set(world.added)
+    lost = published - (set(mon.records) | set(mon.beats))
+    in_stream = await stream_count(nc.jetstream(), world.store.stream)
+    return at_most(
+        "wrongly_retired", "integrity: healthy subjects retired", len(lost), 0, "subjects",
+        notes=f"{len(published)} published, {in_stream} still in the stream; reconcile reads "
+              "at most 100000 stream subjects per request",
+        details={"lost": sorted(lost)[:10], "lost_count": len(lost),
+                 "retired_counter": mon.counters.retired, "stream_messages": in_stream},
+    )  # fmt: skip
+
+
+# ----- figure 4: memory (subprocess) -------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def memory_child(url: str, stream: str, bucket: str, prefix: str) -> dict[str, Any]:
+    """In a fresh process: RSS of an empty monitor, then with every subject loaded."""
+    store = StoreConfig(stream=stream, bucket=bucket, subject_prefix=prefix)
+    nc = await connect(ConnectOptions(servers=(url,), name="bench-memory"))
+    mon = Monitor(nc, MonitorConfig(store=store), [])
+    gc.collect()
+    before = rss_bytes()
+    await mon.start()
+    assert mon.watch is not None
+    await wait_set(mon.watch.caught_up, 120, "bucket caught up")
+    await wait_set(mon.ingestor.caught_up, 120, "stream caught up")  # set after the last beat
+    gc.collect()
+    after = rss_bytes()
+    subjects = len(set(mon.records) | set(mon.beats))
+    out = {
+        "rss_before": before,
+        "rss_after": after,
+        "subjects": subjects,
+        "records": len(mon.records),
+        "beats": len(mon.beats),
+        "heap_entries": len(getattr(mon.schedule, "_heap", ())),
+        "scheduled": len(mon.schedule),
+        "dirty": len(mon.dirty),
+    }
+    await mon.close()
+    await close_connection(nc)
+    return out
+
+
+async def bench_memory(world: World) -> list[Result]:
+    s = world.store
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--memory-child", world.url, s.stream, s.bucket,
+        s.subject_prefix, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 180)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory child failed:\n{err.decode(errors='replace')[-2000:]}")
+    got = json.loads(out.decode().strip().splitlines()[-1])
+    per = (got["rss_after"] - got["rss_before"]) / got["subjects"]
+    return [
+        at_most("rss_per_subject_bytes", "4. memory: RSS per subject", per, 1024, "B",
+                notes=f"{(got['rss_after'] - got['rss_before']) / 2**20:.0f} MiB for "
+                      f"{got['subjects']} subjects", details=got)
+    ]  # fmt: skip
+
+
+# ----- figure 5: KV writes per heartbeat at steady state ---------------------------------------
+
+
+async def beat_forever(js: JetStreamContext, subjects: list[str], stop: asyncio.Event) -> int:
+    """Every subject beats every second (pipelined JetStream publishes) until ``stop``.
+
+    Returns how many rounds finished after the next one was due.
+    """
+    late = 0
+    started = time.monotonic()
+    for k in range(1_000_000):
+        if stop.is_set():
+            break
+        now = datetime.now(UTC)
+        await publish_pipelined(js, ((s, beat_payload(s, SECOND_NS, now)) for s in subjects))
+        delay = started + (k + 1) - time.monotonic()
+        if delay < 0:
+            late += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(0.0, delay))
+    return late
+
+
+async def bench_kv(nc: NATS, url: str, sizes: Sizes) -> list[Result]:
+    """10k subjects beating every second; writes per beat after a warm-up.
+
+    Records are seeded with last_seen spread over the past checkpoint period, as after a
+    long run; otherwise every subject would checkpoint in the same second, once a minute.
+    """
+    js = nc.jetstream()
+    world = World.new(url, "kv")
+    await world.create(js)
+    world.subjects = [world.subject("svc", i) for i in range(sizes.steady_subjects)]
+    checkpoint_s = 60.0
+    now = time.time()
+    rng = random.Random(1)
+    await publish_pipelined(
+        js,
+        (
+            (f"$KV.{world.store.bucket}.{s}",
+             encode_record(healthy_record(s, SECOND_NS, now - rng.uniform(0, checkpoint_s))))
+            for s in world.subjects
+        ),
+    )  # fmt: skip
+    stop = asyncio.Event()
+    publisher = asyncio.create_task(beat_forever(js, world.subjects, stop))
+    cfg = world.monitor_config(sizes, poll_s=1.0, tolerance_s=1.0, checkpoint_every_s=checkpoint_s)
+    run = MonitorRun(url, cfg)
+    try:
+        async with running(run) as mon:
+            await run.judging(60, quiet=False)
+            await asyncio.sleep(sizes.steady_warmup_s)
+            w0, b0, t0 = mon.kv_writes(), mon.ingestor.accepted, time.monotonic()
+            ev0 = mon.counters.evaluations
+            await asyncio.sleep(sizes.steady_measure_s)
+            w1, b1, t1 = mon.kv_writes(), mon.ingestor.accepted, time.monotonic()
+            ev1 = mon.counters.evaluations
+            alerts = sum(1 for rec, _ in mon.records.values() if rec.alert_active)
+    finally:
+        stop.set()
+        late = await publisher
+    beats = b1 - b0
+    ratio = (w1 - w0) / beats if beats else float("inf")
+    expected = 1.0 / checkpoint_s  # one checkpoint per subject per period, 1 beat/s
+    details = {
+        "kv_writes": w1 - w0,
+        "beats": beats,
+        "seconds": round(t1 - t0, 2),
+        "beats_per_s": round(beats / (t1 - t0)),
+        "evaluations_per_s": round((ev1 - ev0) / (t1 - t0)),
+        "alerts_active": alerts,
+        "late_publisher_rounds": late,
+        "checkpoint_every_s": checkpoint_s,
+        "expected_ratio": round(expected, 4),
+    }
+    return [
+        at_most("kv_writes_per_beat", "5. kv: writes per heartbeat", ratio, 0.05, "",
+                notes=f"{w1 - w0} writes / {beats} beats in {t1 - t0:.0f}s "
+                      f"({sizes.steady_subjects} subjects at 1/s); alerts {alerts}",
+                details=details)
+    ]  # fmt: skip
+
+
+# ----- figure 7: failover between CLI processes ---------------------------------------------------
+
+
+@dataclass(eq=False)
+class Replica:
+    rid: str
+    port: int
+    proc: MonitorProcess
+
+
+class Fleet:
+    """`nats-heartbeat monitor` processes sharing a stream and bucket; status polled over HTTP."""
+
+    def __init__(self, url: str, logs: Path, ttl_s: float, session: aiohttp.ClientSession) -> None:
+        n = names(f"fo{uuid.uuid4().hex[:6]}")
+        self.args = [
+            "--nats-url", url, "--subject-prefix", n["prefix"], "--stream", n["stream"],
+            "--state-bucket", n["bucket"], "--poll", "100ms", "--notify-log",
+            "--lease-ttl", f"{ttl_s:g}s",
+        ]  # fmt: skip
+        self.logs = logs
+        self.session = session
+        self.replicas: list[Replica] = []
+        self.spawned = 0
+
+    def spawn(self) -> Replica:
+        self.spawned += 1
+        rid, port = f"bench-m{self.spawned}", free_port()
+        proc = MonitorProcess(
+            [*self.args, "--replica-id", rid, "--status-addr", f"127.0.0.1:{port}"],
+            self.logs / f"{rid}.log",
+            env=cli_env(),
+        ).start()
+        replica = Replica(rid, port, proc)
+        self.replicas.append(replica)
+        return replica
+
+    async def _get(self, r: Replica, path: str) -> tuple[int, bytes]:
+        """(status, body) of GET ``path`` on the replica's status listener; (0, b"") if down."""
+        if not r.proc.running:
+            return 0, b""
+        try:
+            async with self.session.get(
+                f"http://127.0.0.1:{r.port}{path}", timeout=aiohttp.ClientTimeout(total=0.5)
+            ) as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError):
+            return 0, b""
+
+    async def leads(self, r: Replica) -> bool:
+        """The replica's own status JSON says it leads."""
+        status, body = await self._get(r, "/")
+        return status == 200 and bool(json.loads(body).get("leader"))
+
+    async def ready(self, r: Replica) -> bool:
+        status, _ = await self._get(r, "/readyz")
+        return status == 200
+
+    async def leaders(self) -> list[Replica]:
+        alive = [r for r in self.replicas if r.proc.running]
+        got = await asyncio.gather(*(self.leads(r) for r in alive))
+        return [r for r, leads in zip(alive, got, strict=True) if leads]
+
+    async def all_ready(self, within: float) -> Replica:
+        """Every replica ready, exactly one leading; that one."""
+        for r in self.replicas:
+            await until(lambda r=r: self.ready(r), within, f"{r.rid} ready", every=0.05)
+
+        async def sole() -> Replica | None:
+            leading = await self.leaders()
+            return leading[0] if len(leading) == 1 else None
+
+        leader: Replica = await until(sole, within, "exactly one leader", every=0.05)
+        return leader
+
+    async def takeover(self, sig: int, within: float) -> tuple[float, Replica]:
+        """Signal the leader; seconds until another replica says it leads."""
+        old = await self.all_ready(within)
+        signalled = time.monotonic()
+        old.proc.send_signal(sig)
+
+        async def successor() -> Replica | None:
+            leading = [r for r in await self.leaders() if r is not old]
+            return leading[0] if leading else None
+
+        new: Replica = await until(successor, within, "a new leader", every=0.02)
+        took = time.monotonic() - signalled
+        old.proc.stop(sig, timeout=10)  # a SIGTERMed replica finishes its clean exit
+        self.replicas.remove(old)
+        return took, new
+
+    def stop_all(self) -> None:
+        for r in self.replicas:
+            r.proc.stop(signal.SIGTERM, timeout=10)
+
+
+async def bench_failover(url: str, sizes: Sizes, logs: Path) -> list[Result]:
+    ttl = sizes.lease_ttl_s
+    kills: list[float] = []
+    terms: list[float] = []
+    async with aiohttp.ClientSession() as session:
+        fleet = Fleet(url, logs, ttl, session)
+        try:
+            for _ in range(3):
+                fleet.spawn()
+            for trial in range(sizes.kill_trials + sizes.term_trials):
+                sig = signal.SIGKILL if trial < sizes.kill_trials else signal.SIGTERM
+                took, _ = await fleet.takeover(sig, within=ttl * 3 + 30)
+                (kills if sig == signal.SIGKILL else terms).append(took)
+                if trial + 1 < sizes.kill_trials + sizes.term_trials:
+                    fleet.spawn()  # back to three replicas
+        except TimeoutError as e:  # the logs live in a temporary directory: show them now
+            tails = "\n".join(f"--- {r.rid}\n{r.proc.text()[-1500:]}" for r in fleet.replicas)
+            raise TimeoutError(f"{e}\n{tails}") from e
+        finally:
+            fleet.stop_all()
+    details = {
+        "lease_ttl_s": ttl,
+        "kill_s": [round(x, 3) for x in kills],
+        "term_s": [round(x, 3) for x in terms],
+        "replicas": 3,
+    }
+    return [
+        at_most("failover_kill_s", "7. failover: kill -9 of leader (max)", max(kills),
+                ttl + 1, "s", notes=f"--lease-ttl {ttl:g}s; trials {details['kill_s']}",
+                details=details),
+        at_most("failover_term_s", "7. failover: SIGTERM of leader (max)", max(terms), 1.0, "s",
+                notes=f"trials {details['term_s']}", details=details),
+    ]  # fmt: skip
+
+
+# ----- the run ----------------------------------------------------------------------------------
+
+
+async def guarded(
+    name: str, work: Awaitable[list[Result]], covers: Sequence[str] = ()
+) -> list[Result]:
+    """A figure's results; a failure becomes unmeasured rows instead of ending the run."""
+    started = time.perf_counter()
+    try:
+        results = await work
+    except Exception as e:
+        log.error("figure %s failed:\n%s", name, traceback.format_exc())
+        results = [
+            Result(key, group, None, "", "", None, error=f"{type(e).__name__}: {e}")
+            for group in (covers or [name])
+            for key in FIGURES[group]
+        ]
+    print(f"  {name}: {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
+    return results
+
+
+async def run_all(sizes: Sizes, only: set[str], tmp: Path) -> list[Result]:
+    server = NatsServer(tmp / "store").start()
+    results: list[Result] = []
+    nc = await connect(ConnectOptions(servers=(server.url,), name="bench"))
+    try:
+        js = nc.jetstream()
+        world = World.new(server.url, "big")
+        if only & {"ingest", "detect", "evaluate", "memory", "startup", "integrity"}:
+            started = time.perf_counter()
+            await world.create(js)
+            await fill_world(js, world, sizes.subjects, HOUR_NS, records=True)
+            print(f"  setup: {len(world.subjects)} beats and records in "
+                  f"{time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)  # fmt: skip
+        if "ingest" in only:
+            results += await guarded("ingest", bench_ingest(nc, world, sizes))
+        if only & {"detect", "evaluate", "startup", "integrity"}:
+            groups = [g for g in ("startup", "detect", "evaluate", "integrity") if g in only]
+            results += await guarded("startup", bench_big_monitor(nc, world, sizes, only), groups)
+        if "memory" in only:
+            results += await guarded("memory", bench_memory(world))
+        if "kv" in only:
+            results += await guarded("kv", bench_kv(nc, server.url, sizes))
+        if "failover" in only:
+            results += await guarded("failover", bench_failover(server.url, sizes, tmp))
+    finally:
+        await close_connection(nc)
+        server.stop()
+    return results
+
+
+def fmt_value(r: Result) -> str:
+    if r.value is None:
+        return "n/a"
+    v = r.value
+    text = f"{v:,.0f}" if abs(v) >= 1000 else (f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}")
+    return f"{text} {r.unit}".strip()
+
+
+def table(results: list[Result]) -> str:
+    rows = [("figure", "value", "target", "result", "notes")]
+    for r in results:
+        verdict = "ERROR" if r.error else ("-" if r.passed is None else
+                                           ("pass" if r.passed else "FAIL"))  # fmt: skip
+        target = f"{r.target} {r.unit}".strip() if r.target else ""
+        rows.append((r.figure, fmt_value(r), target, verdict, r.error or r.notes))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]
+        lines.append("  ".join([*cells, row[4]]).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small N: a smoke run in seconds")
+    p.add_argument("--out", default="bench-results.json", help="JSON results file")
+    p.add_argument("--only", default="", help=f"comma-separated subset of {', '.join(FIGURES)}")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--memory-child", nargs=4, metavar=("URL", "STREAM", "BUCKET", "PREFIX"),
+                   help=argparse.SUPPRESS)  # fmt: skip
+    args = p.parse_args(argv)
+    if args.memory_child:
+        print(json.dumps(asyncio.run(memory_child(*args.memory_child))))
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")  # fmt: skip
+    only = set(args.only.split(",")) - {""} if args.only else set(FIGURES)
+    unknown = only - set(FIGURES)
+    if unknown:
+        p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
+    sizes = QUICK if args.quick else FULL
+    mode = "quick" if args.quick else "full"
+    print(f"==> nats-heartbeat bench ({mode}): {', '.join(sorted(only))}", file=sys.stderr)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="nats-heartbeat-bench-") as tmp:
+        results = asyncio.run(run_all(sizes, only, Path(tmp)))
+    elapsed = time.perf_counter() - started
+    print(table(results))
+    measured = [r for r in results if r.passed is not None]
+    errors = [r for r in results if r.error]
+    missed = [r for r in measured if not r.passed]
+    print(f"\n{len(measured) - len(missed)}/{len(measured)} targets met, {len(errors)} error(s), "
+          f"{elapsed:.0f}s")  # fmt: skip
+    doc = {
+        "mode": mode,
+        "finished_at": datetime.now(UTC).isoformat(),
+        "seconds": round(elapsed, 1),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "sizes": asdict(sizes),
+        "figures": {r.key: asdict(r) for r in results},
+        "targets_met": not missed,
+    }  # fmt: skip
+    Path(args.out).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    print(f"results written to {args.out}")
+    if errors:
+        return 2
+    return 1 if (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

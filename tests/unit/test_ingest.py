@@ -1,0 +1,234 @@
+"""The ingest fast paths give exactly what the reference paths give.
+
+``beat_from_payload`` tries a fast path for well-formed beats and falls back to the
+full decode and validation; ``fast_time`` normalizes ``generated_at`` by slicing for
+known minutes; ``delivery_of`` and ``server_time`` read the reply subject without
+building nats-py's metadata objects.  Each is checked against the slow original.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import nats.errors
+import pytest
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+from nats.aio.msg import Msg
+
+from heartbeat.engine import Record
+from heartbeat.errors import InvalidHeartbeat, InvalidSubject
+from heartbeat.feed import delivery_of
+from heartbeat.ingest import (
+    _checked_beat,
+    _fast_beat,
+    beat_from_message,
+    beat_from_payload,
+    server_time,
+)
+from heartbeat.schema import (
+    fast_time,
+    format_time,
+    is_valid_subject,
+    learn_minute,
+    parse_time,
+    validate_subject,
+)
+from heartbeat.store import _share_strings, encode_record, record_of
+from tests.unit.test_schema import _time_like, heartbeat_like, subjects
+
+# ----- server_time: the float nats-py's datetime would give ---------------------------------
+
+
+def _reference_time(ns: int) -> float:
+    return datetime.fromtimestamp(ns / 1_000_000_000.0, UTC).timestamp()
+
+
+@given(st.integers(0, 4_102_444_800 * 10**9))  # up to 2100
+@example(1_700_000_000_000_000_500)  # exactly half a microsecond
+@example(1_700_000_000_000_001_500)
+@example(1_700_000_000_999_999_500)  # rounds up into the next second
+@example(1_795_919_688_083_813_807)  # a real one
+def test_server_time_is_the_datetime_timestamp(ns: int) -> None:
+    assert server_time(ns) == _reference_time(ns)
+
+
+def test_server_time_around_rounding_edges() -> None:
+    rng = random.Random(7)
+    for _ in range(20_000):
+        second = rng.randrange(1_600_000_000, 2_000_000_000)
+        for sub in (0, 499, 500, 501, 999_999_499, 999_999_500, 999_999_501):
+            ns = second * 10**9 + rng.randrange(0, 10**6) * 1000 * (sub == 0) + sub
+            assert server_time(ns) == _reference_time(ns), ns
+
+
+# ----- delivery_of: sequence, pending and timestamp from the reply ---------------------------
+
+V1 = "$JS.ACK.HB.consumer1.1.4321.17.1795919688083813807.5"
+V2_11 = "$JS.ACK.dom.acchash.HB.consumer1.1.4321.17.1795919688083813807.5"
+V2_12 = V2_11 + ".xyz123"
+
+
+@pytest.mark.parametrize("reply", [V1, V2_11, V2_12])
+def test_delivery_of_matches_nats_metadata(reply: str) -> None:
+    msg = Msg(_client=None, subject="hb.a", reply=reply, data=b"")  # type: ignore[arg-type]
+    d = delivery_of(msg)
+    meta = msg.metadata
+    assert (d.stream_seq, d.num_pending) == (meta.sequence.stream, meta.num_pending)
+    assert (d.stream_seq, d.num_pending, d.timestamp_ns) == (4321, 5, 1795919688083813807)
+    assert server_time(d.timestamp_ns) == meta.timestamp.timestamp()
+
+
+@pytest.mark.parametrize("reply", ["", "_INBOX.abc", "$JS.ACK.HB.c.1.2", "$JS.NAK.a.b.c.d.e.f.g"])
+def test_delivery_of_rejects_what_nats_py_rejects(reply: str) -> None:
+    msg = Msg(_client=None, subject="hb.a", reply=reply, data=b"")  # type: ignore[arg-type]
+    with pytest.raises(nats.errors.NotJSMessageError):
+        _ = msg.metadata
+    with pytest.raises(nats.errors.NotJSMessageError):
+        delivery_of(msg)
+
+
+# ----- fast_time: format_time(parse_time(text)) or None --------------------------------------
+
+
+def _reference_format(text: str) -> str | None:
+    try:
+        return format_time(parse_time(text))
+    except InvalidHeartbeat:
+        return None
+
+
+@settings(deadline=None)
+@given(_time_like, st.booleans())
+@example("2026-11-29T01:59:06.135898385Z", True)
+@example("2026-11-29T01:59:06.000000001Z", True)
+@example("2026-11-29T01:59:06.1000Z", True)
+@example("2026-11-29T01:59:60Z", True)
+@example("2026-11-29T01:59:6Z", True)
+@example("2026-11-29T01:59:06.Z", True)
+@example("2026-11-29T01:59:06.١Z", True)  # a non-ASCII digit
+@example("0001-01-01T00:00:00Z", True)
+def test_fast_time_is_the_reference_or_declines(text: str, learn: bool) -> None:
+    reference = _reference_format(text)
+    if learn and len(text) >= 16:
+        minute = _reference_format(text[:16] + ":00Z")
+        if minute is not None:
+            learn_minute(parse_time(text[:16] + ":00Z"))
+    got = fast_time(text)
+    assert got is None or got == reference
+    if reference is not None and learn and text.endswith("Z") and not text.startswith("0"):
+        assert got == reference  # a valid UTC time in a learnt minute takes the fast path
+
+
+def test_go_zero_time_never_takes_the_fast_path() -> None:
+    learn_minute(parse_time("0001-01-01T00:00:30Z"))
+    assert fast_time("0001-01-01T00:00:00Z") is None
+
+
+# ----- is_valid_subject agrees with validate_subject --------------------------------------------
+
+
+@given(st.one_of(subjects, st.text(alphabet="ab.*> \t/=-_Zé\n", max_size=12), st.text()))
+def test_is_valid_subject_agrees_with_validate_subject(subject: str) -> None:
+    try:
+        validate_subject(subject)
+        valid = True
+    except InvalidSubject:
+        valid = False
+    assert is_valid_subject(subject) == valid
+
+
+# ----- beat_from_payload: fast path or not, the reference result ------------------------------
+
+
+def _outcome(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except InvalidHeartbeat as e:
+        return ("rejected", e.reason, str(e))
+
+
+@settings(deadline=None, max_examples=300)
+@given(heartbeat_like, st.booleans(), st.booleans(), subjects)
+def test_beat_from_payload_is_the_checked_beat(
+    obj: dict[str, Any], own_subject: bool, learn: bool, other: str
+) -> None:
+    subject = obj.get("subject") if own_subject else other
+    assume(isinstance(subject, str) and subject)
+    stamp = obj.get("generated_at")
+    if learn and isinstance(stamp, str) and _reference_format(stamp) is not None:
+        learn_minute(parse_time(stamp))
+    data = json.dumps(obj).encode()
+    expected = _outcome(_checked_beat, subject, data, 1.5)
+    assert _outcome(beat_from_payload, subject, data, 1.5) == expected
+    assert _outcome(beat_from_payload, subject, data, 1.5) == expected  # minute now known
+
+
+_go_times = st.builds(
+    lambda dt, digits, n: dt.strftime("%Y-%m-%dT%H:%M:%S") + ("." + digits[:n] if n else "") + "Z",
+    st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31)),
+    st.text(alphabet="0123456789", min_size=9, max_size=9),
+    st.integers(0, 9),
+)
+_durations = st.one_of(
+    st.integers(1, 2 * 10**12),
+    st.sampled_from([1, 999, 1000, 1001, 10**9, 15 * 10**9, (1 << 63) - 1]),
+)
+valid_beats = st.fixed_dictionaries(
+    {"subject": subjects, "generated_at": _go_times, "interval": _durations},
+    optional={
+        "grace_period": st.one_of(st.just(0), _durations),
+        "host": st.text(max_size=8),
+        "description": st.text(max_size=8),
+    },
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(valid_beats)
+def test_valid_beats_take_the_fast_path_with_the_checked_result(obj: dict[str, Any]) -> None:
+    data = json.dumps(obj).encode()
+    expected = _checked_beat(obj["subject"], data, 3.25)  # also learns the minute
+    fast = _fast_beat(obj["subject"], data, 3.25)
+    assert fast is not None
+    assert fast == expected
+
+
+def test_go_capture_takes_the_fast_path_with_the_same_beat() -> None:
+    data = (
+        b'{"subject":"heartbeat.smoke","generated_at":"2026-11-29T01:59:06.135898385Z",'
+        b'"interval":1000000000,"host":"vm"}'
+    )
+    first = beat_from_payload("heartbeat.smoke", data, 2.0)  # learns the minute
+    assert fast_time("2026-11-29T01:59:07.5Z") == "2026-11-29T01:59:07.5Z"
+    again = beat_from_payload("heartbeat.smoke", data, 2.0)
+    assert first == again == _checked_beat("heartbeat.smoke", data, 2.0)
+    assert again.generated_at == "2026-11-29T01:59:06.135898Z"
+    assert again.interval_ns == 1_000_000_000 and again.grace_ns is None
+
+
+def test_beat_from_message_keeps_its_signature() -> None:
+    data = b'{"subject":"hb.a","generated_at":"2026-11-29T01:59:06Z","interval":1500}'
+    when = datetime(2026, 11, 29, 1, 59, 7, 250000, tzinfo=UTC)
+    beat = beat_from_message("hb.a", data, when)
+    assert beat.last_seen == when.timestamp()
+    assert beat.interval_ns == 1000  # truncated to the microsecond, as decode() does
+
+
+# ----- the store's watch shares strings, changes no value ---------------------------------------
+
+
+def test_share_strings_keeps_values_and_shares_the_key() -> None:
+    rec = Record(subject="hb.a", host="web-1", interval_ns=15 * 10**9, updated_by="m-1")
+    key = "".join(["hb.", "a"])  # a distinct but equal string
+    msg = Msg(_client=None, subject="$KV.B.hb.a", reply="", data=encode_record(rec))  # type: ignore[arg-type]
+    got = record_of(key, msg)
+    assert got is not None
+    _share_strings(got, key)
+    assert got == rec
+    assert got.subject is key
+    assert msgspec.json.decode(encode_record(got)) == msgspec.json.decode(encode_record(rec))
