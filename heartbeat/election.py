@@ -5,6 +5,9 @@ compare-and-set, so two replicas that both believe they lead still commit (and
 send) each transition once.  The leader acts only while
 ``monotonic() < sent_time_of_last_successful_renewal + 0.8 * ttl``.
 
+A replica that is not ``eligible`` (the monitor: one that is blind) steps down and
+does not campaign, so a replica that can see the data path leads instead.
+
 The lease is a message on ``$KV.<bucket>._monitor.leader`` with a per-message TTL
 (whole seconds, the server's granularity).  Renewal is a compare-and-set on the
 lease's revision; stepping down deletes it with a compare-and-set.  When the lease
@@ -68,6 +71,7 @@ def lease_view(data: bytes, headers: Mapping[str, str] | None, revision: int) ->
 
 
 OnChange = Callable[[bool], Awaitable[None]]
+Eligible = Callable[[], bool]
 
 
 class Election:
@@ -81,12 +85,14 @@ class Election:
         *,
         ttl_s: float = 10.0,
         on_change: OnChange | None = None,
+        eligible: Eligible | None = None,
     ) -> None:
         self.js = js
         self.bucket = bucket
         self.replica_id = replica_id
         self.ttl_s = max(1.0, float(math.ceil(ttl_s)))
         self.on_change = on_change
+        self.eligible = eligible  # None: always
         self.subject = f"$KV.{bucket}.{LEASE_KEY}"
         self.stream = f"KV_{bucket}"
         self.view = LeaseView(None, 0)
@@ -128,6 +134,14 @@ class Election:
         renew_every = self.ttl_s / 3
         while not stop.is_set():
             try:
+                if self.eligible is not None and not self.eligible():
+                    # A replica that cannot judge (blind) neither holds nor seeks the lease,
+                    # so that one which can see leads meanwhile.
+                    if self.revision:
+                        log.info("replica %s cannot lead now; stepping down", self.replica_id)
+                        await self.step_down()
+                    await wait_event(stop, min(1.0, renew_every))
+                    continue
                 if self.revision and self.view.holder in (None, self.replica_id):
                     await self._renew()
                     await self._notify()

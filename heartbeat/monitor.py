@@ -106,6 +106,7 @@ class Monitor:
             cfg.replica_id,
             ttl_s=cfg.lease_ttl_s,
             on_change=self._on_leadership,
+            eligible=self._sighted,
         )
         self.store: StateStore | None = None
         self.watch: Feed | None = None
@@ -198,6 +199,10 @@ class Monitor:
         """Compare-and-set writes made by this replica (decisions and deliveries)."""
         delivered = self.deliveries.kv_writes if self.deliveries is not None else 0
         return self.counters.kv_writes + delivered
+
+    def _sighted(self) -> bool:
+        """Whether this replica may lead: it sees the data path (DESIGN section 6)."""
+        return self.sight.blind_since is None
 
     def may_send(self) -> bool:
         return not self.stopping and self.leading()

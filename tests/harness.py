@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -204,6 +205,7 @@ class Receiver:
     requests: list[Recorded] = field(default_factory=list)
     script: list[int] = field(default_factory=list)
     default_status: int = 200
+    delay_s: float = 0.0  # answer this long after recording the request
     _event: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -213,6 +215,8 @@ class Receiver:
             Recorded(request.method, request.path, dict(request.headers), body, time.time())
         )
         self._event.set()
+        if self.delay_s > 0:
+            await asyncio.sleep(self.delay_s)
         return web.Response(status=status, text="{}" if status < 300 else "nope")
 
     def accepted(self) -> list[Recorded]:
@@ -488,3 +492,52 @@ async def running_monitor(url: str, cfg: Any, notifiers: list[Any]) -> Any:
 def webhook_events(receiver: Receiver, subject: str | None = None) -> list[dict[str, Any]]:
     out = [r.json() for r in receiver.requests if r.method == "POST"]
     return [b for b in out if subject is None or b.get("subject") == subject]
+
+
+# ----- monitor processes (CLI e2e and failover tests) ------------------------------------------
+
+
+class MonitorProcess:
+    """One ``nats-heartbeat monitor`` subprocess; its stdout and stderr are appended to ``log``.
+
+    ``stop`` sends a signal and waits (SIGCONT follows, so a SIGSTOPped process handles it);
+    it kills after ``timeout`` seconds.  Whoever starts one must stop it (see the fixtures).
+    """
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.log = log
+        self.env = env if env is not None else cli_env()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MonitorProcess:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [cli_binary(), "monitor", *self.args],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=self.env,
+            )  # fmt: skip
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send ``sig`` (then SIGCONT) and wait for the exit status; kill after ``timeout``."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGCONT)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -358,10 +358,13 @@ async def test_deployment_serves_probes_fails_over_and_alerts_once(
     receiver: Receiver,
     launched: list[MonitorProcess],
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     store = fake_secrets()
     users = store["nats-heartbeat-nats-users"]
     nodes = start_nats(tmp_path, store, monkeypatch)
+    for node in nodes:
+        request.addfinalizer(node.stop)
     urls = ",".join(n.url for n in nodes)
     await wait_for_jetstream(urls, "heartbeat-monitor", users["monitor-password"])
     dep = deployment_with_nats_user()

@@ -16,36 +16,18 @@ import pytest
 from nats.aio.client import Client as NATS
 
 import heartbeat
-from tests.harness import NatsServer, Receiver, cli_env, free_port, names, webhook_events
+from tests.harness import (
+    MonitorProcess,
+    NatsServer,
+    Receiver,
+    cli_env,
+    free_port,
+    names,
+    webhook_events,
+)
 
 CLI = str(Path(sys.executable).parent / "nats-heartbeat")
 MS = timedelta(milliseconds=1)
-
-
-class MonitorProcess:
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.args = args
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> MonitorProcess:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [CLI, "monitor", *self.args], stdout=out, stderr=out, env=cli_env()
-            )
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture

@@ -1,0 +1,79 @@
+"""The lease election against a real nats-server: who may lead, and how fast it changes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from heartbeat.election import Election
+from heartbeat.store import StateStore, StoreConfig
+from tests.harness import names
+
+TTL_S = 1.0
+
+
+async def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll until ``predicate()``; return how long it took."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+class Candidate:
+    """One election, run in the background, with a switch for its eligibility."""
+
+    def __init__(self, nc: NATS, bucket: str, name: str) -> None:
+        self.may_lead = True
+        self.election = Election(
+            nc.jetstream(), bucket, name, ttl_s=TTL_S, eligible=lambda: self.may_lead
+        )
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(self.election.run(self.stop))
+
+    def leading(self) -> bool:
+        return self.election.leading()
+
+    async def close(self) -> None:
+        self.stop.set()
+        await self.task
+
+
+@pytest.fixture
+async def candidates(nc: NATS, unique: str) -> AsyncIterator[tuple[Candidate, Candidate]]:
+    bucket = names(unique)["bucket"]
+    await StateStore.open(nc.jetstream(), StoreConfig(bucket=bucket))
+    a, b = Candidate(nc, bucket, "a"), Candidate(nc, bucket, "b")
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_leader_that_may_not_lead_steps_down_and_the_other_takes_over(
+    candidates: tuple[Candidate, Candidate],
+) -> None:
+    a, b = candidates
+    await _wait(lambda: a.leading() != b.leading(), 5, "one leader")
+    leader, other = (a, b) if a.leading() else (b, a)
+    leader.may_lead = False  # e.g. it went blind
+    gone = await _wait(lambda: not leader.leading(), 2, "the blind leader to step down")
+    took = await _wait(other.leading, TTL_S + 1, "the other to lead")
+    assert gone <= TTL_S / 3 + 0.5, gone
+    assert took <= TTL_S, took  # a deleted lease, found by the fallback timer (ttl/2)
+    # While it may not lead it does not campaign, even with the lease free.
+    await other.close()
+    await asyncio.sleep(TTL_S)
+    assert not leader.leading()
+    assert leader.election.revision == 0
+    leader.may_lead = True
+    back = await _wait(leader.leading, TTL_S + 1, "leading again once it may")
+    print(f"\n[election] stepped down {gone * 1000:.0f}ms after going blind; successor after "
+          f"{took * 1000:.0f}ms; back {back * 1000:.0f}ms after becoming eligible")  # fmt: skip
