@@ -30,7 +30,7 @@ from heartbeat.metrics import TickTimer
 from heartbeat.notification import EventKind, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
-from heartbeat.retire import delete_record, purge_subject, stream_subjects
+from heartbeat.retire import Janitor
 from heartbeat.status import build_report
 from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
@@ -120,8 +120,7 @@ class Monitor:
         self.sight = Sight()
         self.ready_event = asyncio.Event()
         self.counters = Counters()
-        self.to_purge: set[str] = set()
-        self._next_reconcile = 0.0
+        self.janitor: Janitor | None = None
         self.tick_timer = TickTimer()
         self.stopping = False
         self._takeover = False
@@ -140,6 +139,13 @@ class Monitor:
             deadline_s=self.cfg.delivery_deadline_s,
             retry_s=self.cfg.delivery_retry_s,
             may_send=self.may_send,
+            clock=self.clock,
+        )
+        self.janitor = Janitor(
+            self.js,
+            self.store,
+            self,
+            every_s=self.cfg.reconcile_every_s,
             clock=self.clock,
         )
         self.watch = self.store.watch(self._on_entry)
@@ -186,6 +192,8 @@ class Monitor:
         await self.close()
 
     async def close(self) -> None:
+        if self.janitor is not None:
+            await self.janitor.stop()
         await self.ingestor.stop()
         if self.watch is not None:
             await self.watch.stop()
@@ -246,7 +254,9 @@ class Monitor:
         held = self.records.get(subject)
         if held is None or held[0].alert_active or _meta_differs(held[0], beat):
             self.dirty.add(subject)
-        else:
+        elif subject not in self.schedule:
+            # With a deadline already set, a newer beat only moves it later: the early
+            # entry pops, the engine finds nothing to do and pushes the true one.
             cur = merged(held[0], beat, subject)
             self.schedule.push(subject, next_due(cur, self.cfg.engine, self.sight.sight_since))
 
@@ -258,7 +268,8 @@ class Monitor:
         elif key in self.records and rev > self.records[key][1]:
             log.info("record %s was deleted: retiring the subject", key)
             self.retire_local(key)
-            self.to_purge.add(key)
+            if self.janitor is not None:
+                self.janitor.deleted(key)
 
     def set_record(self, subject: str, rec: Record, rev: int) -> None:
         held = self.records.get(subject)
@@ -285,38 +296,6 @@ class Monitor:
         self.schedule.discard(subject)
         self.dirty.discard(subject)
         self.counters.retired += 1
-
-    async def _retire_removed(self, now: float) -> None:
-        """Leader: finish retirements done by hand (``nats kv del`` / ``nats stream purge``)."""
-        assert self.store is not None
-        stream, flt = self.cfg.store.stream, self.cfg.store.filter_subject
-        while self.to_purge:
-            subject = self.to_purge.pop()
-            try:
-                await purge_subject(self.js, stream, subject)
-            except StoreError as e:
-                log.warning("purging retired %s from the stream failed: %s", subject, e)
-                self.to_purge.add(subject)
-                return
-            self.beats.pop(subject, None)
-        if self.cfg.reconcile_every_s <= 0 or time.monotonic() < self._next_reconcile:
-            return
-        self._next_reconcile = time.monotonic() + self.cfg.reconcile_every_s
-        snapshot = self.clock() - 1.0  # beats newer than this may postdate the listing
-        present = await stream_subjects(self.js, stream, flt)
-        gone = [
-            s
-            for s in set(self.records) | set(self.beats)
-            if s not in present and _last_seen(self.records.get(s), self.beats.get(s)) < snapshot
-        ]
-        for subject in gone:
-            try:
-                await delete_record(self.store, subject)
-            except StoreError as e:
-                log.warning("retiring %s (purged from the stream) failed: %s", subject, e)
-                continue
-            log.info("retired %s: it was purged from stream %s", subject, stream)
-            self.retire_local(subject)
 
     async def _on_leadership(self, leading: bool) -> None:
         if leading:
@@ -408,10 +387,8 @@ class Monitor:
         self.tick_timer.observe(time.perf_counter() - started)
 
     async def _evaluate_due(self, now: float) -> None:
-        try:
-            await self._retire_removed(now)
-        except StoreError as e:
-            log.warning("reconciling with the stream failed: %s", e)
+        assert self.janitor is not None
+        self.janitor.kick()
         due = self.schedule.pop_due(now)
         if self.dirty:
             due.extend(self.dirty)
@@ -492,10 +469,6 @@ class Monitor:
         else:
             self.forget_record(subject)
         self.dirty.add(subject)
-
-
-def _last_seen(held: tuple[Record, int] | None, beat: Beat | None) -> float:
-    return max(held[0].last_seen if held else 0.0, beat.last_seen if beat else 0.0)
 
 
 def _meta_differs(rec: Record, beat: Beat) -> bool:

@@ -9,13 +9,19 @@ leader reconciles its records against the stream's subject list).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
+from heartbeat.engine import Beat, Record
 from heartbeat.store import StateConflict, StateStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -109,3 +115,94 @@ async def retire(js: JetStreamContext, store: StateStore, subject: str) -> tuple
     had_record = await delete_record(store, subject)
     log.info("retired %s (beat purged: %s, record deleted: %s)", subject, had_beat, had_record)
     return had_beat, had_record
+
+
+class RetireBook(Protocol):
+    """What the janitor needs of the monitor's in-memory view."""
+
+    records: dict[str, tuple[Record, int]]
+    beats: dict[str, Beat]
+
+    def retire_local(self, subject: str) -> None: ...
+
+
+class Janitor:
+    """The leader's side of retirement by hand, run beside the evaluation loop.
+
+    ``deleted()`` queues a subject whose record was deleted (``nats kv del``): its
+    last beat is purged from the stream, or the stream would bring it back.  Every
+    ``every_s`` the stream's subject list is compared with the records; a subject
+    purged from the stream (``nats stream purge --subject``, which emits no event) is
+    confirmed gone on its own, then its record is deleted.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        store: StateStore,
+        book: RetireBook,
+        *,
+        every_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.js = js
+        self.store = store
+        self.book = book
+        self.every_s = every_s
+        self.clock = clock
+        self.to_purge: set[str] = set()
+        self._next = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def deleted(self, subject: str) -> None:
+        self.to_purge.add(subject)
+
+    def kick(self) -> None:
+        """Start a round in the background unless one runs or none is due."""
+        if self._task is not None and not self._task.done():
+            return
+        if not self.to_purge and (self.every_s <= 0 or time.monotonic() < self._next):
+            return
+        self._task = asyncio.ensure_future(self._round())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _round(self) -> None:
+        try:
+            await self._purge_deleted()
+            if self.every_s > 0 and time.monotonic() >= self._next:
+                self._next = time.monotonic() + self.every_s
+                await self._reconcile()
+        except StoreError as e:
+            log.warning("retiring removed subjects failed, will retry: %s", e)
+
+    async def _purge_deleted(self) -> None:
+        cfg = self.store.cfg
+        while self.to_purge:
+            subject = self.to_purge.pop()
+            try:
+                await purge_subject(self.js, cfg.stream, subject)
+            except StoreError:
+                self.to_purge.add(subject)
+                raise
+            self.book.beats.pop(subject, None)
+
+    async def _reconcile(self) -> None:
+        cfg = self.store.cfg
+        listed_at = self.clock() - 1.0  # beats newer than this may postdate the listing
+        present = await stream_subjects(self.js, cfg.stream, cfg.filter_subject)
+        records, beats = self.book.records, self.book.beats
+        if present.issuperset(records) and present.issuperset(beats):
+            return
+        for subject in (set(records) | set(beats)) - present:
+            held, beat = records.get(subject), beats.get(subject)
+            last = max(held[0].last_seen if held else 0.0, beat.last_seen if beat else 0.0)
+            if last >= listed_at or await subject_present(self.js, cfg.stream, subject):
+                continue
+            self.book.retire_local(subject)  # first, so the record's tombstone is no news
+            await delete_record(self.store, subject)
+            log.info("retired %s: it was purged from stream %s", subject, cfg.stream)
