@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -248,7 +249,11 @@ class Monitor:
 
     def _on_beat(self, subject: str, beat: Beat) -> None:
         prev = self.beats.get(subject)
-        if prev is not None and beat.last_seen <= prev.last_seen:
+        if prev is None:
+            # One string per subject, shared by every table keyed by it (the bucket feed
+            # interns record keys too): 100k subjects hold one copy each, not three.
+            subject = sys.intern(subject)
+        elif beat.last_seen <= prev.last_seen:
             return
         self.beats[subject] = beat
         held = self.records.get(subject)
