@@ -135,6 +135,27 @@ def nats_options(f: F) -> F:
     return f
 
 
+def storage_options(f: F) -> F:
+    """``--stream`` (alias ``--prime-stream``) and ``--state-bucket``: where the monitor keeps
+    the last beat per subject and the per-subject records."""
+    f = option(
+        "--state-bucket",
+        envvar="STATE_BUCKET",
+        default="HEARTBEAT_STATE",
+        show_default=True,
+        help="KV bucket of per-subject alert records (the monitor creates it).",
+    )(f)
+    return option(
+        "--stream",
+        "--prime-stream",
+        "stream",
+        envvar=["STREAM", "PRIME_STREAM"],
+        default="HEARTBEATS",
+        show_default=True,
+        help="JetStream stream with the last beat per subject (the monitor creates it).",
+    )(f)
+
+
 def debug_option(f: F) -> F:
     return option(
         "--debug", envvar="DEBUG", is_flag=True, default=False, help="Log at debug level."

@@ -22,6 +22,7 @@ from cli.common import (
     option,
     secret_option,
     setup_logging,
+    storage_options,
 )
 from heartbeat.aio import wait_event
 from heartbeat.connection import close_connection, connect_with_retry
@@ -101,22 +102,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     show_default=True,
     help="Monitor every subject under this prefix.",
 )
-@option(
-    "--stream",
-    "--prime-stream",
-    "stream",
-    envvar=["STREAM", "PRIME_STREAM"],
-    default="HEARTBEATS",
-    show_default=True,
-    help="JetStream stream holding the last beat per subject (created if missing).",
-)
-@option(
-    "--state-bucket",
-    envvar="STATE_BUCKET",
-    default="HEARTBEAT_STATE",
-    show_default=True,
-    help="KV bucket for per-subject alert state (created if missing).",
-)
+@storage_options
 @option(
     "--replicas",
     envvar="REPLICAS",

@@ -7,7 +7,14 @@ import contextlib
 
 import click
 
-from cli.common import connect_options, debug_option, fail, nats_options, option, setup_logging
+from cli.common import (
+    connect_options,
+    debug_option,
+    fail,
+    nats_options,
+    setup_logging,
+    storage_options,
+)
 from heartbeat.connection import connect
 from heartbeat.errors import HeartbeatError
 from heartbeat.retire import retire as retire_subject
@@ -18,22 +25,7 @@ from heartbeat.store import StateStore, StoreConfig
 @click.command()
 @click.argument("subjects", nargs=-1, required=True)
 @nats_options
-@option(
-    "--stream",
-    "--prime-stream",
-    "stream",
-    envvar=["STREAM", "PRIME_STREAM"],
-    default="HEARTBEATS",
-    show_default=True,
-    help="The monitor's heartbeat stream.",
-)
-@option(
-    "--state-bucket",
-    envvar="STATE_BUCKET",
-    default="HEARTBEAT_STATE",
-    show_default=True,
-    help="The monitor's state bucket.",
-)
+@storage_options
 @debug_option
 def retire(
     subjects: tuple[str, ...], nats_url: str, stream: str, state_bucket: str, debug: bool

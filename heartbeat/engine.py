@@ -134,7 +134,8 @@ def merged(rec: Record | None, beat: Beat | None, subject: str) -> Record:
     )
 
 
-def _meta_changed(a: Record, b: Record) -> bool:
+def meta_differs(a: Record, b: Record | Beat) -> bool:
+    """Whether the facts a heartbeat declares (interval, grace, host, description) differ."""
     return (a.interval_ns, a.grace_ns, a.host, a.description) != (
         b.interval_ns,
         b.grace_ns,
@@ -244,7 +245,7 @@ def evaluate(
 
 
 def _needs_checkpoint(old: Record, new: Record, cfg: EngineConfig) -> bool:
-    if _meta_changed(old, new):
+    if meta_differs(old, new):
         return True
     return new.last_seen - old.last_seen >= cfg.checkpoint_every_s
 

@@ -24,7 +24,16 @@ from nats.aio.msg import Msg
 from heartbeat.aio import wait_event
 from heartbeat.delivery import Deliveries
 from heartbeat.election import Election, lease_view
-from heartbeat.engine import Beat, EngineConfig, Record, Schedule, evaluate, merged, next_due
+from heartbeat.engine import (
+    Beat,
+    EngineConfig,
+    Record,
+    Schedule,
+    evaluate,
+    merged,
+    meta_differs,
+    next_due,
+)
 from heartbeat.feed import Feed
 from heartbeat.ingest import Ingestor
 from heartbeat.metrics import TickTimer
@@ -257,7 +266,7 @@ class Monitor:
             return
         self.beats[subject] = beat
         held = self.records.get(subject)
-        if held is None or held[0].alert_active or _meta_differs(held[0], beat):
+        if held is None or held[0].alert_active or meta_differs(held[0], beat):
             self.dirty.add(subject)
         elif subject not in self.schedule:
             # With a deadline already set, a newer beat only moves it later: the early
@@ -474,15 +483,6 @@ class Monitor:
         else:
             self.forget_record(subject)
         self.dirty.add(subject)
-
-
-def _meta_differs(rec: Record, beat: Beat) -> bool:
-    return (rec.interval_ns, rec.grace_ns, rec.host, rec.description) != (
-        beat.interval_ns,
-        beat.grace_ns,
-        beat.host,
-        beat.description,
-    )
 
 
 async def _wait_all(stop: asyncio.Event, *events: asyncio.Event) -> None:

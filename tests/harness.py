@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -541,3 +542,22 @@ class MonitorProcess:
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]] | Callable[[], Any],
+    timeout: float = 10.0,
+    what: str = "condition",
+    every: float = 0.02,
+) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if asyncio.iscoroutine(got):
+            got = await got
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(every)

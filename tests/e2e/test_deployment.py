@@ -27,7 +27,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,15 @@ import nats.errors
 import pytest
 import yaml
 
-from tests.harness import MonitorProcess, NatsServer, Receiver, cli_env, free_port, run_cli
+from tests.harness import (
+    MonitorProcess,
+    NatsServer,
+    Receiver,
+    cli_env,
+    eventually,
+    free_port,
+    run_cli,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -223,15 +231,6 @@ def violations(nodes: list[NatsServer]) -> list[str]:
 
 
 # ----- helpers ----------------------------------------------------------------------------------
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (got := await check()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.05)
-    return got
 
 
 async def http_get(

@@ -17,7 +17,7 @@ import signal
 import statistics
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +37,7 @@ from tests.harness import (
     NatsCluster,
     NatsServer,
     Receiver,
+    eventually,
     free_port,
     names,
 )
@@ -48,25 +49,6 @@ POLL = "100ms"
 
 
 # ----- waiting ---------------------------------------------------------------------------------
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]] | Callable[[], Any],
-    timeout: float,
-    what: str,
-    every: float = 0.02,
-) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(every)
 
 
 async def exited(proc: MonitorProcess, timeout: float = 10.0) -> int:

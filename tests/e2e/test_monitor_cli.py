@@ -21,6 +21,7 @@ from tests.harness import (
     NatsServer,
     Receiver,
     cli_env,
+    eventually,
     free_port,
     names,
     webhook_events,
@@ -44,14 +45,6 @@ def monitor_process(tmp_path: Path) -> Iterator[type[MonitorProcess]]:
         if m.proc is not None and m.proc.poll() is None:
             m.proc.kill()
             m.proc.wait(10)
-
-
-async def wait_until(predicate: object, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def monitor_args(
@@ -107,7 +100,7 @@ async def test_restart_between_repeats_keeps_schedule(
     await heartbeat.Publisher(nc).publish(
         heartbeat.Message(subject=subject, interval=timedelta(hours=1))
     )
-    await wait_until(lambda: any(e["event"] == "resolved" for e in webhook_events(receiver)))
+    await eventually(lambda: any(e["event"] == "resolved" for e in webhook_events(receiver)))
     await asyncio.sleep(0.5)
     assert second.stop() == 0
     events = webhook_events(receiver)

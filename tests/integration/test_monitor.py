@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import logging
-import time
 from datetime import timedelta
 
 import aiohttp
@@ -18,6 +17,7 @@ from heartbeat.notify import WebhookNotifier
 from tests.harness import (
     NatsServer,
     Receiver,
+    eventually,
     monitor_config,
     names,
     recording_receiver,
@@ -26,14 +26,6 @@ from tests.harness import (
 )
 
 MS = timedelta(milliseconds=1)
-
-
-async def _wait(predicate: object, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_healthy_agent_every_second_never_alerts(
@@ -46,7 +38,7 @@ async def test_healthy_agent_every_second_never_alerts(
         hook = WebhookNotifier(session, receiver.url)
         async with running_monitor(nats_server.url, cfg, [hook]) as mon:
             async with heartbeat.beating(nc, subject, interval=timedelta(seconds=1)):
-                await _wait(lambda: subject in mon.beats, what="first beat")
+                await eventually(lambda: subject in mon.beats, what="first beat")
                 await asyncio.sleep(3.5)  # three and a half intervals of healthy beats
             assert receiver.requests == []
             assert mon.report().subjects[0].alert_active is False
@@ -66,7 +58,7 @@ async def test_missing_subject_alerts_once_repeats_and_resolves_once(
             heartbeat.beating(nc, steady, interval=interval),
         ):
             async with heartbeat.beating(nc, stopping, interval=interval):
-                await _wait(lambda: stopping in mon.beats and steady in mon.beats)
+                await eventually(lambda: stopping in mon.beats and steady in mon.beats)
             last_seen = mon.beats[stopping].last_seen
             first = await receiver.wait_for(1)
             alert = first[0].json()
@@ -78,7 +70,9 @@ async def test_missing_subject_alerts_once_repeats_and_resolves_once(
             assert alert["window"] == "200ms"
             await receiver.wait_for(3)
             async with heartbeat.beating(nc, stopping, interval=interval):
-                await _wait(lambda: any(e["event"] == "resolved" for e in webhook_events(receiver)))
+                await eventually(
+                    lambda: any(e["event"] == "resolved" for e in webhook_events(receiver))
+                )
                 await asyncio.sleep(0.5)
     events = webhook_events(receiver)
     kinds = [e["event"] for e in events]
@@ -108,7 +102,7 @@ async def test_grace_overrides_interval(
             await heartbeat.Publisher(nc).publish(
                 heartbeat.Message(subject=subject, interval=100 * MS, grace_period=800 * MS)
             )
-            await _wait(lambda: subject in mon.beats)
+            await eventually(lambda: subject in mon.beats)
             seen = mon.beats[subject].last_seen
             got = await receiver.wait_for(1, timeout=5)
             assert got[0].at - seen > 0.9  # grace + tolerance, not interval
@@ -135,7 +129,7 @@ async def test_failing_channel_retries_with_same_id_and_does_not_hold_up_others(
             )
             got_good = await good.wait_for(1)
             got_flaky = await flaky.wait_for(7, timeout=10)
-            await _wait(lambda: not mon.records[subject][0].pending, what="pending cleared")
+            await eventually(lambda: not mon.records[subject][0].pending, what="pending cleared")
             await asyncio.sleep(0.3)
     assert len(good.requests) == 1, "the good channel is sent once, not held up"
     assert got_good[0].at < got_flaky[-1].at
@@ -165,7 +159,7 @@ async def test_go_format_payload_is_monitored_and_bad_payloads_change_nothing(
             await js.publish(go_subject, go_payload)
             ours = heartbeat.Message(subject=victim, interval=timedelta(seconds=60))
             await heartbeat.Publisher(nc).publish(ours)
-            await _wait(lambda: go_subject in mon.beats and victim in mon.beats)
+            await eventually(lambda: go_subject in mon.beats and victim in mon.beats)
             before = mon.beats[victim]
             # A payload naming another subject, and garbage, on the victim's subject.
             spoof = heartbeat.encode(
@@ -178,7 +172,7 @@ async def test_go_format_payload_is_monitored_and_bad_payloads_change_nothing(
             await js.publish(victim, spoof)
             await js.publish(victim, b"not json")
             await js.publish(victim, b'{"subject":"%s","interval":-1}' % victim.encode())
-            await _wait(lambda: sum(mon.ingestor.rejected.values()) >= 3, what="rejections")
+            await eventually(lambda: sum(mon.ingestor.rejected.values()) >= 3, what="rejections")
             assert mon.ingestor.rejected["subject_mismatch"] == 1
             assert mon.ingestor.rejected["malformed"] == 1
             assert mon.beats[victim] == before
@@ -208,7 +202,7 @@ async def test_kv_record_is_plain_json(
             )
             await receiver.wait_for(1)
             kv = await nc.jetstream().key_value(names(unique)["bucket"])
-            await _wait(lambda: True)
+            await eventually(lambda: True)
             entry = await kv.get(subject)
     assert entry.value is not None
     record = json.loads(entry.value)

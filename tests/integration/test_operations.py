@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.harness import (
     NatsServer,
     Receiver,
     cli_env,
+    eventually,
     monitor_config,
     names,
     running_monitor,
@@ -29,14 +29,6 @@ from tests.harness import (
 
 MS = timedelta(milliseconds=1)
 CLI = str(Path(sys.executable).parent / "nats-heartbeat")
-
-
-async def wait_until(predicate: object, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -57,13 +49,13 @@ async def test_metrics_move_with_beats_rejections_and_notifications(
         async with running_monitor(nats_server.url, cfg, [hook]) as mon:
             before = samples(render(mon))
             assert before[("nats_heartbeat_heartbeats_received_total", ())] == 0
-            await wait_until(mon.leading, what="leadership")
+            await eventually(mon.leading, what="leadership")
             await heartbeat.Publisher(nc).publish(
                 heartbeat.Message(subject=prefix + "m", interval=100 * MS)
             )
             await nc.jetstream().publish(prefix + "bad", b"{")
             await receiver.wait_for(1)
-            await wait_until(lambda: not mon.with_pending, what="delivery recorded")
+            await eventually(lambda: not mon.with_pending, what="delivery recorded")
             after = samples(render(mon))
     assert after[("nats_heartbeat_heartbeats_received_total", ())] == 1
     assert after[("nats_heartbeat_invalid_heartbeats_total", (("reason", "malformed"),))] == 1
@@ -124,10 +116,10 @@ async def test_readyz_not_ready_before_catch_up_and_while_nats_is_gone(
     ):
         assert mon.ready() == (True, "ok")
         server.stop()
-        await wait_until(lambda: not mon.ready()[0], what="not ready")
+        await eventually(lambda: not mon.ready()[0], what="not ready")
         assert mon.ready()[1] == "NATS disconnected"
         server.restart()
-        await wait_until(lambda: mon.ready()[0], timeout=20, what="ready again")
+        await eventually(lambda: mon.ready()[0], timeout=20, what="ready again")
 
 
 async def test_readyz_false_before_start() -> None:
@@ -144,9 +136,9 @@ async def test_readyz_false_before_start() -> None:
 
 
 async def _start_alerting(nc: NATS, mon: object, receiver: Receiver, subject: str) -> None:
-    await wait_until(mon.leading, what="leadership")  # type: ignore[attr-defined]
+    await eventually(mon.leading, what="leadership")  # type: ignore[attr-defined]
     await heartbeat.Publisher(nc).publish(heartbeat.Message(subject=subject, interval=100 * MS))
-    await wait_until(lambda: len(webhook_events(receiver, subject)) >= 2, what="alert + repeat")
+    await eventually(lambda: len(webhook_events(receiver, subject)) >= 2, what="alert + repeat")
 
 
 async def test_retire_cli_stops_a_missing_subject(
@@ -180,7 +172,7 @@ async def test_retire_cli_stops_a_missing_subject(
         )
         assert done.returncode == 0, done.stderr
         assert f"retired {subject}" in done.stdout
-        await wait_until(lambda: subject not in mon.records, what="record gone")
+        await eventually(lambda: subject not in mon.records, what="record gone")
         count = len(webhook_events(receiver, subject))
         await asyncio.sleep(1.0)  # three repeat periods: nothing more may arrive
         assert len(webhook_events(receiver, subject)) == count
@@ -220,7 +212,7 @@ async def test_kv_delete_retires_a_subject(
         await _start_alerting(nc, mon, receiver, subject)
         kv = await nc.jetstream().key_value(n["bucket"])
         await kv.delete(subject)  # what `nats kv del` does
-        await wait_until(lambda: subject not in mon.records and subject not in mon.beats)
+        await eventually(lambda: subject not in mon.records and subject not in mon.beats)
         count = len(webhook_events(receiver, subject))
         await asyncio.sleep(1.0)
         assert len(webhook_events(receiver, subject)) == count
@@ -242,7 +234,7 @@ async def test_stream_purge_retires_a_subject(
     ):
         await _start_alerting(nc, mon, receiver, subject)
         await nc.jetstream().purge_stream(n["stream"], subject=subject)  # `nats stream purge`
-        await wait_until(lambda: subject not in mon.records, what="reconciled")
+        await eventually(lambda: subject not in mon.records, what="reconciled")
         count = len(webhook_events(receiver, subject))
         await asyncio.sleep(1.0)
         assert len(webhook_events(receiver, subject)) == count
