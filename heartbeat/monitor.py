@@ -41,6 +41,7 @@ from heartbeat.notification import EventKind, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
 from heartbeat.retire import Janitor
+from heartbeat.sight import Sight
 from heartbeat.status import build_report
 from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
@@ -79,20 +80,6 @@ class Counters:
     retired: int = 0
 
 
-@dataclass
-class Sight:
-    """Whether this replica can see the data path (DESIGN section 6)."""
-
-    blind_since: float | None = None
-    led_when_blinded: bool = False
-    notice_sent: bool = False
-    awaiting: bool = False  # reconnected, feeds not yet caught up
-    sight_since: float = 0.0
-    stall_seq: int = -1
-    stall_strikes: int = 0
-    next_check: float = 0.0
-
-
 class Monitor:
     """Watches every subject under the prefix; the alerting half of nats-heartbeat."""
 
@@ -127,7 +114,16 @@ class Monitor:
         self.dirty: set[str] = set()
         self.with_pending: set[str] = set()
         self.busy: set[str] = set()  # subjects with a write in flight
-        self.sight = Sight()
+        self.sight = Sight(
+            cfg.replica_id,
+            clock=clock,
+            connected=lambda: bool(nc.is_connected),
+            leading=self.leading,
+            feeds=self._feeds,
+            notice=self._notice,
+            blind_after_s=cfg.blind_after_s,
+            stall_check_s=cfg.stall_check_s,
+        )
         self.ready_event = asyncio.Event()
         self.counters = Counters()
         self.janitor: Janitor | None = None
@@ -220,7 +216,7 @@ class Monitor:
 
     def _sighted(self) -> bool:
         """Whether this replica may lead: it sees the data path (DESIGN section 6)."""
-        return self.sight.blind_since is None
+        return not self.sight.blind
 
     def may_send(self) -> bool:
         return not self.stopping and self.leading()
@@ -250,7 +246,7 @@ class Monitor:
             return False, "NATS disconnected"
         if not self.ready_event.is_set():
             return False, "catching up"
-        if self.sight.blind_since is not None:
+        if self.sight.blind:
             return False, "blind: catching up after an outage"
         return True, "ok"
 
@@ -320,59 +316,13 @@ class Monitor:
     # ----- connection and sight --------------------------------------------------
 
     async def on_disconnect(self) -> None:
-        self._blinded("NATS disconnected")
+        self.sight.blinded("NATS disconnected")
 
     async def on_reconnect(self) -> None:
-        self.sight.awaiting = True
-        log.info("monitor %s: reconnected; catching up before judging", self.cfg.replica_id)
+        self.sight.reconnected()
 
-    def _blinded(self, why: str) -> None:
-        if self.sight.blind_since is None:
-            self.sight.blind_since = self.clock()
-            self.sight.led_when_blinded = self.leading()
-            log.warning("monitor %s: blind (%s)", self.cfg.replica_id, why)
-
-    async def _check_sight(self, now: float) -> None:
-        s = self.sight
-        if s.blind_since is not None:
-            if (
-                not s.notice_sent
-                and s.led_when_blinded
-                and now - s.blind_since >= self.cfg.blind_after_s
-            ):
-                s.notice_sent = True
-                await self._notice(EventKind.BLIND, s.blind_since, now)
-            if self.nc.is_connected and s.awaiting and await self._feeds_caught_up():
-                await self._restored(now)
-            return
-        if not self.nc.is_connected or time.monotonic() < s.next_check:
-            return
-        s.next_check = time.monotonic() + self.cfg.stall_check_s
-        pending = await self.ingestor.feed.pending()
-        seq = self.ingestor.feed.last_stream_seq
-        stalled = pending is None or (pending > 0 and seq == s.stall_seq)
-        s.stall_strikes = s.stall_strikes + 1 if stalled else 0
-        s.stall_seq = seq
-        if s.stall_strikes >= 2:
-            self._blinded(f"heartbeat consumer stalled, {pending} message(s) pending")
-            s.awaiting = True
-
-    async def _feeds_caught_up(self) -> bool:
-        assert self.watch is not None
-        return await self.ingestor.feed.pending() == 0 and await self.watch.pending() == 0
-
-    async def _restored(self, now: float) -> None:
-        s = self.sight
-        assert s.blind_since is not None
-        log.info(
-            "monitor %s: sight restored after %.1fs; subjects need a full window of silence "
-            "from now before they alert",
-            self.cfg.replica_id,
-            now - s.blind_since,
-        )
-        if s.notice_sent:
-            await self._notice(EventKind.SIGHT_RESTORED, s.blind_since, now)
-        self.sight = Sight(sight_since=now)
+    def _feeds(self) -> list[Feed]:
+        return [self.ingestor.feed] + ([self.watch] if self.watch is not None else [])
 
     async def _notice(self, kind: EventKind, blind_since: float, now: float) -> None:
         """Blind notices go straight to the channels: notifiers do not need NATS."""
@@ -388,11 +338,11 @@ class Monitor:
         """Evaluate what is due, commit decisions, (re)start pending deliveries."""
         self._last_tick = time.monotonic()
         now = self.clock()
-        await self._check_sight(now)
-        if not self.nc.is_connected or self.sight.blind_since is not None or not self.leading():
+        await self.sight.check(now)
+        if not self.nc.is_connected or self.sight.blind or not self.leading():
             return
         if self._takeover:
-            if not await self._feeds_caught_up():
+            if not await self.sight.caught_up():
                 return  # a new leader judges nothing before it has seen everything
             self._takeover = False
             log.info("monitor %s leads; caught up, evaluating", self.cfg.replica_id)
