@@ -178,6 +178,20 @@ cluster {{
     return NatsCluster(nodes)
 
 
+async def wait_count(
+    items: list[Any], event: asyncio.Event, count: int, timeout: float, what: str
+) -> None:
+    """Wait until ``items`` (appended to, setting ``event``) holds ``count`` entries."""
+    deadline = time.monotonic() + timeout
+    while len(items) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"got {len(items)} of {count} {what}")
+        event.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), remaining)
+
+
 @dataclass
 class Recorded:
     method: str
@@ -225,14 +239,7 @@ class Receiver:
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[Recorded]:
         """Wait until at least ``count`` requests arrived."""
-        deadline = time.monotonic() + timeout
-        while len(self.requests) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"receiver got {len(self.requests)} of {count} requests")
-            self._event.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), remaining)
+        await wait_count(self.requests, self._event, count, timeout, "requests")
         return list(self.requests)
 
 
@@ -312,14 +319,7 @@ class BeatRecorder:
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[Beat]:
         """Wait until at least ``count`` messages arrived; raise ``TimeoutError`` otherwise."""
-        deadline = time.monotonic() + timeout
-        while len(self.beats) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"got {len(self.beats)} of {count} messages")
-            self._event.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), remaining)
+        await wait_count(self.beats, self._event, count, timeout, "messages")
         return list(self.beats)
 
 

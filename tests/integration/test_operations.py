@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import aiohttp
 from nats.aio.client import Client as NATS
@@ -19,16 +16,15 @@ from heartbeat.status import bound_port, make_app, serve
 from tests.harness import (
     NatsServer,
     Receiver,
-    cli_env,
     eventually,
     monitor_config,
     names,
+    run_cli,
     running_monitor,
     webhook_events,
 )
 
 MS = timedelta(milliseconds=1)
-CLI = str(Path(sys.executable).parent / "nats-heartbeat")
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -153,23 +149,9 @@ async def test_retire_cli_stops_a_missing_subject(
     ):
         await _start_alerting(nc, mon, receiver, subject)
         done = await asyncio.to_thread(
-            subprocess.run,
-            [
-                CLI,
-                "retire",
-                subject,
-                "--nats-url",
-                nats_server.url,
-                "--stream",
-                n["stream"],
-                "--state-bucket",
-                n["bucket"],
-            ],
-            capture_output=True,
-            text=True,
-            env=cli_env(),
-            timeout=30,
-        )
+            run_cli, "retire", subject, "--nats-url", nats_server.url,
+            "--stream", n["stream"], "--state-bucket", n["bucket"],
+        )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert f"retired {subject}" in done.stdout
         await eventually(lambda: subject not in mon.records, what="record gone")
@@ -178,23 +160,9 @@ async def test_retire_cli_stops_a_missing_subject(
         assert len(webhook_events(receiver, subject)) == count
         assert subject not in {s.subject for s in mon.report().subjects}
         again = await asyncio.to_thread(
-            subprocess.run,
-            [
-                CLI,
-                "retire",
-                subject,
-                "--nats-url",
-                nats_server.url,
-                "--stream",
-                n["stream"],
-                "--state-bucket",
-                n["bucket"],
-            ],
-            capture_output=True,
-            text=True,
-            env=cli_env(),
-            timeout=30,
-        )
+            run_cli, "retire", subject, "--nats-url", nats_server.url,
+            "--stream", n["stream"], "--state-bucket", n["bucket"],
+        )  # fmt: skip
         assert again.returncode == 0
         assert "nothing to retire" in again.stdout
 
