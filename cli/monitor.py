@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass
 from datetime import timedelta
 
+import aiohttp
 import click
 
 from cli.common import (
@@ -67,10 +68,7 @@ class Channels:
                 "(NOTIFY_LOG=1)"
             )
 
-    def build(self, session: object) -> list[Notifier]:
-        from aiohttp import ClientSession
-
-        assert isinstance(session, ClientSession)
+    def build(self, session: aiohttp.ClientSession) -> list[Notifier]:
         out: list[Notifier] = []
         if self.pushover_user:
             out.append(
@@ -90,7 +88,8 @@ class Channels:
 
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(u.strip() for v in values for u in v.split(",") if u.strip())
+    """Repeated and comma-separated values, each once."""
+    return tuple(dict.fromkeys(u.strip() for v in values for u in v.split(",") if u.strip()))
 
 
 @click.command()
