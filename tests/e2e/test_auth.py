@@ -99,49 +99,71 @@ def test_monitor_and_agent_stop_on_wrong_credentials(password_server: NatsServer
         assert_one_line_failure(done, "authorization violation")
 
 
-def test_monitor_connects_with_password(password_server: NatsServer) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            CLI,
-            "monitor",
-            "--nats-url",
-            password_server.url,
-            "--notify-log",
-            "--subject-prefix",
-            "hb.mon.",
-            "--stream",
-            "HB_MON",
-            "--state-bucket",
-            "HB_MON",
-            "--status-addr",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=cli_env(NATS_USER="agent", NATS_PASSWORD=PASSWORD),
-    )
-    try:
-        import time
-        import urllib.request
+def agent_and_monitor_work(url: str, creds: list[str], env: dict[str, str]) -> str:
+    """A monitor and an agent with these credentials connect; the monitor sees the agent.
 
-        deadline = time.monotonic() + 20
-        while True:
+    Returns their combined output (to check for secrets).
+    """
+    import json
+    import time
+    import urllib.request
+
+    port = free_port()
+    prefix = f"hb.sec{port}."
+    monitor = subprocess.Popen(
+        [CLI, "monitor", "--nats-url", url, *creds, "--notify-log", "--subject-prefix", prefix,
+         "--stream", f"HB_SEC{port}", "--state-bucket", f"HB_SEC{port}",
+         "--status-addr", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(**env),
+    )  # fmt: skip
+    agent: subprocess.Popen[str] | None = None
+    try:
+        deadline = time.monotonic() + 30
+        subjects: set[str] = set()
+        while prefix + "agent" not in subjects:
+            assert monitor.poll() is None, "monitor exited"
+            assert agent is None or agent.poll() is None, "agent exited"
+            assert time.monotonic() < deadline, "the monitor never saw the agent's beats"
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        break
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
+                    subjects = {row["subject"] for row in json.load(r)["subjects"]}
+                if agent is None:  # the monitor is up (and made the stream): start the agent
+                    agent = subprocess.Popen(
+                        [CLI, "agent", "--nats-url", url, *creds, "--subject", prefix + "agent",
+                         "--interval", "200ms"],
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                        env=cli_env(**env),
+                    )  # fmt: skip
             except OSError:
                 pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "monitor never became ready"
             time.sleep(0.1)
     finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=15)
-    assert proc.returncode == 0, out
+        outputs = []
+        for proc in (agent, monitor):
+            if proc is not None:
+                proc.terminate()
+                outputs.append(proc.communicate(timeout=15)[0])
+                assert proc.returncode == 0, outputs[-1]
+    return "".join(outputs)
+
+
+def test_password_agent_and_monitor(password_server: NatsServer, tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD)
+    out = agent_and_monitor_work(
+        password_server.url, ["--user", "agent"], {"NATS_PASSWORD_FILE": str(secret)}
+    )
     assert_no_secrets(out)
+
+
+def test_token_agent_and_monitor(nats_factory: Callable[..., NatsServer]) -> None:
+    server = nats_factory(args=["--auth", TOKEN])
+    out = agent_and_monitor_work(server.url, [], {"NATS_TOKEN": TOKEN})
+    assert_no_secrets(out)
+    for cmd in (["agent", "--subject", "hb.tok.a"], ["monitor", "--notify-log",
+                "--status-addr", f"127.0.0.1:{free_port()}"]):  # fmt: skip
+        wrong = run(*cmd, "--nats-url", server.url, "--token", "nope", timeout=20)
+        assert_one_line_failure(wrong, "authorization violation")
 
 
 async def test_token(nats_factory: Callable[..., NatsServer]) -> None:
@@ -189,3 +211,8 @@ async def test_tls(nats_factory: Callable[..., NatsServer], tls_files: dict[str,
     assert_one_line_failure(untrusted, "not trusted")
     missing_file = run(*beat, "--tls-ca", tls_files["ca"] + ".missing")
     assert_one_line_failure(missing_file, "TLS")
+    agent_and_monitor_work(server.url, ["--tls-ca", tls_files["ca"]], {})
+    for cmd in (["agent", "--subject", "hb.tls.a"], ["monitor", "--notify-log",
+                "--status-addr", f"127.0.0.1:{free_port()}"]):  # fmt: skip
+        wrong = run(*cmd, "--nats-url", server.url, "--tls-ca", tls_files["other_ca"], timeout=20)
+        assert_one_line_failure(wrong, "not trusted")
