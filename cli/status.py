@@ -22,7 +22,7 @@ from typing import Any
 import click
 import msgspec
 
-from cli.common import POSITIVE_DURATION, fail, option
+from cli.common import POSITIVE_DURATION, fail, option, read_secret
 from heartbeat.durations import format_duration
 from heartbeat.status_schema import InvalidStatus, StatusReport, SubjectStatus, decode_status
 
@@ -270,6 +270,7 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _check_token(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    value = read_secret(ctx, param, value or "")
     if value and not (value.isascii() and value.isprintable()):
         raise click.BadParameter("must be printable ASCII", ctx, param)
     return value or None
@@ -305,7 +306,8 @@ def _check_token(ctx: click.Context, param: click.Parameter, value: str | None) 
     envvar="STATUS_TOKEN",
     default=None,
     callback=_check_token,
-    help="Bearer token sent as 'Authorization: Bearer ...' (prefer the environment variable).",
+    help="Bearer token sent as 'Authorization: Bearer ...' (prefer the environment "
+    "variable, or a file named by STATUS_TOKEN_FILE).",
 )
 def status(url: str, timeout: timedelta, as_json: bool, token: str | None) -> int:
     """Show what a monitor sees and highlight firing alerts.

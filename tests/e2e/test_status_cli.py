@@ -308,6 +308,15 @@ def test_bearer_token(server: StatusServer) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_bearer_token_from_a_file(server: StatusServer, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    server.headers.clear()
+    proc = run("--url", f"{server.url}/auth", STATUS_TOKEN_FILE=str(token_file))
+    assert proc.returncode == 0, proc.stderr
+    assert server.headers[-1]["Authorization"] == f"Bearer {TOKEN}"
+
+
 def test_no_token_no_authorization_header(server: StatusServer) -> None:
     server.headers.clear()
     assert run("--url", f"{server.url}/healthy").returncode == 0
