@@ -55,6 +55,7 @@ class Deliveries:
         self.clock = clock
         self.inflight: set[tuple[str, str]] = set()  # (notification_id, channel)
         self.retry_at: dict[tuple[str, str], float] = {}
+        self.last_error: dict[tuple[str, str], str] = {}  # how the last round failed
         self.results: dict[tuple[str, str, str], int] = {}  # (channel, kind, result) -> count
         self.retries: dict[str, int] = {}  # channel -> attempts beyond the first
         self.kv_writes = 0
@@ -99,14 +100,23 @@ class Deliveries:
             self.retries[channel] = self.retries.get(channel, 0) + extra
             if result.delivered or result.permanent:
                 self.retry_at.pop(key, None)
+                self.last_error.pop(key, None)
                 await self._cross_off(subject, n.notification_id, channel)
             else:
                 self.retry_at[key] = self.clock() + self.retry_s
+                self.last_error[key] = result.error
             self.inflight.discard(key)
 
         try:
             await fan_out(
-                notifiers, n, deadline_s=self.deadline_s, on_result=record, may_send=self.may_send
+                notifiers,
+                n,
+                deadline_s=self.deadline_s,
+                on_result=record,
+                may_send=self.may_send,
+                previous_errors={
+                    m.name: self.last_error.get((n.notification_id, m.name), "") for m in notifiers
+                },
             )
         finally:
             for notifier in notifiers:

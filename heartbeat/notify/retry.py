@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tenacity import (
@@ -119,8 +119,12 @@ async def send_with_retry(
     initial_backoff_s: float = 0.2,
     max_backoff_s: float = 5.0,
     may_send: Callable[[], bool] | None = None,
+    previous_error: str = "",
 ) -> DeliveryResult:
     """Deliver ``notification`` to one channel, retrying until ``deadline_s`` passes.
+
+    ``previous_error`` is how the last round for this notification ended: a round
+    that fails the same way logs nothing new (a long outage is not a log flood).
 
     Delivery failures never raise (only cancellation and a bad ``deadline_s`` do):
     the outcome is the :class:`DeliveryResult`.
@@ -131,6 +135,7 @@ async def send_with_retry(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_s
     attempt = _Attempts(notifier, notification, deadline, may_send)
+    attempt.last_error = previous_error
 
     def stop(state: RetryCallState) -> bool:
         # Do not sleep into (or past) the deadline only to be cut short there.
@@ -156,13 +161,14 @@ async def send_with_retry(
     except NotifyError as e:
         if not e.retryable:
             return DeliveryResult(False, True, attempt.count, str(e))
-        logger.info(
-            "notify %s: still failing after %d attempt(s) in %.1fs, keeping id=%s pending",
-            notifier.name,
-            attempt.count,
-            deadline_s,
-            notification.notification_id,
-        )
+        if str(e) != previous_error:
+            logger.info(
+                "notify %s: still failing after %d attempt(s) in %.1fs, keeping id=%s pending",
+                notifier.name,
+                attempt.count,
+                deadline_s,
+                notification.notification_id,
+            )
         return DeliveryResult(False, False, attempt.count, str(e))
     if attempt.count > 1:
         logger.info(
@@ -183,6 +189,7 @@ async def fan_out(
     initial_backoff_s: float = 0.2,
     max_backoff_s: float = 5.0,
     may_send: Callable[[], bool] | None = None,
+    previous_errors: Mapping[str, str] | None = None,
 ) -> dict[str, DeliveryResult]:
     """Send to every channel concurrently; ``on_result(name, result)`` runs as each
     channel finishes (so a success is recorded without waiting for slow channels).
@@ -204,6 +211,7 @@ async def fan_out(
             initial_backoff_s=initial_backoff_s,
             max_backoff_s=max_backoff_s,
             may_send=may_send,
+            previous_error=(previous_errors or {}).get(notifier.name, ""),
         )
         if on_result is not None:
             try:

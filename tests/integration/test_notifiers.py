@@ -377,6 +377,23 @@ async def test_always_500_gives_up_by_the_deadline(
     assert "HTTP 500" in result.error
 
 
+async def test_a_round_failing_as_the_last_one_did_logs_nothing_new(
+    receiver: Receiver, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A channel down for hours is retried every few seconds without a log line each time."""
+    receiver.default_status = 500
+    notifier = WebhookNotifier(session, receiver.url)
+    with caplog.at_level(logging.INFO, logger=RETRY_LOGGER):
+        first = await send_with_retry(notifier, make_notification(), deadline_s=0.3, **FAST)
+        logged = len(caplog.records)
+        second = await send_with_retry(
+            notifier, make_notification(), deadline_s=0.3, previous_error=first.error, **FAST
+        )
+    assert logged >= 2  # the first failure and "still failing"
+    assert not second.delivered and second.error == first.error
+    assert len(caplog.records) == logged, [r.getMessage() for r in caplog.records[logged:]]
+
+
 async def test_connection_refused_is_retryable(session: aiohttp.ClientSession) -> None:
     notifier = WebhookNotifier(session, f"http://127.0.0.1:{free_port()}/hook")
     result = await send_with_retry(notifier, make_notification(), deadline_s=0.3, **FAST)
