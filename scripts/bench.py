@@ -34,7 +34,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,6 +61,7 @@ from tests.harness import (  # noqa: E402
     NatsServer,
     Receiver,
     cli_env,
+    eventually,
     free_port,
     names,
     recording_receiver,
@@ -164,20 +165,6 @@ def spread(xs: Sequence[float], scale: float = 1.0) -> dict[str, float]:
         "max": round(max(xs) * scale, 3),
         "min": round(min(xs) * scale, 3),
     }
-
-
-async def until(check: Callable[[], Any], within: float, what: str, every: float = 0.01) -> Any:
-    """Poll ``check`` (sync or async) until truthy; its value.  Raises TimeoutError."""
-    deadline = time.monotonic() + within
-    while True:
-        got = check()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {within:g}s waiting for {what}")
-        await asyncio.sleep(every)
 
 
 async def wait_set(event: asyncio.Event, within: float, what: str) -> None:
@@ -398,13 +385,13 @@ class MonitorRun:
                 and not getattr(mon, "_takeover", False)
             )
 
-        await until(settled, within, "the monitor to lead and settle", every=0.05)
+        await eventually(settled, within, "the monitor to lead and settle", every=0.05)
         self.marks["judging"] = time.perf_counter()
         return self.marks["judging"]
 
     async def next_ticks(self, n: int, within: float) -> list[TickSample]:
         first = len(self.ticks)
-        await until(lambda: len(self.ticks) >= first + n, within, f"{n} ticks", every=0.02)
+        await eventually(lambda: len(self.ticks) >= first + n, within, f"{n} ticks", every=0.02)
         return self.ticks[first : first + n]
 
     async def close(self) -> None:
@@ -579,7 +566,7 @@ async def bench_evaluate(run: MonitorRun, sizes: Sizes) -> list[Result]:
     """
     assert run.mon is not None
     mon = run.mon
-    await until(
+    await eventually(
         lambda: not mon.with_pending and not mon.dirty and not mon.busy,
         30, "deliveries to settle",
     )  # fmt: skip
@@ -853,13 +840,13 @@ class Fleet:
     async def all_ready(self, within: float) -> Replica:
         """Every replica ready, exactly one leading; that one."""
         for r in self.replicas:
-            await until(lambda r=r: self.ready(r), within, f"{r.rid} ready", every=0.05)
+            await eventually(lambda r=r: self.ready(r), within, f"{r.rid} ready", every=0.05)
 
         async def sole() -> Replica | None:
             leading = await self.leaders()
             return leading[0] if len(leading) == 1 else None
 
-        leader: Replica = await until(sole, within, "exactly one leader", every=0.05)
+        leader: Replica = await eventually(sole, within, "exactly one leader", every=0.05)
         return leader
 
     async def takeover(self, sig: int, within: float) -> tuple[float, Replica]:
@@ -872,7 +859,7 @@ class Fleet:
             leading = [r for r in await self.leaders() if r is not old]
             return leading[0] if leading else None
 
-        new: Replica = await until(successor, within, "a new leader", every=0.02)
+        new: Replica = await eventually(successor, within, "a new leader", every=0.02)
         took = time.monotonic() - signalled
         old.proc.stop(sig, timeout=10)  # a SIGTERMed replica finishes its clean exit
         self.replicas.remove(old)
