@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 
 
 class RecordBook(Protocol):
-    """Where the monitor keeps the committed records (subject -> (record, revision))."""
+    """Where the monitor keeps the committed records."""
 
-    records: dict[str, tuple[Record, int]]
+    def held(self, subject: str) -> tuple[Record, int] | None:
+        """The subject's committed record and its revision, if there is one."""
 
     def set_record(self, subject: str, rec: Record, rev: int) -> None: ...
 
@@ -64,7 +65,7 @@ class Deliveries:
 
     def start(self, subject: str) -> None:
         """Start delivering what the subject's committed record still owes."""
-        held = self.book.records.get(subject)
+        held = self.book.held(subject)
         if held is None:
             return
         now = self.clock()
@@ -126,7 +127,7 @@ class Deliveries:
         """Remove ``channel`` from pending delivery ``nid`` (compare-and-set, retried)."""
         async with self._locks.setdefault(subject, asyncio.Lock()):
             for attempt in range(20):
-                held = self.book.records.get(subject)
+                held = self.book.held(subject)
                 if held is None:
                     return
                 rec, rev = held
@@ -155,7 +156,7 @@ class Deliveries:
             got = await self.store.get(subject)
         except StoreError as e:
             log.warning("reloading %s failed: %s", subject, e)
-            return self.book.records.get(subject)
+            return self.book.held(subject)
         if got is None:
             self.book.forget_record(subject)
         else:

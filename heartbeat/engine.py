@@ -276,53 +276,81 @@ def miss_count(rec: Record, now: float) -> int:
     return max(0, int((now - rec.last_seen) // (rec.interval_ns / SECOND)))
 
 
+class Track(msgspec.Struct, gc=False, eq=False):
+    """What one replica holds about one subject, in one object (one dict lookup).
+
+    ``record`` and ``rev``: the committed KV record and its revision (None, 0 before
+    the monitor has one); ``beat``: the newest heartbeat from the stream; ``due``:
+    its live deadline in the :class:`Schedule` (None when unscheduled; only the
+    schedule sets it).  ``gc=False``: it refers only to records, beats, strings and
+    numbers, never back to itself.  ``eq=False``: compared by identity, and ordered
+    by subject, so heap entries with equal deadlines compare cheaply.
+    """
+
+    subject: str
+    record: Record | None = None
+    rev: int = 0
+    beat: Beat | None = None
+    due: float | None = None
+
+    def __lt__(self, other: Track) -> bool:
+        return self.subject < other.subject
+
+    @property
+    def held(self) -> tuple[Record, int] | None:
+        return None if self.record is None else (self.record, self.rev)
+
+
 class Schedule:
-    """Deadlines per subject in a heap; at most one live entry per subject.
+    """Deadlines of tracks in a heap; at most one live deadline per track.
 
     ``push`` records a deadline; an earlier deadline replaces a later one, a later
     one is kept lazily (the early entry pops, the caller re-evaluates and pushes
-    the true deadline).  ``pop_due(now)`` costs O(log n) per due subject and O(1)
-    when nothing is due, whatever the number of subjects.
+    the true deadline).  The live deadline is the track's ``due``, so whether a
+    subject is scheduled is an attribute read, with no table of its own.
+    ``pop_due(now)`` costs O(log n) per due track and O(1) when nothing is due,
+    whatever the number of tracks.
     """
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, str]] = []
-        self._due: dict[str, float] = {}
+        self._heap: list[tuple[float, Track]] = []
+        self._live = 0
 
     def __len__(self) -> int:
-        return len(self._due)
+        return self._live
 
-    def __contains__(self, subject: object) -> bool:
-        """Whether ``subject`` has a deadline (a later one would not replace it)."""
-        return subject in self._due
-
-    def push(self, subject: str, due: float) -> None:
+    def push(self, track: Track, due: float) -> None:
         if due == NEVER:
             return
-        current = self._due.get(subject)
+        current = track.due
         if current is not None and current <= due:
             return
-        self._due[subject] = due
-        heapq.heappush(self._heap, (due, subject))
+        if current is None:
+            self._live += 1
+        track.due = due
+        heapq.heappush(self._heap, (due, track))
 
-    def discard(self, subject: str) -> None:
-        self._due.pop(subject, None)
+    def discard(self, track: Track) -> None:
+        if track.due is not None:
+            track.due = None
+            self._live -= 1
 
     def next_due(self) -> float:
         while self._heap:
-            due, subject = self._heap[0]
-            if self._due.get(subject) == due:
+            due, track = self._heap[0]
+            if track.due == due:
                 return due
             heapq.heappop(self._heap)
         return NEVER
 
-    def pop_due(self, now: float, limit: int | None = None) -> list[str]:
-        """Subjects whose deadline is <= now (at most ``limit``), removed from the schedule."""
-        out: list[str] = []
+    def pop_due(self, now: float, limit: int | None = None) -> list[Track]:
+        """Tracks whose deadline is <= now (at most ``limit``), removed from the schedule."""
+        out: list[Track] = []
         heap = self._heap
         while heap and heap[0][0] <= now and (limit is None or len(out) < limit):
-            due, subject = heapq.heappop(heap)
-            if self._due.get(subject) == due:
-                del self._due[subject]
-                out.append(subject)
+            due, track = heapq.heappop(heap)
+            if track.due == due:
+                track.due = None
+                out.append(track)
+        self._live -= len(out)
         return out

@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import msgspec
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -21,33 +20,27 @@ from nats.js.api import DeliverPolicy
 log = logging.getLogger(__name__)
 
 
-class Delivery(msgspec.Struct, frozen=True, gc=False):
-    """What the JetStream reply subject says about a delivered message (built in C:
-    one per message, so not a NamedTuple, whose constructor is Python code)."""
+def delivery_of(msg: Msg) -> tuple[int, int, bool]:
+    """Stream sequence, server timestamp (ns) and whether nothing more is pending.
 
-    stream_seq: int
-    num_pending: int
-    timestamp_ns: int  # when the server stored it
-
-
-def delivery_of(msg: Msg) -> Delivery:
-    """Read sequence, pending count and timestamp from ``msg.reply``.
-
-    ``msg.metadata`` builds two frozen dataclasses and a datetime per message (~3.5 µs,
-    a large share of a beat's cost); this reads only the three numbers (~0.5 µs).  The
-    layouts are nats-py's: ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.
-    <pending>`` and, with domain and account hash, the 11 or 12 token form.
+    Read from ``msg.reply``: ``msg.metadata`` builds two frozen dataclasses and a
+    datetime per message (~3.5 µs, a large share of a beat's cost); this reads only
+    what the feed needs (~0.4 µs).  The layouts are nats-py's: ``$JS.ACK.<stream>.
+    <consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`` and, with domain and account
+    hash, the 11 or 12 token form.  A plain tuple: one is made per message.
     """
     tokens = (msg.reply or "").split(".")
-    if tokens[0] == "$JS" and len(tokens) > 1 and tokens[1] == "ACK":
-        if len(tokens) == 9:
-            return Delivery(int(tokens[5]), int(tokens[8]), int(tokens[7]))
-        if len(tokens) >= 11:
-            return Delivery(int(tokens[7]), int(tokens[10]), int(tokens[9]))
+    n = len(tokens)
+    if n > 1 and tokens[1] == "ACK" and tokens[0] == "$JS":
+        if n == 9:
+            return int(tokens[5]), int(tokens[7]), tokens[8] == "0"
+        if n >= 11:
+            return int(tokens[7]), int(tokens[9]), tokens[10] == "0"
     raise nats.errors.NotJSMessageError  # what msg.metadata raises for such a reply
 
 
-Handler = Callable[[Msg, Delivery], None]
+Handler = Callable[[Msg, int, int], None]
+"""Called with each message, its stream sequence and its server timestamp (ns)."""
 
 
 class Feed:
@@ -109,11 +102,10 @@ class Feed:
 
     async def _on_msg(self, msg: Msg) -> None:
         self.received += 1
-        delivery = delivery_of(msg)
-        self.last_stream_seq = delivery.stream_seq
+        self.last_stream_seq, stamp_ns, drained = delivery_of(msg)
         try:
-            self._handle(msg, delivery)
+            self._handle(msg, self.last_stream_seq, stamp_ns)
         except Exception:  # one bad message never stops the feed
             log.exception("handling %s from %s failed", msg.subject, self.stream)
-        if delivery.num_pending == 0 and not self.caught_up.is_set():
+        if drained and not self.caught_up.is_set():
             self.caught_up.set()

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from datetime import datetime
 
 from nats.aio.msg import Msg
@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 from heartbeat.durations import MICROSECOND, to_ns
 from heartbeat.engine import Beat, shared_ns
 from heartbeat.errors import InvalidHeartbeat, InvalidSubject
-from heartbeat.feed import Delivery, Feed
+from heartbeat.feed import Feed
 from heartbeat.schema import (
     MAX_DURATION_NS,
     decode,
@@ -42,14 +42,18 @@ def beat_from_message(nats_subject: str, data: bytes, server_time: datetime) -> 
     return beat_from_payload(nats_subject, data, server_time.timestamp())
 
 
-def beat_from_payload(nats_subject: str, data: bytes, last_seen: float) -> Beat:
+def beat_from_payload(
+    nats_subject: str, data: bytes, last_seen: float, *, subject_valid: bool = False
+) -> Beat:
     """Validate one stream message (``last_seen``: its server time, epoch seconds).
 
     Raises :class:`InvalidHeartbeat` with a reason.  A well-formed beat takes a fast
     path; anything else goes through :func:`_checked_beat`, which gives the same
     result for what the fast path accepts, and the errors for what it does not.
+    ``subject_valid``: the subject passed :func:`is_valid_subject` before (a subject
+    already tracked), so the fast path need not match it again.
     """
-    beat = _fast_beat(nats_subject, data, last_seen)
+    beat = _fast_beat(nats_subject, data, last_seen, subject_valid)
     return beat if beat is not None else _checked_beat(nats_subject, data, last_seen)
 
 
@@ -77,7 +81,9 @@ def _checked_beat(nats_subject: str, data: bytes, last_seen: float) -> Beat:
     )
 
 
-def _fast_beat(nats_subject: str, data: bytes, last_seen: float) -> Beat | None:
+def _fast_beat(
+    nats_subject: str, data: bytes, last_seen: float, subject_valid: bool
+) -> Beat | None:
     """The common valid beat in ~2 µs instead of ~15; None when it needs the full checks.
 
     Accepts only what :func:`_checked_beat` accepts, with the same result: durations
@@ -93,7 +99,7 @@ def _fast_beat(nats_subject: str, data: bytes, last_seen: float) -> Beat | None:
     if grace is not None and not 0 <= grace <= MAX_DURATION_NS:
         return None
     generated_at = fast_time(wire.generated_at)
-    if generated_at is None or not is_valid_subject(nats_subject):
+    if generated_at is None or not (subject_valid or is_valid_subject(nats_subject)):
         return None
     return Beat(
         last_seen=last_seen,
@@ -120,12 +126,22 @@ def server_time(ns: int) -> float:
 
 
 class Ingestor:
-    """Consumes the heartbeat stream and reports valid beats; counts rejections."""
+    """Consumes the heartbeat stream and reports valid beats; counts rejections.
+
+    ``known``: subjects already accepted once (the monitor's table), whose names
+    need no second check.
+    """
 
     def __init__(
-        self, js: JetStreamContext, stream: str, filter_subject: str, on_beat: BeatHandler
+        self,
+        js: JetStreamContext,
+        stream: str,
+        filter_subject: str,
+        on_beat: BeatHandler,
+        known: Container[str] = frozenset(),
     ) -> None:
         self._on_beat = on_beat
+        self._known = known
         self.feed = Feed(js, stream, filter_subject, self._handle)
         self.rejected: Counter[str] = Counter()
         self.accepted = 0
@@ -144,12 +160,17 @@ class Ingestor:
     async def stop(self) -> None:
         await self.feed.stop()
 
-    def _handle(self, msg: Msg, delivery: Delivery) -> None:
-        try:
-            beat = beat_from_payload(msg.subject, msg.data, server_time(delivery.timestamp_ns))
-        except InvalidHeartbeat as e:
-            self.rejected[e.reason] += 1
-            log.warning("rejected heartbeat on %s (%s): %s", msg.subject, e.reason, e)
-            return
+    def _handle(self, msg: Msg, _seq: int, stamp_ns: int) -> None:
+        """The hot path: every beat of every subject, ~2 µs here and in ``on_beat``."""
+        subject = msg.subject
+        last_seen = stamp_ns / 1_000_000_000  # as server_time()
+        beat = _fast_beat(subject, msg.data, last_seen, subject in self._known)
+        if beat is None:
+            try:
+                beat = _checked_beat(subject, msg.data, last_seen)
+            except InvalidHeartbeat as e:
+                self.rejected[e.reason] += 1
+                log.warning("rejected heartbeat on %s (%s): %s", subject, e.reason, e)
+                return
         self.accepted += 1
-        self._on_beat(msg.subject, beat)
+        self._on_beat(subject, beat)

@@ -64,11 +64,8 @@ class MonitorCollector(Collector):
         yield invalid
         states = {h: 0 for h in Health}
         now = m.clock()
-        for subject in set(m.records) | set(m.beats):
-            held = m.records.get(subject)
-            states[
-                health(merged(held[0] if held else None, m.beats.get(subject), subject), now)
-            ] += 1
+        for track in m.tracks.values():
+            states[health(merged(track.record, track.beat, track.subject), now)] += 1
         subjects = GaugeMetricFamily(
             P + "subjects", "Monitored subjects by state.", labels=["state"]
         )
@@ -89,6 +86,11 @@ class MonitorCollector(Collector):
         yield _gauge("ready", "1 when connected, caught up and not blind.", float(m.ready()[0]))
         yield _counter("kv_writes", "Compare-and-set writes to the state bucket.", m.kv_writes())
         yield _counter("cas_conflicts", "Lost compare-and-set races.", m.counters.conflicts)
+        yield _counter(
+            "ignored_records",
+            "State bucket records ignored: their key is not a heartbeat subject.",
+            m.counters.ignored_records,
+        )
         t = m.tick_timer
         yield HistogramMetricFamily(
             P + "evaluation_seconds",

@@ -29,6 +29,7 @@ from heartbeat.engine import (
     EngineConfig,
     Record,
     Schedule,
+    Track,
     evaluate,
     merged,
     meta_differs,
@@ -41,6 +42,7 @@ from heartbeat.notification import EventKind, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
 from heartbeat.retire import Janitor
+from heartbeat.schema import is_valid_subject
 from heartbeat.sight import Sight
 from heartbeat.status import build_report
 from heartbeat.status_schema import StatusReport
@@ -78,6 +80,7 @@ class Counters:
     conflicts: int = 0
     store_errors: int = 0
     retired: int = 0
+    ignored_records: int = 0  # under keys that are not heartbeat subjects
 
 
 class Monitor:
@@ -96,7 +99,6 @@ class Monitor:
         self.notifiers = {n.name: n for n in notifiers}
         self.clock = clock
         self.js = nc.jetstream()
-        self.ingestor = Ingestor(self.js, cfg.store.stream, cfg.store.filter_subject, self._on_beat)
         self.election = Election(
             self.js,
             cfg.store.bucket,
@@ -108,9 +110,12 @@ class Monitor:
         self.store: StateStore | None = None
         self.watch: Feed | None = None
         self.deliveries: Deliveries | None = None
-        self.records: dict[str, tuple[Record, int]] = {}
-        self.beats: dict[str, Beat] = {}
+        # Everything held per subject, in one table: a beat costs one lookup.
+        self.tracks: dict[str, Track] = {}
         self.schedule = Schedule()
+        self.ingestor = Ingestor(
+            self.js, cfg.store.stream, cfg.store.filter_subject, self._on_beat, self.tracks
+        )
         self.dirty: set[str] = set()
         self.with_pending: set[str] = set()
         self.busy: set[str] = set()  # subjects with a write in flight
@@ -176,10 +181,10 @@ class Monitor:
             return await self.close()
         self.ready_event.set()
         log.info(
-            "monitor %s: caught up with %d record(s) and %d subject(s)",
+            "monitor %s: caught up with %d subject(s), %d with a record",
             self.cfg.replica_id,
-            len(self.records),
-            len(self.beats),
+            len(self.tracks),
+            sum(1 for t in self.tracks.values() if t.record is not None),
         )
         campaign_stop = asyncio.Event()
         campaign = asyncio.create_task(self.election.run(campaign_stop))
@@ -209,6 +214,20 @@ class Monitor:
     def leading(self) -> bool:
         return self.election.leading()
 
+    def held(self, subject: str) -> tuple[Record, int] | None:
+        """The subject's committed record and its KV revision, if there is one."""
+        t = self.tracks.get(subject)
+        return None if t is None else t.held
+
+    def record(self, subject: str) -> Record | None:
+        t = self.tracks.get(subject)
+        return None if t is None else t.record
+
+    def beat(self, subject: str) -> Beat | None:
+        """The newest heartbeat seen for the subject."""
+        t = self.tracks.get(subject)
+        return None if t is None else t.beat
+
     def kv_writes(self) -> int:
         """Compare-and-set writes made by this replica (decisions and deliveries)."""
         delivered = self.deliveries.kv_writes if self.deliveries is not None else 0
@@ -223,8 +242,7 @@ class Monitor:
 
     def report(self) -> StatusReport:
         return build_report(
-            self.records,
-            self.beats,
+            list(self.tracks.values()),
             self.clock(),
             monitor=self.cfg.replica_id,
             leader=self.leading(),
@@ -253,59 +271,87 @@ class Monitor:
     # ----- inputs ----------------------------------------------------------------
 
     def _on_beat(self, subject: str, beat: Beat) -> None:
-        prev = self.beats.get(subject)
-        if prev is None:
+        """Every valid beat comes here (the hot path: one table lookup, no allocation)."""
+        track = self.tracks.get(subject)
+        if track is None:
             # One string per subject, shared by every table keyed by it (the bucket feed
             # interns record keys too): 100k subjects hold one copy each, not three.
             subject = sys.intern(subject)
-        elif beat.last_seen <= prev.last_seen:
-            return
-        self.beats[subject] = beat
-        held = self.records.get(subject)
-        if held is None or held[0].alert_active or meta_differs(held[0], beat):
+            self.tracks[subject] = Track(subject=subject, beat=beat)
             self.dirty.add(subject)
-        elif subject not in self.schedule:
+            return
+        prev = track.beat
+        if prev is not None and beat.last_seen <= prev.last_seen:
+            return
+        track.beat = beat
+        rec = track.record
+        if rec is None or rec.alert_active or meta_differs(rec, beat):
+            self.dirty.add(subject)
+        elif track.due is None:
             # With a deadline already set, a newer beat only moves it later: the early
             # entry pops, the engine finds nothing to do and pushes the true one.
-            cur = merged(held[0], beat, subject)
-            self.schedule.push(subject, next_due(cur, self.cfg.engine, self.sight.sight_since))
+            cur = merged(rec, beat, subject)
+            self.schedule.push(track, next_due(cur, self.cfg.engine, self.sight.sight_since))
 
     def _on_entry(self, key: str, rec: Record | None, rev: int, msg: Msg) -> None:
         if key == LEASE_KEY:
             self.election.observe(lease_view(msg.data, msg.headers, rev))
         elif rec is not None:
+            if key not in self.tracks and not is_valid_subject(key):
+                # No monitor writes such a key, and no beat can ever arrive for it;
+                # the table holds valid subjects only (the Ingestor relies on it).
+                self.counters.ignored_records += 1
+                log.warning("ignoring record %s: not a valid heartbeat subject", key)
+                return
             self.set_record(key, rec, rev)
-        elif key in self.records and rev > self.records[key][1]:
+        elif (t := self.tracks.get(key)) is not None and t.record is not None and rev > t.rev:
             log.info("record %s was deleted: retiring the subject", key)
             self.retire_local(key)
             if self.janitor is not None:
                 self.janitor.deleted(key)
 
     def set_record(self, subject: str, rec: Record, rev: int) -> None:
-        held = self.records.get(subject)
-        if held is not None and held[1] > rev:
+        track = self.tracks.get(subject)
+        if track is None:
+            self.tracks[subject] = track = Track(subject=subject)
+        elif track.record is not None and track.rev > rev:
             return  # an echo older than what we hold
-        self.records[subject] = (rec, rev)
+        track.record, track.rev = rec, rev
         if rec.pending:
             self.with_pending.add(subject)
         else:
             self.with_pending.discard(subject)
-        due = next_due(
-            merged(rec, self.beats.get(subject), subject), self.cfg.engine, self.sight.sight_since
-        )
-        self.schedule.push(subject, due)
+        due = next_due(merged(rec, track.beat, subject), self.cfg.engine, self.sight.sight_since)
+        self.schedule.push(track, due)
 
     def forget_record(self, subject: str) -> None:
-        self.records.pop(subject, None)
         self.with_pending.discard(subject)
+        track = self.tracks.get(subject)
+        if track is not None:
+            track.record, track.rev = None, 0
+            if track.beat is None:
+                self._drop(track)
+
+    def forget_beat(self, subject: str) -> None:
+        """Forget the subject's beat (purged from the stream), keeping its record."""
+        track = self.tracks.get(subject)
+        if track is not None:
+            track.beat = None
+            if track.record is None:
+                self._drop(track)
 
     def retire_local(self, subject: str) -> None:
         """Forget everything about ``subject`` (its record and stream beat are gone)."""
-        self.forget_record(subject)
-        self.beats.pop(subject, None)
-        self.schedule.discard(subject)
-        self.dirty.discard(subject)
+        self.with_pending.discard(subject)
+        track = self.tracks.get(subject)
+        if track is not None:
+            self._drop(track)
         self.counters.retired += 1
+
+    def _drop(self, track: Track) -> None:
+        del self.tracks[track.subject]
+        self.schedule.discard(track)
+        self.dirty.discard(track.subject)
 
     async def _on_leadership(self, leading: bool) -> None:
         if leading:
@@ -353,7 +399,7 @@ class Monitor:
     async def _evaluate_due(self, now: float) -> None:
         assert self.janitor is not None
         self.janitor.kick()
-        due = self.schedule.pop_due(now)
+        due = [t.subject for t in self.schedule.pop_due(now)]
         if self.dirty:
             due.extend(self.dirty)
             self.dirty.clear()
@@ -372,14 +418,16 @@ class Monitor:
             self.deliveries.start(subject)
 
     def _evaluate(self, subject: str, now: float) -> asyncio.Future[None] | None:
-        held = self.records.get(subject)
-        rec, rev = held if held is not None else (None, 0)
+        track = self.tracks.get(subject)
+        if track is None:
+            return None  # retired since it was queued
+        rec, rev = track.record, track.rev
         self.counters.evaluations += 1
         try:
             out = evaluate(
                 subject,
                 rec,
-                self.beats.get(subject),
+                track.beat,
                 now,
                 self.cfg.engine,
                 sight_since=self.sight.sight_since,
@@ -389,9 +437,9 @@ class Monitor:
             )
         except Exception:
             log.exception("evaluating %s failed; retrying in %.0fs", subject, self.cfg.poll_s * 10)
-            self.schedule.push(subject, now + self.cfg.poll_s * 10)
+            self.schedule.push(track, now + self.cfg.poll_s * 10)
             return None
-        self.schedule.push(subject, out.due)
+        self.schedule.push(track, out.due)
         if out.record is None:
             return None
         if out.notification is not None:
@@ -427,7 +475,7 @@ class Monitor:
             got = await self.store.get(subject)
         except StoreError as e:
             log.warning("reloading %s failed: %s", subject, e)
-            got = self.records.get(subject)
+            got = self.held(subject)
         if got is not None:
             self.set_record(subject, *got)
         else:

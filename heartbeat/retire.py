@@ -21,7 +21,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
-from heartbeat.engine import Beat, Record
+from heartbeat.engine import Track
 from heartbeat.store import StateConflict, StateStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,11 @@ async def retire(js: JetStreamContext, store: StateStore, subject: str) -> tuple
 class RetireBook(Protocol):
     """What the janitor needs of the monitor's in-memory view."""
 
-    records: dict[str, tuple[Record, int]]
-    beats: dict[str, Beat]
+    tracks: dict[str, Track]
 
     def retire_local(self, subject: str) -> None: ...
+
+    def forget_beat(self, subject: str) -> None: ...
 
 
 class Janitor:
@@ -189,18 +190,20 @@ class Janitor:
             except StoreError:
                 self.to_purge.add(subject)
                 raise
-            self.book.beats.pop(subject, None)
+            self.book.forget_beat(subject)
 
     async def _reconcile(self) -> None:
         cfg = self.store.cfg
         listed_at = self.clock() - 1.0  # beats newer than this may postdate the listing
         present = await stream_subjects(self.js, cfg.stream, cfg.filter_subject)
-        records, beats = self.book.records, self.book.beats
-        if present.issuperset(records) and present.issuperset(beats):
+        tracks = self.book.tracks
+        if present.issuperset(tracks):
             return
-        for subject in (set(records) | set(beats)) - present:
-            held, beat = records.get(subject), beats.get(subject)
-            last = max(held[0].last_seen if held else 0.0, beat.last_seen if beat else 0.0)
+        for subject in set(tracks) - present:
+            t = tracks.get(subject)  # the loop awaits: the table may have changed
+            if t is None:
+                continue
+            last = max(t.record.last_seen if t.record else 0.0, t.beat.last_seen if t.beat else 0.0)
             if last >= listed_at or await subject_present(self.js, cfg.stream, subject):
                 continue
             self.book.retire_local(subject)  # first, so the record's tombstone is no news

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
 from aiohttp import web
 
 from heartbeat.durations import SECOND, format_duration_ns
-from heartbeat.engine import Beat, Record, merged, miss_count
+from heartbeat.engine import Beat, Record, Track, merged, miss_count
 from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
 
 log = logging.getLogger(__name__)
@@ -42,19 +42,17 @@ def subject_status(
 
 
 def build_report(
-    records: dict[str, tuple[Record, int]],
-    beats: dict[str, Beat],
+    tracks: Iterable[Track],
     now: float,
     *,
     monitor: str | None = None,
     leader: bool | None = None,
     leader_id: str | None = None,
 ) -> StatusReport:
-    subjects = sorted(set(records) | set(beats))
-    rows = []
-    for s in subjects:
-        held = records.get(s)
-        rows.append(subject_status(s, held[0] if held else None, beats.get(s), now))
+    rows = [
+        subject_status(t.subject, t.record, t.beat, now)
+        for t in sorted(tracks, key=lambda t: t.subject)
+    ]
     return StatusReport(
         observed_at=datetime.fromtimestamp(now, UTC),
         subjects=rows,

@@ -26,7 +26,7 @@ from nats.js.kv import KeyValue
 
 from heartbeat.engine import Record, shared_ns
 from heartbeat.errors import HeartbeatError
-from heartbeat.feed import Delivery, Feed
+from heartbeat.feed import Feed
 
 log = logging.getLogger(__name__)
 
@@ -225,12 +225,12 @@ class StateStore:
         """
         prefix = f"$KV.{self.cfg.bucket}."
 
-        def handle(msg: Msg, delivery: Delivery) -> None:
+        def handle(msg: Msg, revision: int, _stamp_ns: int) -> None:
             key = sys.intern(msg.subject[len(prefix) :])
             rec = record_of(key, msg)
             if rec is not None:
                 _share_strings(rec, key)
-            on_entry(key, rec, delivery.stream_seq, msg)
+            on_entry(key, rec, revision, msg)
 
         return Feed(self.js, f"KV_{self.cfg.bucket}", f"{prefix}>", handle)
 

@@ -528,9 +528,9 @@ async def bench_detect(
             arrived.setdefault(body["subject"], r.at)
     decision, commit, arrival = [], [], []
     for s in missing:
-        deadline = mon.beats[s].last_seen + window_s
-        rec = mon.records[s][0]
-        assert rec.alert_since is not None
+        beat, rec = mon.beat(s), mon.record(s)
+        assert beat is not None and rec is not None and rec.alert_since is not None
+        deadline = beat.last_seen + window_s
         decision.append(rec.alert_since - deadline)
         commit.append(run.committed_at[s] - deadline)
         arrival.append(arrived[s] - deadline)
@@ -539,7 +539,7 @@ async def bench_detect(
         "decision_ms": spread(decision, 1000),
         "commit_ms": spread(commit, 1000),
         "arrival_ms": spread(arrival, 1000),
-        "watched_subjects": len(mon.beats),
+        "watched_subjects": len(mon.tracks),
         "missing": len(missing),
         "poll_s": sizes.poll_s,
         "early_alerts": len(early),
@@ -550,7 +550,7 @@ async def bench_detect(
         at_most("detect_decision_p99_ms", "2. detect: decision delay p99",
                 d["p99"], poll_ms + 100, "ms",
                 notes=f"p50 {d['p50']:.0f} max {d['max']:.0f}; K={len(missing)} "
-                      f"of {len(mon.beats)}, poll {poll_ms:.0f}ms", details=details),
+                      f"of {len(mon.tracks)}, poll {poll_ms:.0f}ms", details=details),
         at_most("detect_arrival_p99_ms", "2. detect: webhook arrival p99",
                 a["p99"], poll_ms + 250, "ms",
                 notes=f"p50 {a['p50']:.0f} max {a['max']:.0f}; commit p99 "
@@ -585,7 +585,7 @@ async def bench_evaluate(run: MonitorRun, sizes: Sizes) -> list[Result]:
         "tick_cpu_ms_each": [round(x, 3) for x in cpu_ms],
         "tick_wall_ms": spread([t.wall_s * 1000 for t in plain]),
         "evaluations_per_tick": [t.evaluations for t in plain],
-        "subjects": len(mon.beats),
+        "subjects": len(mon.tracks),
         "scheduled": len(mon.schedule),
         "reconcile_round": {"cpu_ms": round(rec_cpu, 2), "wall_ms": round(rec_wall, 2)},
         "reconcile_every_s": mon.cfg.reconcile_every_s,
@@ -596,7 +596,7 @@ async def bench_evaluate(run: MonitorRun, sizes: Sizes) -> list[Result]:
     return [
         at_most("eval_tick_cpu_ms", "3. evaluate: CPU per tick (mean)", statistics.mean(cpu_ms),
                 2.0, "ms", notes=f"p50 {pct(cpu_ms, 0.5):.2f} max {max(cpu_ms):.2f} (the 5-s "
-                f"stall check); {len(mon.beats)} subjects, {len(cpu_ms)} ticks", details=details),
+                f"stall check); {len(mon.tracks)} subjects, {len(cpu_ms)} ticks", details=details),
         at_most("eval_reconcile_tick_cpu_ms", "3. evaluate: reconcile per tick, amortized",
                 amortized, 2.0, "ms",
                 notes=f"one round every {mon.cfg.reconcile_every_s:g}s, beside the ticks: "
@@ -625,7 +625,7 @@ async def bench_big_monitor(nc: NATS, world: World, sizes: Sizes, only: set[str]
 async def integrity(nc: NATS, world: World, mon: Monitor) -> Result:
     """Every subject published (and never retired on purpose) is still watched."""
     published = set(world.subjects) | set(world.added)
-    lost = published - (set(mon.records) | set(mon.beats))
+    lost = published - set(mon.tracks)
     in_stream = await stream_count(nc.jetstream(), world.store.stream)
     return at_most(
         "wrongly_retired", "integrity: healthy subjects retired", len(lost), 0, "subjects",
@@ -657,13 +657,13 @@ async def memory_child(url: str, stream: str, bucket: str, prefix: str) -> dict[
     await wait_set(mon.ingestor.caught_up, 120, "stream caught up")  # set after the last beat
     gc.collect()
     after = rss_bytes()
-    subjects = len(set(mon.records) | set(mon.beats))
+    subjects = len(mon.tracks)
     out = {
         "rss_before": before,
         "rss_after": after,
         "subjects": subjects,
-        "records": len(mon.records),
-        "beats": len(mon.beats),
+        "records": sum(1 for t in mon.tracks.values() if t.record is not None),
+        "beats": sum(1 for t in mon.tracks.values() if t.beat is not None),
         "heap_entries": len(getattr(mon.schedule, "_heap", ())),
         "scheduled": len(mon.schedule),
         "dirty": len(mon.dirty),
@@ -748,7 +748,7 @@ async def bench_kv(nc: NATS, url: str, sizes: Sizes) -> list[Result]:
             await asyncio.sleep(sizes.steady_measure_s)
             w1, b1, t1 = mon.kv_writes(), mon.ingestor.accepted, time.monotonic()
             ev1 = mon.counters.evaluations
-            alerts = sum(1 for rec, _ in mon.records.values() if rec.alert_active)
+            alerts = sum(1 for t in mon.tracks.values() if t.record and t.record.alert_active)
     finally:
         stop.set()
         late = await publisher

@@ -13,6 +13,8 @@ import pytest
 from nats.aio.client import Client as NATS
 
 import heartbeat
+from heartbeat.engine import Record
+from heartbeat.monitor import Monitor
 from heartbeat.notify import WebhookNotifier
 from tests.harness import (
     NatsServer,
@@ -28,6 +30,19 @@ from tests.harness import (
 MS = timedelta(milliseconds=1)
 
 
+def seen(mon: Monitor, subject: str) -> float:
+    """When the monitor's newest beat for ``subject`` was stored (server time)."""
+    beat = mon.beat(subject)
+    assert beat is not None, f"no beat for {subject}"
+    return beat.last_seen
+
+
+def committed(mon: Monitor, subject: str) -> Record:
+    rec = mon.record(subject)
+    assert rec is not None, f"no record for {subject}"
+    return rec
+
+
 async def test_healthy_agent_every_second_never_alerts(
     nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
 ) -> None:
@@ -38,7 +53,7 @@ async def test_healthy_agent_every_second_never_alerts(
         hook = WebhookNotifier(session, receiver.url)
         async with running_monitor(nats_server.url, cfg, [hook]) as mon:
             async with heartbeat.beating(nc, subject, interval=timedelta(seconds=1)):
-                await eventually(lambda: subject in mon.beats, what="first beat")
+                await eventually(lambda: mon.beat(subject) is not None, what="first beat")
                 await asyncio.sleep(3.5)  # three and a half intervals of healthy beats
             assert receiver.requests == []
             assert mon.report().subjects[0].alert_active is False
@@ -58,8 +73,10 @@ async def test_missing_subject_alerts_once_repeats_and_resolves_once(
             heartbeat.beating(nc, steady, interval=interval),
         ):
             async with heartbeat.beating(nc, stopping, interval=interval):
-                await eventually(lambda: stopping in mon.beats and steady in mon.beats)
-            last_seen = mon.beats[stopping].last_seen
+                await eventually(
+                    lambda: mon.beat(stopping) is not None and mon.beat(steady) is not None
+                )
+            last_seen = seen(mon, stopping)
             first = await receiver.wait_for(1)
             alert = first[0].json()
             delay = first[0].at - last_seen
@@ -102,10 +119,10 @@ async def test_grace_overrides_interval(
             await heartbeat.Publisher(nc).publish(
                 heartbeat.Message(subject=subject, interval=100 * MS, grace_period=800 * MS)
             )
-            await eventually(lambda: subject in mon.beats)
-            seen = mon.beats[subject].last_seen
+            await eventually(lambda: mon.beat(subject) is not None)
+            seen_at = seen(mon, subject)
             got = await receiver.wait_for(1, timeout=5)
-            assert got[0].at - seen > 0.9  # grace + tolerance, not interval
+            assert got[0].at - seen_at > 0.9  # grace + tolerance, not interval
             assert got[0].json()["window"] == "800ms"
 
 
@@ -129,7 +146,7 @@ async def test_failing_channel_retries_with_same_id_and_does_not_hold_up_others(
             )
             got_good = await good.wait_for(1)
             got_flaky = await flaky.wait_for(7, timeout=10)
-            await eventually(lambda: not mon.records[subject][0].pending, what="pending cleared")
+            await eventually(lambda: not committed(mon, subject).pending, what="pending cleared")
             await asyncio.sleep(0.3)
     assert len(good.requests) == 1, "the good channel is sent once, not held up"
     assert got_good[0].at < got_flaky[-1].at
@@ -159,8 +176,10 @@ async def test_go_format_payload_is_monitored_and_bad_payloads_change_nothing(
             await js.publish(go_subject, go_payload)
             ours = heartbeat.Message(subject=victim, interval=timedelta(seconds=60))
             await heartbeat.Publisher(nc).publish(ours)
-            await eventually(lambda: go_subject in mon.beats and victim in mon.beats)
-            before = mon.beats[victim]
+            await eventually(
+                lambda: mon.beat(go_subject) is not None and mon.beat(victim) is not None
+            )
+            before = mon.beat(victim)
             # A payload naming another subject, and garbage, on the victim's subject.
             spoof = heartbeat.encode(
                 heartbeat.Message(
@@ -175,7 +194,7 @@ async def test_go_format_payload_is_monitored_and_bad_payloads_change_nothing(
             await eventually(lambda: sum(mon.ingestor.rejected.values()) >= 3, what="rejections")
             assert mon.ingestor.rejected["subject_mismatch"] == 1
             assert mon.ingestor.rejected["malformed"] == 1
-            assert mon.beats[victim] == before
+            assert mon.beat(victim) == before
             row = {s.subject: s for s in mon.report().subjects}[go_subject]
             assert row.interval == "1m0s"
             assert row.host == "vm"

@@ -23,6 +23,7 @@ from heartbeat.engine import (
     Outcome,
     Record,
     Schedule,
+    Track,
     evaluate,
     health,
     merged,
@@ -644,6 +645,18 @@ def test_miss_count(interval: float, elapsed: float, expected: int) -> None:
 # ----- Schedule --------------------------------------------------------------------------
 
 
+class Tracks(dict[str, Track]):
+    """Tracks by subject, made on first use (the monitor's table, for these tests)."""
+
+    def __missing__(self, subject: str) -> Track:
+        self[subject] = track = Track(subject=subject)
+        return track
+
+
+def subjects(tracks: list[Track]) -> list[str]:
+    return [t.subject for t in tracks]
+
+
 @pytest.mark.parametrize(
     ("pushes", "now", "popped", "left_next"),
     [
@@ -661,40 +674,55 @@ def test_miss_count(interval: float, elapsed: float, expected: int) -> None:
 def test_schedule_pop_due(
     pushes: list[tuple[str, float]], now: float, popped: list[str], left_next: float
 ) -> None:
-    s = Schedule()
+    s, t = Schedule(), Tracks()
     for subject, due in pushes:
-        s.push(subject, due)
-    assert s.pop_due(now) == popped
+        s.push(t[subject], due)
+    assert subjects(s.pop_due(now)) == popped
     assert s.next_due() == left_next
     assert s.pop_due(now) == []  # popped subjects are gone
+    assert all(t[p].due is None for p in popped)
 
 
 def test_schedule_push_after_pop_and_len() -> None:
-    s = Schedule()
-    s.push("a", 5)
-    s.push("a", 2)
+    s, t = Schedule(), Tracks()
+    s.push(t["a"], 5)
+    s.push(t["a"], 2)
     assert len(s) == 1
-    assert s.pop_due(2) == ["a"]
+    assert t["a"].due == 2
+    assert subjects(s.pop_due(2)) == ["a"]
     assert len(s) == 0
-    s.push("a", 5)  # rescheduled after evaluation; the stale (5, a) entry must not double it
+    s.push(t["a"], 5)  # rescheduled after evaluation; the stale (5, a) entry must not double it
     assert len(s) == 1
     assert s.next_due() == 5
-    assert s.pop_due(10) == ["a"]
+    assert subjects(s.pop_due(10)) == ["a"]
     assert s.pop_due(10) == []
     assert s.next_due() == NEVER
 
 
 def test_schedule_discard() -> None:
-    s = Schedule()
-    s.push("a", 1)
-    s.push("b", 2)
-    s.discard("a")
-    s.discard("missing")
+    s, t = Schedule(), Tracks()
+    s.push(t["a"], 1)
+    s.push(t["b"], 2)
+    s.discard(t["a"])
+    s.discard(t["missing"])
     assert len(s) == 1
     assert s.next_due() == 2
-    assert s.pop_due(10) == ["b"]
-    s.push("a", 3)  # a discarded subject can come back
-    assert s.pop_due(10) == ["a"]
+    assert subjects(s.pop_due(10)) == ["b"]
+    s.push(t["a"], 3)  # a discarded subject can come back
+    assert subjects(s.pop_due(10)) == ["a"]
+
+
+def test_schedule_a_new_track_for_a_subject_is_not_confused_with_the_old() -> None:
+    s = Schedule()
+    old, new = Track(subject="a"), Track(subject="a")
+    s.push(old, 1)
+    s.discard(old)  # retired; its heap entry is stale
+    s.push(new, 1)  # same subject, same deadline, another object
+    s.push(Track(subject="b"), 1)
+    assert len(s) == 2
+    popped = s.pop_due(1)
+    assert [p is new for p in popped if p.subject == "a"] == [True]
+    assert subjects(popped) == ["a", "b"]
 
 
 @pytest.mark.parametrize(
@@ -706,35 +734,36 @@ def test_schedule_discard() -> None:
     ],
 )
 def test_schedule_pop_due_limit(limit: int | None, batches: list[list[str]]) -> None:
-    s = Schedule()
+    s, t = Schedule(), Tracks()
     for i in range(5):
-        s.push(f"s{i}", float(i))
-    s.push("later", 100.0)
+        s.push(t[f"s{i}"], float(i))
+    s.push(t["later"], 100.0)
     for batch in batches:
-        assert s.pop_due(10.0, limit=limit) == batch
+        assert subjects(s.pop_due(10.0, limit=limit)) == batch
     assert len(s) == 1
     assert s.next_due() == 100.0
 
 
 def test_schedule_limit_counts_live_entries_only() -> None:
-    s = Schedule()
-    s.push("a", 5)
-    s.push("a", 1)  # leaves a stale (5, a)
-    s.push("b", 2)
-    s.push("c", 6)
-    assert s.pop_due(10, limit=2) == ["a", "b"]
-    assert s.pop_due(10, limit=2) == ["c"]
+    s, t = Schedule(), Tracks()
+    s.push(t["a"], 5)
+    s.push(t["a"], 1)  # leaves a stale (5, a)
+    s.push(t["b"], 2)
+    s.push(t["c"], 6)
+    assert subjects(s.pop_due(10, limit=2)) == ["a", "b"]
+    assert subjects(s.pop_due(10, limit=2)) == ["c"]
 
 
 def test_schedule_many_subjects_none_due() -> None:
-    s = Schedule()
+    s, t = Schedule(), Tracks()
     n = 100_000
     for i in range(n):
-        s.push(f"heartbeat.s{i}", T0 + 60 + i % 1000)
+        s.push(t[f"heartbeat.s{i}"], T0 + 60 + i % 1000)
     assert s.pop_due(T0) == []
     assert len(s) == n
     assert s.next_due() == T0 + 60
-    assert sorted(s.pop_due(T0 + 60)) == sorted(f"heartbeat.s{i}" for i in range(0, n, 1000))
+    due = subjects(s.pop_due(T0 + 60))
+    assert sorted(due) == sorted(f"heartbeat.s{i}" for i in range(0, n, 1000))
     assert len(s) == n - n // 1000
 
 

@@ -76,11 +76,19 @@ V2_12 = V2_11 + ".xyz123"
 @pytest.mark.parametrize("reply", [V1, V2_11, V2_12])
 def test_delivery_of_matches_nats_metadata(reply: str) -> None:
     msg = Msg(_client=None, subject="hb.a", reply=reply, data=b"")  # type: ignore[arg-type]
-    d = delivery_of(msg)
+    seq, stamp_ns, drained = delivery_of(msg)
     meta = msg.metadata
-    assert (d.stream_seq, d.num_pending) == (meta.sequence.stream, meta.num_pending)
-    assert (d.stream_seq, d.num_pending, d.timestamp_ns) == (4321, 5, 1795919688083813807)
-    assert server_time(d.timestamp_ns) == meta.timestamp.timestamp()
+    assert (seq, drained) == (meta.sequence.stream, meta.num_pending == 0)
+    assert (seq, stamp_ns, drained) == (4321, 1795919688083813807, False)
+    assert server_time(stamp_ns) == meta.timestamp.timestamp()
+
+
+@pytest.mark.parametrize("reply", [V1, V2_11, V2_12])
+def test_delivery_of_says_drained_when_nothing_is_pending(reply: str) -> None:
+    last = reply.replace(".5", ".0", 1)
+    msg = Msg(_client=None, subject="hb.a", reply=last, data=b"")  # type: ignore[arg-type]
+    assert msg.metadata.num_pending == 0
+    assert delivery_of(msg)[2] is True
 
 
 @pytest.mark.parametrize("reply", ["", "_INBOX.abc", "$JS.ACK.HB.c.1.2", "$JS.NAK.a.b.c.d.e.f.g"])
@@ -193,9 +201,23 @@ valid_beats = st.fixed_dictionaries(
 def test_valid_beats_take_the_fast_path_with_the_checked_result(obj: dict[str, Any]) -> None:
     data = json.dumps(obj).encode()
     expected = _checked_beat(obj["subject"], data, 3.25)  # also learns the minute
-    fast = _fast_beat(obj["subject"], data, 3.25)
-    assert fast is not None
-    assert fast == expected
+    for subject_valid in (False, True):
+        fast = _fast_beat(obj["subject"], data, 3.25, subject_valid)
+        assert fast is not None
+        assert fast == expected
+
+
+@pytest.mark.parametrize("subject", ["hb.a b", "hb.*", "hb..a", "hb.a#"])
+def test_fast_path_checks_the_subject_unless_told_it_was_checked(subject: str) -> None:
+    data = json.dumps(
+        {"subject": subject, "generated_at": "2026-11-29T01:59:06Z", "interval": 1000}
+    ).encode()
+    _ = beat_from_payload("hb.ok", data.replace(subject.encode(), b"hb.ok"), 1.0)  # the minute
+    assert _fast_beat(subject, data, 1.0, False) is None  # left to the checked path
+    with pytest.raises(InvalidHeartbeat) as e:
+        beat_from_payload(subject, data, 1.0)
+    assert e.value.reason == "bad_subject"
+    assert _fast_beat(subject, data, 1.0, True) is not None  # the caller vouched for it
 
 
 def test_go_capture_takes_the_fast_path_with_the_same_beat() -> None:
