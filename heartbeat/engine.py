@@ -136,11 +136,11 @@ def merged(rec: Record | None, beat: Beat | None, subject: str) -> Record:
 
 def meta_differs(a: Record, b: Record | Beat) -> bool:
     """Whether the facts a heartbeat declares (interval, grace, host, description) differ."""
-    return (a.interval_ns, a.grace_ns, a.host, a.description) != (
-        b.interval_ns,
-        b.grace_ns,
-        b.host,
-        b.description,
+    return (  # not tuples: this runs for every beat
+        a.interval_ns != b.interval_ns
+        or a.grace_ns != b.grace_ns
+        or a.host != b.host
+        or a.description != b.description
     )
 
 

@@ -24,9 +24,8 @@ from heartbeat.feed import Feed
 from heartbeat.schema import (
     MAX_DURATION_NS,
     decode,
-    fast_time,
-    format_time,
     is_valid_subject,
+    known_valid_time,
     learn_minute,
     read_wire,
     validate_subject,
@@ -71,13 +70,15 @@ def _checked_beat(nats_subject: str, data: bytes, last_seen: float) -> Beat:
         raise InvalidHeartbeat(str(e), "bad_subject") from e
     assert msg.generated_at is not None
     learn_minute(msg.generated_at)
+    wire = read_wire(data)  # decoded above, so it reads; generated_at is kept as sent
+    assert wire is not None and wire.generated_at is not None
     return Beat(
         last_seen=last_seen,
         interval_ns=to_ns(msg.interval),
         grace_ns=to_ns(msg.grace_period) if msg.grace_period is not None else None,
         host=msg.host,
         description=msg.description,
-        generated_at=format_time(msg.generated_at),
+        generated_at=wire.generated_at,
     )
 
 
@@ -87,8 +88,8 @@ def _fast_beat(
     """The common valid beat in ~2 µs instead of ~15; None when it needs the full checks.
 
     Accepts only what :func:`_checked_beat` accepts, with the same result: durations
-    truncated to microseconds (at least 1 µs when positive), ``generated_at`` as
-    ``format_time(parse_time(...))`` (via :func:`fast_time`), the subject checked.
+    truncated to microseconds (at least 1 µs when positive), ``generated_at`` as sent
+    once :func:`known_valid_time` vouches for it, the subject checked.
     """
     wire = read_wire(data)
     if wire is None or wire.subject != nats_subject or wire.generated_at is None:
@@ -98,12 +99,16 @@ def _fast_beat(
         return None
     if grace is not None and not 0 <= grace <= MAX_DURATION_NS:
         return None
-    generated_at = fast_time(wire.generated_at)
-    if generated_at is None or not (subject_valid or is_valid_subject(nats_subject)):
+    generated_at = wire.generated_at
+    if not known_valid_time(generated_at):
         return None
+    if not (subject_valid or is_valid_subject(nats_subject)):
+        return None
+    if interval % MICROSECOND:
+        interval = _micro_ns(interval)
     return Beat(
         last_seen=last_seen,
-        interval_ns=shared_ns(interval if interval % MICROSECOND == 0 else _micro_ns(interval)),
+        interval_ns=shared_ns(interval),
         grace_ns=None if grace is None else shared_ns(_micro_ns(grace)),
         host=sys.intern(wire.host) if wire.host else "",
         description=wire.description or "",

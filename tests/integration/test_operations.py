@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from nats.aio.client import Client as NATS
 from prometheus_client.parser import text_string_to_metric_families
 
 import heartbeat
+from heartbeat.engine import Record
 from heartbeat.metrics import render
 from heartbeat.notify import WebhookNotifier
 from heartbeat.status import bound_port, make_app, serve
+from heartbeat.store import encode_record
 from tests.harness import (
     NatsServer,
     Receiver,
@@ -65,6 +67,34 @@ async def test_metrics_move_with_beats_rejections_and_notifications(
     assert after[("nats_heartbeat_lease_changes_total", ())] == 1
     assert after[("nats_heartbeat_kv_writes_total", ())] >= 2  # create + alert (+ delivered)
     assert after[("nats_heartbeat_evaluation_seconds_count", ())] > 0
+
+
+async def test_a_record_under_a_key_that_is_no_subject_is_ignored_and_counted(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05)
+    prefix, bucket = names(unique)["prefix"], names(unique)["bucket"]
+    odd, good = prefix + "odd#key", prefix + "good"
+    async with aiohttp.ClientSession() as session:
+        hook = WebhookNotifier(session, receiver.url)
+        async with running_monitor(nats_server.url, cfg, [hook]) as mon:
+            js = nc.jetstream()
+            stale = Record(subject=odd, interval_ns=100_000_000, last_seen=1.0)
+            await js.publish(f"$KV.{bucket}.{odd}", encode_record(stale))
+            await heartbeat.Publisher(nc).publish(
+                heartbeat.Message(subject=good, interval=timedelta(seconds=60))
+            )
+            # The table never holds the odd key, so a beat on it still gets the subject check.
+            beat = heartbeat.Message(subject=odd, interval=MS, generated_at=datetime.now(UTC))
+            await js.publish(odd, heartbeat.encode(beat))
+            await eventually(lambda: mon.ingestor.rejected["bad_subject"] == 1, what="rejected")
+            await eventually(lambda: mon.record(good) is not None, what="good subject tracked")
+            await eventually(lambda: mon.counters.ignored_records == 1, what="record ignored")
+            got = samples(render(mon))
+            assert odd not in mon.tracks
+    assert got[("nats_heartbeat_ignored_records_total", ())] == 1
+    assert got[("nats_heartbeat_subjects", (("state", "ok"),))] == 1
+    assert receiver.requests == []  # the odd record, long silent, alerts nobody
 
 
 async def test_probes_token_and_metrics_endpoint(
