@@ -25,6 +25,7 @@ from heartbeat.schema import (
     MAX_DURATION_NS,
     decode,
     is_valid_subject,
+    kept_time,
     known_valid_time,
     learn_minute,
     read_wire,
@@ -70,7 +71,7 @@ def _checked_beat(nats_subject: str, data: bytes, last_seen: float) -> Beat:
         raise InvalidHeartbeat(str(e), "bad_subject") from e
     assert msg.generated_at is not None
     learn_minute(msg.generated_at)
-    wire = read_wire(data)  # decoded above, so it reads; generated_at is kept as sent
+    wire = read_wire(data)  # decoded above, so it reads
     assert wire is not None and wire.generated_at is not None
     return Beat(
         last_seen=last_seen,
@@ -78,7 +79,7 @@ def _checked_beat(nats_subject: str, data: bytes, last_seen: float) -> Beat:
         grace_ns=to_ns(msg.grace_period) if msg.grace_period is not None else None,
         host=msg.host,
         description=msg.description,
-        generated_at=wire.generated_at,
+        generated_at=kept_time(wire.generated_at, msg.generated_at),
     )
 
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -297,12 +298,6 @@ class Monitor:
         if key == LEASE_KEY:
             self.election.observe(lease_view(msg.data, msg.headers, rev))
         elif rec is not None:
-            if key not in self.tracks and not is_valid_subject(key):
-                # No monitor writes such a key, and no beat can ever arrive for it;
-                # the table holds valid subjects only (the Ingestor relies on it).
-                self.counters.ignored_records += 1
-                log.warning("ignoring record %s: not a valid heartbeat subject", key)
-                return
             self.set_record(key, rec, rev)
         elif (t := self.tracks.get(key)) is not None and t.record is not None and rev > t.rev:
             log.info("record %s was deleted: retiring the subject", key)
@@ -311,11 +306,21 @@ class Monitor:
                 self.janitor.deleted(key)
 
     def set_record(self, subject: str, rec: Record, rev: int) -> None:
+        """Hold ``rec`` (KV revision ``rev``) as the subject's committed record."""
         track = self.tracks.get(subject)
         if track is None:
+            if not is_valid_subject(subject):
+                # No monitor writes such a key, and no beat can ever arrive for it; the
+                # table holds valid subjects only (the Ingestor relies on it).
+                self.counters.ignored_records += 1
+                log.warning("ignoring record %s: not a valid heartbeat subject", subject)
+                return
             self.tracks[subject] = track = Track(subject=subject)
         elif track.record is not None and track.rev > rev:
             return  # an echo older than what we hold
+        if rec.subject != subject:  # written by hand: the key is what the record is about
+            log.warning("record %s names subject %r; using the key", subject, rec.subject)
+            rec = msgspec.structs.replace(rec, subject=track.subject)
         track.record, track.rev = rec, rev
         if rec.pending:
             self.with_pending.add(subject)
@@ -352,6 +357,7 @@ class Monitor:
         del self.tracks[track.subject]
         self.schedule.discard(track)
         self.dirty.discard(track.subject)
+        track.record = track.beat = None  # stale heap entries may refer to it a while
 
     async def _on_leadership(self, leading: bool) -> None:
         if leading:

@@ -165,7 +165,8 @@ def parse_time(text: str) -> datetime:
 # minutes of each other, so this stays tiny; it is cleared if it ever grows.
 _valid_minutes: set[str] = set()
 _MAX_MINUTES = 1024
-_SECONDS_Z = re.compile(r":[0-5][0-9](?:\.[0-9]+)?Z")  # what may follow a valid minute
+_SECONDS_Z = re.compile(r":[0-5][0-9](?:\.[0-9]{1,9})?Z")  # what may follow a valid minute
+_FRACTION = re.compile(r"\.([0-9]+)")
 
 
 def known_valid_time(text: str) -> bool:
@@ -173,11 +174,19 @@ def known_valid_time(text: str) -> bool:
     accepts; False if it cannot tell (not that ``text`` is invalid).
 
     The monitor checks every heartbeat's ``generated_at``; parsing costs ~5 µs, this
-    ~0.25 µs.  It accepts only ``<known minute>:SS[.digits]Z``, where validity needs
-    nothing more than ``SS < 60``; for anything else the caller takes the full path
-    (and calls :func:`learn_minute` when that succeeds).
+    ~0.25 µs.  It accepts only ``<known minute>:SS[.up to 9 digits]Z``, where validity
+    needs nothing more than ``SS < 60``; for anything else the caller takes the full
+    path (and calls :func:`learn_minute` when that succeeds).
     """
     return text[:16] in _valid_minutes and _SECONDS_Z.fullmatch(text, 16) is not None
+
+
+def kept_time(text: str, value: datetime) -> str:
+    """``generated_at`` as a monitor keeps it: ``text`` (valid, parsed as ``value``) as
+    sent, unless its fraction runs past nanoseconds (Go accepts any number of digits):
+    then ``format_time(value)``, so a record does not grow with a padded payload."""
+    m = _FRACTION.search(text, 19)
+    return format_time(value) if m is not None and len(m.group(1)) > 9 else text
 
 
 def learn_minute(value: datetime) -> None:

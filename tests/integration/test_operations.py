@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -69,18 +70,21 @@ async def test_metrics_move_with_beats_rejections_and_notifications(
     assert after[("nats_heartbeat_evaluation_seconds_count", ())] > 0
 
 
-async def test_a_record_under_a_key_that_is_no_subject_is_ignored_and_counted(
+async def test_records_that_do_not_describe_a_subject_cannot_enter_the_table(
     nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
 ) -> None:
     cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05)
     prefix, bucket = names(unique)["prefix"], names(unique)["bucket"]
-    odd, good = prefix + "odd#key", prefix + "good"
+    odd, good, named = prefix + "odd#key", prefix + "good", prefix + "named"
     async with aiohttp.ClientSession() as session:
         hook = WebhookNotifier(session, receiver.url)
         async with running_monitor(nats_server.url, cfg, [hook]) as mon:
             js = nc.jetstream()
             stale = Record(subject=odd, interval_ns=100_000_000, last_seen=1.0)
             await js.publish(f"$KV.{bucket}.{odd}", encode_record(stale))
+            # A record whose body names another (invalid) subject: the key is the subject.
+            mislabelled = Record(subject=odd, interval_ns=3600 * 10**9, last_seen=time.time())
+            await js.publish(f"$KV.{bucket}.{named}", encode_record(mislabelled))
             await heartbeat.Publisher(nc).publish(
                 heartbeat.Message(subject=good, interval=timedelta(seconds=60))
             )
@@ -90,10 +94,12 @@ async def test_a_record_under_a_key_that_is_no_subject_is_ignored_and_counted(
             await eventually(lambda: mon.ingestor.rejected["bad_subject"] == 1, what="rejected")
             await eventually(lambda: mon.record(good) is not None, what="good subject tracked")
             await eventually(lambda: mon.counters.ignored_records == 1, what="record ignored")
+            await eventually(lambda: mon.record(named) is not None, what="mislabelled record")
             got = samples(render(mon))
             assert odd not in mon.tracks
+            assert mon.record(named).subject == named  # type: ignore[union-attr]
     assert got[("nats_heartbeat_ignored_records_total", ())] == 1
-    assert got[("nats_heartbeat_subjects", (("state", "ok"),))] == 1
+    assert got[("nats_heartbeat_subjects", (("state", "ok"),))] == 2
     assert receiver.requests == []  # the odd record, long silent, alerts nobody
 
 

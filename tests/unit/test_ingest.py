@@ -233,6 +233,27 @@ def test_go_capture_takes_the_fast_path_with_the_same_beat() -> None:
     assert again.interval_ns == 1_000_000_000 and again.grace_ns is None
 
 
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        pytest.param("2026-11-29T01:59:06.123456789Z", "2026-11-29T01:59:06.123456789Z", id="ns"),
+        pytest.param(
+            "2026-11-29T01:59:06.123456789-07:00",
+            "2026-11-29T01:59:06.123456789-07:00",
+            id="offset",
+        ),
+        pytest.param("2026-11-29T01:59:06.1234567891Z", "2026-11-29T01:59:06.123456Z", id="10"),
+        pytest.param(
+            "2026-11-29T01:59:06." + "7" * 5000 + "Z", "2026-11-29T01:59:06.777777Z", id="5k"
+        ),
+    ],
+)
+def test_generated_at_is_kept_as_sent_up_to_nanoseconds(sent: str, kept: str) -> None:
+    data = json.dumps({"subject": "hb.a", "generated_at": sent, "interval": 1000}).encode()
+    assert beat_from_payload("hb.a", data, 1.0).generated_at == kept
+    assert beat_from_payload("hb.a", data, 1.0).generated_at == kept  # minute now known
+
+
 def test_beat_from_message_keeps_its_signature() -> None:
     data = b'{"subject":"hb.a","generated_at":"2026-11-29T01:59:06Z","interval":1500}'
     when = datetime(2026, 11, 29, 1, 59, 7, 250000, tzinfo=UTC)
