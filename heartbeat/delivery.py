@@ -32,7 +32,8 @@ class RecordBook(Protocol):
 
     def set_record(self, subject: str, rec: Record, rev: int) -> None: ...
 
-    def forget_record(self, subject: str) -> None: ...
+    async def reload(self, subject: str) -> tuple[Record, int] | None:
+        """Hold what the bucket holds for the subject now, and return it."""
 
 
 class Deliveries:
@@ -138,7 +139,7 @@ class Deliveries:
                 try:
                     new_rev = await self.store.put(new, rev)
                 except StateConflict:
-                    got = await self._reload(subject)
+                    got = await self.book.reload(subject)
                     if got is None:
                         return
                     continue
@@ -150,18 +151,6 @@ class Deliveries:
                 self.book.set_record(subject, new, new_rev)
                 return
             log.error("could not record delivery of %s to %s; it may be sent again", nid, channel)
-
-    async def _reload(self, subject: str) -> tuple[Record, int] | None:
-        try:
-            got = await self.store.get(subject)
-        except StoreError as e:
-            log.warning("reloading %s failed: %s", subject, e)
-            return self.book.held(subject)
-        if got is None:
-            self.book.forget_record(subject)
-        else:
-            self.book.set_record(subject, *got)
-        return got
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -30,8 +30,8 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
-from heartbeat.aio import wait_event
-from heartbeat.store import KV_OP, LEASE_KEY, MARKER_REASON
+from heartbeat.aio import wait_any, wait_event
+from heartbeat.store import KV_OP, LEASE_KEY, is_cas_conflict, is_tombstone
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,7 @@ class LeaseView:
 
 def lease_view(data: bytes, headers: Mapping[str, str] | None, revision: int) -> LeaseView:
     """Interpret one message of the lease key (a watch entry or a direct get)."""
-    headers = headers or {}
-    if KV_OP in headers or MARKER_REASON in headers or not data:
+    if is_tombstone(data, headers):
         return LeaseView(None, revision)
     try:
         return LeaseView(_decoder.decode(data).holder, revision)
@@ -153,19 +152,12 @@ class Election:
                     await wait_event(stop, renew_every)
                 else:
                     self._free.clear()
-                    await self._wait_free(stop, self.ttl_s / 2)
+                    await wait_any(self._free, stop, within_s=self.ttl_s / 2)
             except (nats.errors.Error, TimeoutError, OSError) as e:
                 log.warning("lease %s: %s", "renewal" if self.revision else "campaign", e)
                 await self._notify()
                 await wait_event(stop, min(1.0, renew_every))
         await self.step_down()
-
-    async def _wait_free(self, stop: asyncio.Event, fallback_s: float) -> None:
-        free = asyncio.ensure_future(self._free.wait())
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({free, stopped}, timeout=fallback_s, return_when=asyncio.FIRST_COMPLETED)
-        free.cancel()
-        stopped.cancel()
 
     async def _put(self, last: int, now: float) -> int:
         sent = time.monotonic()
@@ -194,7 +186,7 @@ class Election:
         try:
             await self._put(view.revision, now)
         except nats.js.errors.APIError as e:
-            if e.err_code in (10071, 10164):
+            if is_cas_conflict(e):
                 self.revision = 0
                 return  # someone else got there first
             raise
@@ -205,7 +197,7 @@ class Election:
         try:
             await self._put(self.revision, time.time())
         except nats.js.errors.APIError as e:
-            if e.err_code in (10071, 10164):
+            if is_cas_conflict(e):
                 log.warning("lost the lease (someone else holds it now)")
                 self.revision = 0
                 self.valid_until = 0.0

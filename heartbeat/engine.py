@@ -261,13 +261,18 @@ def next_due(rec: Record, cfg: EngineConfig, sight_since: float = 0.0) -> float:
     return max(rec.last_seen, sight_since) + rec.window_ns / SECOND + cfg.tolerance_s
 
 
+def is_late(rec: Record, now: float) -> bool:
+    """Silent past its window (Go's ``missing``); tolerance aside, an alert is due."""
+    return (
+        rec.last_seen > 0 and rec.interval_ns > 0 and (now - rec.last_seen) * SECOND > rec.window_ns
+    )
+
+
 def health(rec: Record, now: float) -> Health:
     """OK, LATE (silent past its window) or ALERT (an alert is active)."""
     if rec.alert_active:
         return Health.ALERT
-    if rec.interval_ns > 0 and now - rec.last_seen > rec.window_ns / SECOND:
-        return Health.LATE
-    return Health.OK
+    return Health.LATE if is_late(rec, now) else Health.OK
 
 
 def miss_count(rec: Record, now: float) -> int:

@@ -60,7 +60,6 @@ class Feed:
         self._idle_heartbeat_s = idle_heartbeat_s
         self._sub: JetStreamContext.PushSubscription | None = None
         self.caught_up = asyncio.Event()
-        self.received = 0
         self.last_stream_seq = 0
         self.last_pending: int | None = None  # from the last pending() call
 
@@ -101,7 +100,6 @@ class Feed:
         return self.last_pending
 
     async def _on_msg(self, msg: Msg) -> None:
-        self.received += 1
         self.last_stream_seq, stamp_ns, drained = delivery_of(msg)
         try:
             self._handle(msg, self.last_stream_seq, stamp_ns)

@@ -22,7 +22,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from heartbeat.aio import wait_event
+from heartbeat.aio import wait_any, wait_event
 from heartbeat.delivery import Deliveries
 from heartbeat.election import Election, lease_view
 from heartbeat.engine import (
@@ -316,8 +316,8 @@ class Monitor:
                 log.warning("ignoring record %s: not a valid heartbeat subject", subject)
                 return
             self.tracks[subject] = track = Track(subject=subject)
-        elif track.record is not None and track.rev > rev:
-            return  # an echo older than what we hold
+        elif track.record is not None and track.rev >= rev:
+            return  # what we hold already (our own write's echo), or older
         if rec.subject != subject:  # written by hand: the key is what the record is about
             log.warning("record %s names subject %r; using the key", subject, rec.subject)
             rec = msgspec.structs.replace(rec, subject=track.subject)
@@ -455,13 +455,14 @@ class Monitor:
         return asyncio.ensure_future(self._commit(out.record, rev))
 
     async def _commit(self, rec: Record, rev: int) -> None:
-        assert self.store is not None and self.deliveries is not None
+        assert self.store is not None
         subject = rec.subject
         try:
             new_rev = await self.store.put(rec, rev)
-        except StateConflict:
+        except StateConflict:  # take what is in KV and decide again
             self.counters.conflicts += 1
-            await self._reload(subject)
+            await self.reload(subject)
+            self.dirty.add(subject)
             return
         except StoreError as e:
             self.counters.store_errors += 1
@@ -471,33 +472,26 @@ class Monitor:
         finally:
             self.busy.discard(subject)
         self.counters.kv_writes += 1
-        self.set_record(subject, rec, new_rev)
-        self.deliveries.start(subject)
+        self.set_record(subject, rec, new_rev)  # the tick starts its deliveries
 
-    async def _reload(self, subject: str) -> None:
-        """After a lost compare-and-set: take what is in KV and decide again."""
+    async def reload(self, subject: str) -> tuple[Record, int] | None:
+        """After a lost compare-and-set: hold what KV holds now, and return it (what is
+        held already if KV cannot be read)."""
         assert self.store is not None
         try:
             got = await self.store.get(subject)
         except StoreError as e:
             log.warning("reloading %s failed: %s", subject, e)
-            got = self.held(subject)
+            return self.held(subject)
         if got is not None:
             self.set_record(subject, *got)
         else:
             self.forget_record(subject)
-        self.dirty.add(subject)
+        return got
 
 
 async def _wait_all(stop: asyncio.Event, *events: asyncio.Event) -> None:
     """Wait until every event is set, or until ``stop`` is."""
     for event in events:
-        while not event.is_set() and not stop.is_set():
-            await _either(event, stop)
-
-
-async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
-    ta, tb = asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())
-    await asyncio.wait({ta, tb}, return_when=asyncio.FIRST_COMPLETED)
-    ta.cancel()
-    tb.cancel()
+        if not stop.is_set():
+            await wait_any(event, stop)

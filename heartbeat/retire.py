@@ -34,7 +34,6 @@ class _State(msgspec.Struct):
 class _Info(msgspec.Struct):
     state: _State | None = None
     total: int = 0
-    offset: int = 0
     error: dict[str, object] | None = None
 
 

@@ -12,7 +12,7 @@ from typing import Protocol
 from aiohttp import web
 
 from heartbeat.durations import SECOND, format_duration_ns
-from heartbeat.engine import Beat, Record, Track, merged, miss_count
+from heartbeat.engine import Beat, Record, Track, is_late, merged, miss_count
 from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def subject_status(
     cur = merged(rec, beat, subject)
     window_ns = cur.window_ns
     elapsed = now - cur.last_seen
-    missing = cur.last_seen > 0 and elapsed * SECOND > window_ns
+    missing = is_late(cur, now)
     return SubjectStatus(
         subject=subject,
         description=cur.description or subject,

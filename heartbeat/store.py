@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -200,7 +200,7 @@ class StateStore:
         except nats.js.errors.KeyWrongLastSequenceError as e:
             raise StateConflict(f"{rec.subject} changed since revision {revision}") from e
         except nats.js.errors.APIError as e:
-            if e.err_code in (10071, 10164):
+            if is_cas_conflict(e):
                 raise StateConflict(f"{rec.subject} changed since revision {revision}") from e
             raise StoreError(f"cannot write {rec.subject}: {e}") from e
         except (nats.errors.Error, TimeoutError) as e:
@@ -211,7 +211,7 @@ class StateStore:
         try:
             await self.kv.delete(subject, last=revision, validate_keys=False)
         except nats.js.errors.APIError as e:
-            if e.err_code in (10071, 10164):
+            if is_cas_conflict(e):
                 raise StateConflict(f"{subject} changed since revision {revision}") from e
             raise StoreError(f"cannot delete {subject}: {e}") from e
         except (nats.errors.Error, TimeoutError) as e:
@@ -254,14 +254,19 @@ def _share_strings(rec: Record, key: str) -> None:
         rec.grace_ns = shared_ns(rec.grace_ns)
 
 
-def is_tombstone(msg: Msg) -> bool:
+def is_cas_conflict(e: nats.js.errors.APIError) -> bool:
+    """The server refused a write because the key's last sequence was not the expected one."""
+    return e.err_code in (10071, 10164)
+
+
+def is_tombstone(data: bytes, headers: Mapping[str, str] | None) -> bool:
     """A delete, purge or TTL-expiry marker rather than a value."""
-    headers = msg.headers or {}
-    return KV_OP in headers or MARKER_REASON in headers or not msg.data
+    headers = headers or {}
+    return KV_OP in headers or MARKER_REASON in headers or not data
 
 
 def record_of(key: str, msg: Msg) -> Record | None:
-    if key == LEASE_KEY or is_tombstone(msg):
+    if key == LEASE_KEY or is_tombstone(msg.data, msg.headers):
         return None
     try:
         return decode_record(msg.data)

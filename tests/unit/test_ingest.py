@@ -26,7 +26,6 @@ from heartbeat.feed import delivery_of
 from heartbeat.ingest import (
     _checked_beat,
     _fast_beat,
-    beat_from_message,
     beat_from_payload,
     server_time,
 )
@@ -254,10 +253,10 @@ def test_generated_at_is_kept_as_sent_up_to_nanoseconds(sent: str, kept: str) ->
     assert beat_from_payload("hb.a", data, 1.0).generated_at == kept  # minute now known
 
 
-def test_beat_from_message_keeps_its_signature() -> None:
+def test_beat_keeps_the_server_time_and_truncates_durations() -> None:
     data = b'{"subject":"hb.a","generated_at":"2026-11-29T01:59:06Z","interval":1500}'
     when = datetime(2026, 11, 29, 1, 59, 7, 250000, tzinfo=UTC)
-    beat = beat_from_message("hb.a", data, when)
+    beat = beat_from_payload("hb.a", data, when.timestamp())
     assert beat.last_seen == when.timestamp()
     assert beat.interval_ns == 1000  # truncated to the microsecond, as decode() does
 
