@@ -22,11 +22,10 @@ from cli.common import (
     option,
     setup_logging,
 )
-from heartbeat.aio import wait_event
 from heartbeat.connection import close_connection, connect_with_retry
 from heartbeat.durations import format_duration
 from heartbeat.errors import HeartbeatError
-from heartbeat.publisher import Beater, Publisher, beat_once_async, local_hostname, prepare
+from heartbeat.publisher import Beater, Publisher, beat_once_async, prepare
 from heartbeat.schema import Message
 
 log = logging.getLogger("nats-heartbeat.agent")
@@ -94,7 +93,7 @@ def _message(
         interval=interval,
         grace_period=grace if grace > timedelta(0) else None,
         description=description,
-        host=host or local_hostname(),
+        host=host,
     )
     try:
         prepare(msg)
@@ -169,24 +168,13 @@ async def _run_agent(
     )
     code = 0
     try:
-        if exit_on_fail:
-            code = await _beat_until_failure(beater, stop)
-        else:
-            await beater.run(stop)
+        if not await beater.run(stop, until_failure=exit_on_fail):
+            log.error("exiting: heartbeat not confirmed (%s)", beater.stats.last_error)
+            code = 1
     finally:
         await close_connection(nc)
     log.info("stopped after %d heartbeat(s)", beater.stats.sent)
     return code
-
-
-async def _beat_until_failure(beater: Beater, stop: asyncio.Event) -> int:
-    interval = beater.interval_s
-    while not stop.is_set():
-        if not await beater.beat():
-            log.error("exiting: heartbeat not confirmed (%s)", beater.stats.last_error)
-            return 1
-        await wait_event(stop, interval)
-    return 0
 
 
 @click.command()

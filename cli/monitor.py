@@ -25,7 +25,7 @@ from cli.common import (
     setup_logging,
     storage_options,
 )
-from heartbeat.aio import wait_event
+from heartbeat.aio import retry_until_stopped
 from heartbeat.connection import close_connection, connect_with_retry
 from heartbeat.engine import EngineConfig
 from heartbeat.errors import HeartbeatError
@@ -33,12 +33,11 @@ from heartbeat.metrics import render
 from heartbeat.monitor import Monitor, MonitorConfig
 from heartbeat.notify import LogNotifier, PushoverNotifier, WebhookNotifier, make_session
 from heartbeat.notify.base import Notifier
+from heartbeat.notify.pushover import PUSHOVER_URL
 from heartbeat.status import make_app, serve
 from heartbeat.store import ConfigConflict, StoreConfig
 
 log = logging.getLogger("nats-heartbeat.monitor")
-
-PUSHOVER_URL = "https://api.pushover.net/1/messages.json"
 
 
 @dataclass(frozen=True)
@@ -284,20 +283,24 @@ def monitor(
 
 async def _start(mon: Monitor, stop: asyncio.Event) -> bool:
     """Start ``mon``, retrying while JetStream is not ready; a bad configuration exits."""
-    backoff, failing = 0.5, False
-    while not stop.is_set():
-        try:
-            await mon.start()
-            return True
-        except ConfigConflict as e:
-            fail(f"cannot start: {e}", 1)
-        except HeartbeatError as e:
-            if not failing:
-                log.warning("cannot start yet (%s); retrying", e)
-                failing = True
-        await wait_event(stop, backoff)
-        backoff = min(backoff * 2, 10.0)
-    return False
+
+    async def started() -> bool:
+        await mon.start()
+        return True
+
+    try:
+        ok = await retry_until_stopped(
+            started,
+            stop,
+            retry=lambda e: isinstance(e, HeartbeatError) and not isinstance(e, ConfigConflict),
+            log=log,
+            warning="cannot start yet (%s); retrying",
+            recovered="started after retrying",
+            max_backoff_s=10.0,
+        )
+    except ConfigConflict as e:
+        fail(f"cannot start: {e}", 1)
+    return ok is not None
 
 
 async def _run(

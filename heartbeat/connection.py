@@ -19,7 +19,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
-from heartbeat.aio import wait_event
+from heartbeat.aio import retry_until_stopped
 from heartbeat.errors import ConnectError
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,6 @@ class ConnectOptions:
     ping_interval_s: float = 5.0
     max_outstanding_pings: int = 2
     auth: Auth = field(default_factory=lambda: Auth())
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def split_servers(urls: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -226,7 +225,6 @@ async def connect(
         "disconnected_cb": events.disconnected,
         "reconnected_cb": events.reconnected,
         "closed_cb": events.closed,
-        **options.extra,
     }
     # nats-py can hang after a TLS handshake failure, and retries bad credentials:
     # bound the first connect, and stop at the first error that retrying cannot fix.
@@ -236,13 +234,12 @@ async def connect(
     except (TimeoutError, OSError, nats.errors.Error) as e:
         vague = isinstance(e, nats.errors.NoServersError | TimeoutError)
         cause = events.last_error if vague and events.last_error is not None else e
-        reason = describe_error(cause) if cause is not None else describe_error(e)
         with contextlib.suppress(Exception):  # tidying up a connection that failed
             await nc.close()
         where = ",".join(redact_url(u) for u in options.servers)
         raise ConnectError(
-            f"cannot connect to {where}: {redact(reason, options)}",
-            permanent=is_permanent(cause if cause is not None else e),
+            f"cannot connect to {where}: {redact(describe_error(cause), options)}",
+            permanent=is_permanent(cause),
         ) from e
     events.connected_once = True
     # The first connect tried each server once; from now on never give up.
@@ -265,26 +262,15 @@ async def connect_with_retry(
     Logs one warning when the first attempt fails and one line when it succeeds.
     Returns ``None`` if stopped before connecting.
     """
-    backoff = min(0.5, max_backoff_s)
-    failing = False
-    while not stop.is_set():
-        try:
-            nc = await connect(options, on_disconnect=on_disconnect, on_reconnect=on_reconnect)
-        except ConnectError as e:
-            if e.permanent:
-                raise
-            if not failing:
-                log.warning("%s; retrying with backoff", e)
-                failing = True
-            else:
-                log.debug("%s; retrying in %.1fs", e, backoff)
-            await wait_event(stop, backoff)
-            backoff = min(backoff * 2, max_backoff_s)
-            continue
-        if failing:
-            log.info("connected to NATS after retrying")
-        return nc
-    return None
+    return await retry_until_stopped(
+        lambda: connect(options, on_disconnect=on_disconnect, on_reconnect=on_reconnect),
+        stop,
+        retry=lambda e: isinstance(e, ConnectError) and not e.permanent,
+        log=log,
+        warning="%s; retrying with backoff",
+        recovered="connected to NATS after retrying",
+        max_backoff_s=max_backoff_s,
+    )
 
 
 async def close_connection(nc: NATS) -> None:

@@ -29,7 +29,7 @@ _UNITS: dict[str, int] = {
     "h": HOUR,
 }
 _PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([a-zµμ]+)")  # ASCII digits only, as Go
-_MAX_NS = (1 << 63) - 1
+MAX_DURATION_NS = (1 << 63) - 1
 
 
 def parse_duration_ns(text: str) -> int:
@@ -50,7 +50,7 @@ def parse_duration_ns(text: str) -> int:
         return 0
     if not s:
         raise InvalidDuration(f"invalid duration {text!r}")
-    limit = _MAX_NS + 1 if sign < 0 else _MAX_NS  # Go accepts math.MinInt64
+    limit = MAX_DURATION_NS + 1 if sign < 0 else MAX_DURATION_NS  # Go accepts math.MinInt64
     total = 0
     pos = 0
     while pos < len(s):
@@ -82,7 +82,7 @@ def _leading_fraction(digits: str) -> tuple[int, float]:
     """Go's leadingFraction: the digits as an integer and 10**n, ignoring digits past int64."""
     x, scale = 0, 1.0
     for c in digits:
-        if x > _MAX_NS // 10:
+        if x > MAX_DURATION_NS // 10:
             break
         y = x * 10 + ord(c) - ord("0")
         if y > 1 << 63:

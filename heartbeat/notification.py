@@ -10,7 +10,7 @@ from enum import StrEnum
 
 import msgspec
 
-from heartbeat.durations import format_duration_ns
+from heartbeat.durations import SECOND, format_duration_ns
 from heartbeat.schema import format_time
 
 
@@ -95,7 +95,7 @@ def epoch_rfc3339(ts: float) -> str:
 
 def monitor_notice(kind: EventKind, monitor: str, blind_since: float, now: float) -> Notification:
     """A ``blind`` or ``sight_restored`` notice about the monitor itself (no subject)."""
-    blind_for_ns = max(0, round((now - blind_since) * 1_000_000_000))
+    blind_for_ns = max(0, round((now - blind_since) * SECOND))
     alert_id = f"blind-{monitor}-{int(blind_since * 1000)}"
     return Notification(
         event=kind,

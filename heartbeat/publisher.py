@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 import nats.errors
 import nats.js.errors
+from msgspec.structs import replace
 from nats.aio.client import Client as NATS
 
 from heartbeat.aio import wait_event
-from heartbeat.connection import ConnectOptions, connect
+from heartbeat.connection import DEFAULT_URL, ConnectOptions, connect
 from heartbeat.errors import HeartbeatError, NoStreamError, PublishError
 from heartbeat.schema import Message, encode, validate, validate_subject
 
@@ -72,6 +73,10 @@ class Publisher:
         self._ack = ack
         self._timeout_s = timeout_s
 
+    @property
+    def connected(self) -> bool:
+        return bool(self._nc.is_connected)
+
     def full_subject(self, subject: str) -> str:
         return f"{self._prefix}.{subject}" if self._prefix else subject
 
@@ -86,7 +91,10 @@ class Publisher:
         :class:`NoStreamError` when (with ``ack``) no stream captures the subject,
         and :class:`PublishError` when the server did not confirm in time.
         """
-        sent = self.prepare(msg)
+        return await self.send(self.prepare(msg), ack=ack)
+
+    async def send(self, sent: Message, *, ack: bool | None = None) -> Message:
+        """Publish a message :meth:`prepare` made, as it is; raise as :meth:`publish`."""
         payload = encode(sent)
         use_ack = self._ack if ack is None else ack
         try:
@@ -122,11 +130,14 @@ class Beater:
     an info line when beats flow again), never once per beat.  While the
     connection is down no beat is buffered; the cadence continues and the next
     scheduled beat after reconnecting goes out.
+
+    ``template`` is checked and completed (prefix, host) once, here: a bad one
+    raises :class:`InvalidSubject`/:class:`InvalidHeartbeat` before any beat.
     """
 
     def __init__(self, publisher: Publisher, template: Message) -> None:
         self._publisher = publisher
-        self._template = template
+        self._template = publisher.prepare(template)
         self.stats = BeatStats()
 
     @property
@@ -136,9 +147,10 @@ class Beater:
     async def beat(self) -> bool:
         """Send one beat now; return whether it was confirmed."""
         try:
-            if not self._publisher._nc.is_connected:
+            if not self._publisher.connected:
                 raise PublishError("NATS is disconnected")
-            sent = await self._publisher.publish(self._template)
+            now = datetime.now(UTC)
+            sent = await self._publisher.send(replace(self._template, generated_at=now))
         except HeartbeatError as e:
             self.stats.failed += 1
             self.stats.last_error = str(e)
@@ -158,19 +170,22 @@ class Beater:
             log.debug("heartbeat %s sent", sent.subject)
         return True
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Beat until ``stop`` is set (or the task is cancelled)."""
+    async def run(self, stop: asyncio.Event | None = None, *, until_failure: bool = False) -> bool:
+        """Beat until ``stop`` is set (or the task is cancelled); with ``until_failure``,
+        also stop at the first beat not confirmed.  Return False if that happened."""
         stop = stop or asyncio.Event()
         interval = self.interval_s
         start = time.monotonic()
         tick = 0
         while not stop.is_set():
-            await self.beat()
+            if not await self.beat() and until_failure:
+                return False
             tick += 1
             now = time.monotonic()
             # Keep the cadence: skip ticks that a slow beat overran.
             tick = max(tick, int((now - start) / interval) + 1)
             await wait_event(stop, start + tick * interval - now)
+        return True
 
 
 @contextlib.asynccontextmanager
@@ -204,8 +219,7 @@ async def beating(
         description=description,
         host=host,
     )
-    publisher.prepare(template)  # fail fast on a bad subject or interval
-    beater = Beater(publisher, template)
+    beater = Beater(publisher, template)  # fails fast on a bad subject or interval
     stop = asyncio.Event()
     task = asyncio.create_task(beater.run(stop), name=f"heartbeat:{subject}")
     try:
@@ -217,7 +231,7 @@ async def beating(
 
 async def beat_once_async(
     message: Message,
-    servers: str | list[str] = "nats://127.0.0.1:4222",
+    servers: str | list[str] = DEFAULT_URL,
     *,
     timeout_s: float = 5.0,
     connect_options: ConnectOptions | None = None,
@@ -237,7 +251,7 @@ def beat_once(
     subject: str,
     interval: timedelta,
     *,
-    servers: str | list[str] = "nats://127.0.0.1:4222",
+    servers: str | list[str] = DEFAULT_URL,
     grace_period: timedelta | None = None,
     description: str = "",
     host: str = "",

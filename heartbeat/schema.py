@@ -17,10 +17,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 
-from heartbeat.durations import MICROSECOND, format_duration, ns_to_timedelta, to_ns
+from heartbeat.durations import (
+    MAX_DURATION_NS,
+    MICROSECOND,
+    format_duration,
+    ns_to_timedelta,
+    to_ns,
+)
 from heartbeat.errors import InvalidHeartbeat, InvalidSubject
 
-MAX_DURATION_NS = (1 << 63) - 1
 _TOKEN = re.compile(r"[A-Za-z0-9_\-/=]+")
 _SUBJECT = re.compile(r"[A-Za-z0-9_\-/=]+(?:\.[A-Za-z0-9_\-/=]+)*")  # every token as _TOKEN
 _RFC3339 = re.compile(
@@ -201,11 +206,11 @@ def learn_minute(value: datetime) -> None:
     )
 
 
-_GO_ZERO = datetime(1, 1, 1, tzinfo=UTC)
+GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)  # Go's time.Time{}, what a Go sender leaves unset
 
 
 def _is_go_zero(value: datetime) -> bool:
-    return value == _GO_ZERO  # compares instants; astimezone() overflows near year 1
+    return value == GO_ZERO_TIME  # compares instants; astimezone() overflows near year 1
 
 
 def validate(msg: Message) -> Message:

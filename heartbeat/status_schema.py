@@ -14,17 +14,16 @@ decoding, so the format can grow.  Field names are exactly the JSON names.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
 
 from heartbeat.durations import parse_duration_ns
 from heartbeat.errors import HeartbeatError, InvalidDuration
-from heartbeat.schema import parse_time
+from heartbeat.schema import GO_ZERO_TIME, parse_time
 
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
-_GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 
 
 class InvalidStatus(HeartbeatError, ValueError):
@@ -149,7 +148,7 @@ def _time(text: str, where: str) -> datetime | None:
         value = parse_time(text)
     except (ValueError, OverflowError) as e:  # InvalidHeartbeat is a ValueError
         raise InvalidStatus(f"{where} {text!r} is not an RFC 3339 time") from e
-    return None if value == _GO_ZERO_TIME else value
+    return None if value == GO_ZERO_TIME else value
 
 
 def _duration(text: str, where: str) -> str:
