@@ -46,6 +46,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
+from heartbeat.aio import wait_event
 from heartbeat.connection import ConnectOptions, close_connection, connect
 from heartbeat.engine import EngineConfig, Record
 from heartbeat.monitor import Monitor, MonitorConfig
@@ -60,7 +61,6 @@ from tests.harness import (  # noqa: E402
     MonitorProcess,
     NatsServer,
     Receiver,
-    cli_env,
     eventually,
     free_port,
     names,
@@ -709,8 +709,7 @@ async def beat_forever(js: JetStreamContext, subjects: list[str], stop: asyncio.
         delay = started + (k + 1) - time.monotonic()
         if delay < 0:
             late += 1
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), max(0.0, delay))
+        await wait_event(stop, delay)
     return late
 
 
@@ -805,7 +804,6 @@ class Fleet:
         proc = MonitorProcess(
             [*self.args, "--replica-id", rid, "--status-addr", f"127.0.0.1:{port}"],
             self.logs / f"{rid}.log",
-            env=cli_env(),
         ).start()
         replica = Replica(rid, port, proc)
         self.replicas.append(replica)

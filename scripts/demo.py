@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -16,19 +15,18 @@ from pathlib import Path
 import nats
 
 import heartbeat
+from heartbeat.aio import wait_event
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.harness import NatsServer, free_port  # noqa: E402
-
-CLI = str(Path(sys.executable).parent / "nats-heartbeat")
+from tests.harness import NatsServer, cli_binary, free_port, stop_process  # noqa: E402
 
 
 def spawn(*args: str, prefix: str) -> subprocess.Popen[str]:
     """A nats-heartbeat process whose output is printed with a prefix."""
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "SUBJECT", "STATUS_URL")}
     proc = subprocess.Popen(
-        [CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        [cli_binary(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
 
     async def pump() -> None:
@@ -132,21 +130,20 @@ async def main(duration: float, forever: bool) -> None:
                 )
             )
             restarted = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.25)
+        await wait_event(stop, 0.25)
     print("==> status table:", flush=True)
     status_url = f"http://127.0.0.1:{status_port}/"
-    await asyncio.to_thread(subprocess.run, [CLI, "status", "--url", status_url], check=False)
+    await asyncio.to_thread(
+        subprocess.run, [cli_binary(), "status", "--url", status_url], check=False
+    )
     print(f"==> beats received: {seen}")
     await nc.close()
-    for p in [*running.values(), *procs]:
+    everyone = [*running.values(), *procs]
+    for p in everyone:  # all at once; each then gets 10 s before it is killed
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-    for p in [*running.values(), *procs]:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    for p in everyone:
+        stop_process(p)
     await asyncio.sleep(0.2)
     server.stop()
     print("==> done")

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop_process(
+    proc: subprocess.Popen[Any],
+    sig: int = signal.SIGTERM,
+    *,
+    timeout: float = 10.0,
+    cont: bool = False,
+) -> int:
+    """Send ``sig`` to ``proc`` if it still runs and wait for its exit status; SIGKILL (and
+    wait up to 10 s more) if it is still running after ``timeout`` seconds.
+
+    With ``cont``, SIGCONT follows ``sig``, so a SIGSTOPped process handles it.
+    """
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        if cont:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(10)
 
 
 class NatsServer:
@@ -113,15 +138,7 @@ class NatsServer:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        if kill:
-            proc.kill()
-        else:
-            proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, signal.SIGKILL if kill else signal.SIGTERM)
         self._reader.join(5)
         if proc.stderr is not None:
             proc.stderr.close()
@@ -356,13 +373,7 @@ class CliProcess:
         proc = self.proc
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(proc)
         if self._reader is not None:
             self._reader.join(10)
         if proc.stderr is not None:
@@ -490,6 +501,20 @@ async def running_monitor(url: str, cfg: Any, notifiers: list[Any]) -> Any:
         await nc.close()
 
 
+@contextlib.asynccontextmanager
+async def webhook_monitor(url: str, cfg: Any, receiver: Receiver) -> Any:
+    """A :func:`running_monitor` whose one channel is a webhook to ``receiver``;
+    yields ``(monitor, webhook notifier)``."""
+    import aiohttp
+
+    from heartbeat.notify import WebhookNotifier
+
+    async with aiohttp.ClientSession() as session:
+        hook = WebhookNotifier(session, receiver.url)
+        async with running_monitor(url, cfg, [hook]) as mon:
+            yield mon, hook
+
+
 def webhook_events(receiver: Receiver, subject: str | None = None) -> list[dict[str, Any]]:
     out = [r.json() for r in receiver.requests if r.method == "POST"]
     return [b for b in out if subject is None or b.get("subject") == subject]
@@ -530,15 +555,7 @@ class MonitorProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Send ``sig`` (then SIGCONT) and wait for the exit status; kill after ``timeout``."""
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGCONT)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
+        return stop_process(self.proc, sig, timeout=timeout, cont=True)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -561,3 +578,22 @@ async def eventually(
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
         await asyncio.sleep(every)
+
+
+async def publish_when_ready(
+    nc: Any, subject: str, interval: timedelta = timedelta(milliseconds=200), timeout: float = 20.0
+) -> None:
+    """One beat, retried until a monitor has created the stream (and it accepts writes)."""
+    import heartbeat
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await heartbeat.Publisher(nc).publish(
+                heartbeat.Message(subject=subject, interval=interval)
+            )
+            return
+        except heartbeat.PublishError:  # NoStreamError is one
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)

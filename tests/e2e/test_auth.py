@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,9 +10,8 @@ import nats
 import pytest
 import trustme
 
-from tests.harness import NatsServer, cli_env, free_port
+from tests.harness import NatsServer, cli_binary, cli_env, free_port, run_cli
 
-CLI = str(Path(sys.executable).parent / "nats-heartbeat")
 PASSWORD = "pw-Zq81xK"
 TOKEN = "tok-93hHs2"
 
@@ -21,9 +19,11 @@ TOKEN = "tok-93hHs2"
 def run(
     *args: str, env: dict[str, str] | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, *args], capture_output=True, text=True, env=cli_env(**(env or {})), timeout=timeout
+    """``run_cli`` with ``env`` added to the cleaned environment."""
+    done: subprocess.CompletedProcess[str] = run_cli(
+        *args, env=cli_env(**(env or {})), timeout=timeout
     )
+    return done
 
 
 def assert_one_line_failure(done: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -111,8 +111,8 @@ def agent_and_monitor_work(url: str, creds: list[str], env: dict[str, str]) -> s
     port = free_port()
     prefix = f"hb.sec{port}."
     monitor = subprocess.Popen(
-        [CLI, "monitor", "--nats-url", url, *creds, "--notify-log", "--subject-prefix", prefix,
-         "--stream", f"HB_SEC{port}", "--state-bucket", f"HB_SEC{port}",
+        [cli_binary(), "monitor", "--nats-url", url, *creds, "--notify-log",
+         "--subject-prefix", prefix, "--stream", f"HB_SEC{port}", "--state-bucket", f"HB_SEC{port}",
          "--status-addr", f"127.0.0.1:{port}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(**env),
     )  # fmt: skip
@@ -129,8 +129,8 @@ def agent_and_monitor_work(url: str, creds: list[str], env: dict[str, str]) -> s
                     subjects = {row["subject"] for row in json.load(r)["subjects"]}
                 if agent is None:  # the monitor is up (and made the stream): start the agent
                     agent = subprocess.Popen(
-                        [CLI, "agent", "--nats-url", url, *creds, "--subject", prefix + "agent",
-                         "--interval", "200ms"],
+                        [cli_binary(), "agent", "--nats-url", url, *creds,
+                         "--subject", prefix + "agent", "--interval", "200ms"],
                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                         env=cli_env(**env),
                     )  # fmt: skip

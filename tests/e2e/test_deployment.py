@@ -402,7 +402,7 @@ async def test_deployment_serves_probes_fails_over_and_alerts_once(
         refused = asyncio.create_task(
             run_async("beat", "--subject", batch, "--interval", "1s", env=api_env)
         )
-        await eventually(lambda: _async(pushover_alerts(receiver, api)), 15, "the api alert")
+        await eventually(lambda: pushover_alerts(receiver, api), 15, "the api alert")
         assert (await refused).returncode == 1
         (alert,) = pushover_alerts(receiver, api)
         assert alert["user"] == PUSHOVER_USER and alert["token"] == PUSHOVER_TOKEN
@@ -427,7 +427,7 @@ async def test_deployment_serves_probes_fails_over_and_alerts_once(
         print(f"\nkill -9 {leader}: {successor} leads after {took:.2f}s (LEASE_TTL {LEASE_TTL_S}s)")
         assert took <= LEASE_TTL_S + 1, f"failover took {took:.2f}s\n{fleet.logs()}"
 
-        await eventually(lambda: _async(pushover_alerts(receiver, batch)), 15, "the batch alert")
+        await eventually(lambda: pushover_alerts(receiver, batch), 15, "the batch alert")
         # Several evaluation ticks of the new leader later, nothing was sent again.
         await asyncio.sleep(3)
         assert len(pushover_alerts(receiver, api)) == 1, fleet.logs()
@@ -455,7 +455,3 @@ async def test_deployment_serves_probes_fails_over_and_alerts_once(
     assert refused_lines, "the refused publish left no trace in the server log"
     for line in refused_lines:
         assert "user:heartbeat-agent-api" in line and batch in line, line
-
-
-async def _async(value: Any) -> Any:
-    return value

@@ -40,6 +40,7 @@ from tests.harness import (
     eventually,
     free_port,
     names,
+    publish_when_ready,
 )
 
 MS = timedelta(milliseconds=1)
@@ -284,23 +285,6 @@ async def fleets(tmp_path: Path) -> AsyncIterator[FleetFactory]:
 
 
 # ----- heartbeats and state ------------------------------------------------------------------
-
-
-async def publish_when_ready(
-    nc: NATS, subject: str, interval: timedelta = 200 * MS, timeout: float = 20.0
-) -> None:
-    """One beat, retried until a monitor has created the stream (and it accepts writes)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            await heartbeat.Publisher(nc).publish(
-                heartbeat.Message(subject=subject, interval=interval)
-            )
-            return
-        except (heartbeat.NoStreamError, heartbeat.PublishError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
 
 
 async def record(nc: NATS, unique: str, subject: str) -> dict[str, Any] | None:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,14 +19,14 @@ from tests.harness import (
     MonitorProcess,
     NatsServer,
     Receiver,
-    cli_env,
     eventually,
     free_port,
     names,
+    publish_when_ready,
+    run_cli,
     webhook_events,
 )
 
-CLI = str(Path(sys.executable).parent / "nats-heartbeat")
 MS = timedelta(milliseconds=1)
 
 
@@ -42,9 +41,8 @@ def monitor_process(tmp_path: Path) -> Iterator[type[MonitorProcess]]:
 
     yield Tracked
     for m in started:
-        if m.proc is not None and m.proc.poll() is None:
-            m.proc.kill()
-            m.proc.wait(10)
+        if m.running:
+            m.stop(signal.SIGKILL)
 
 
 def monitor_args(
@@ -81,7 +79,7 @@ async def test_restart_between_repeats_keeps_schedule(
     args = monitor_args(unique, nats_server.url, receiver, free_port())
     first = monitor_process(args, tmp_path / "m1.log").start()
     # One beat (retried until the monitor has created the stream), then silence.
-    await _publish_when_ready(nc, subject)
+    await publish_when_ready(nc, subject, timeout=15)
     alert = (await receiver.wait_for(1))[0]
     assert alert.json()["event"] == "alert"
     await asyncio.sleep(0.6)  # well between the alert and the first repeat
@@ -111,20 +109,6 @@ async def test_restart_between_repeats_keeps_schedule(
     assert len(ids) == len(set(ids)), ids
 
 
-async def _publish_when_ready(nc: NATS, subject: str) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            await heartbeat.Publisher(nc).publish(
-                heartbeat.Message(subject=subject, interval=200 * MS)
-            )
-            return
-        except heartbeat.NoStreamError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
-
-
 async def test_status_cli_against_a_running_monitor(
     nats_server: NatsServer,
     nc: NATS,
@@ -141,11 +125,13 @@ async def test_status_cli_against_a_running_monitor(
     ).start()
     url = f"http://127.0.0.1:{port}/"
     async with heartbeat.beating(nc, prefix + "ok", interval=200 * MS, ack=False):
-        await _publish_when_ready(nc, prefix + "ok")
-        status = await _status(url)
-        while status.returncode == 2 or "OK" not in status.stdout:
-            await asyncio.sleep(0.1)
-            status = await _status(url)
+        await publish_when_ready(nc, prefix + "ok", timeout=15)
+
+        async def status_ok() -> subprocess.CompletedProcess[str] | None:
+            got = await _status(url)
+            return got if got.returncode != 2 and "OK" in got.stdout else None
+
+        status = await eventually(status_ok, 30, "a status table with OK", every=0.1)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "0 alert(s) firing across 1 subject(s)" in status.stdout
         await heartbeat.Publisher(nc).publish(
@@ -163,11 +149,7 @@ async def test_status_cli_against_a_running_monitor(
 
 
 async def _status(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [CLI, "status", "--url", url, *extra],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=20,
+    done: subprocess.CompletedProcess[str] = await asyncio.to_thread(
+        run_cli, "status", "--url", url, *extra, timeout=20
     )
+    return done

@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import nats
 import pytest
 
-from tests.harness import NatsServer, cli_env, free_port, recording_receiver, webhook_events
+from tests.harness import (
+    NatsServer,
+    cli_binary,
+    cli_env,
+    free_port,
+    recording_receiver,
+    run_cli,
+    webhook_events,
+)
 
-CLI = str(Path(sys.executable).parent / "nats-heartbeat")
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
@@ -47,21 +53,20 @@ async def test_documented_permissions_run_agent_and_monitor(secured: NatsServer)
     status_port = free_port()
     async with recording_receiver() as receiver:
         monitor = subprocess.Popen(  # noqa: ASYNC220 (a long-running child, not awaited)
-            [CLI, "monitor", "--nats-url", secured.url, "--user", "monitor",
+            [cli_binary(), "monitor", "--nats-url", secured.url, "--user", "monitor",
              "--password", "monitorpw", "--webhook-url", receiver.url, "--poll", "100ms",
              "--tolerance", "100ms", "--lease-ttl", "2s",
              "--status-addr", f"127.0.0.1:{status_port}"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(),
         )  # fmt: skip
         try:
-            beat = [CLI, "beat", "--nats-url", secured.url, "--user", "api-agent",
+            beat = ["beat", "--nats-url", secured.url, "--user", "api-agent",
                     "--password", "agentpw", "--interval", "300ms"]  # fmt: skip
             deadline = time.monotonic() + 20
             while True:  # until the monitor has created the stream
                 done = await asyncio.to_thread(
-                    subprocess.run, [*beat, "--subject", "heartbeat.service.api"],
-                    capture_output=True, text=True, env=cli_env(), timeout=20,
-                )  # fmt: skip
+                    run_cli, *beat, "--subject", "heartbeat.service.api", timeout=20
+                )
                 if done.returncode == 0:
                     break
                 assert monitor.poll() is None, monitor.stdout.read() if monitor.stdout else ""
@@ -73,9 +78,8 @@ async def test_documented_permissions_run_agent_and_monitor(secured: NatsServer)
             assert alert["subject"] == "heartbeat.service.api"
             # The agent may not publish anyone else's subject.
             other = await asyncio.to_thread(
-                subprocess.run, [*beat, "--subject", "heartbeat.service.other"],
-                capture_output=True, text=True, env=cli_env(), timeout=20,
-            )  # fmt: skip
+                run_cli, *beat, "--subject", "heartbeat.service.other", timeout=20
+            )
             assert other.returncode == 1
         finally:
             monitor.terminate()

@@ -9,7 +9,6 @@ import os
 import pty
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,9 +19,8 @@ from typing import ClassVar
 
 import pytest
 
-from tests.harness import cli_env, free_port
+from tests.harness import cli_binary, cli_env, free_port, run_cli
 
-CLI = str(Path(sys.executable).parent / "nats-heartbeat")
 TOKEN = "s3cret-token"
 
 
@@ -158,23 +156,9 @@ def silent_port() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
-def env(**extra: str) -> dict[str, str]:
-    base = cli_env(**extra)
-    for name in ("STATUS_TIMEOUT", "STATUS_TOKEN", "STATUS_JSON"):
-        if name not in extra:
-            base.pop(name, None)
-    return base
-
-
 def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, "status", *args],
-        env=env(**extra),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done: subprocess.CompletedProcess[str] = run_cli("status", *args, env=cli_env(**extra))
+    return done
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -359,10 +343,10 @@ def run_on_tty(*args: str, **extra: str) -> tuple[int, str]:
     master, replica = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [CLI, "status", *args],
+            [cli_binary(), "status", *args],
             stdout=replica,
             stderr=subprocess.DEVNULL,
-            env=env(TERM="xterm", **extra),
+            env=cli_env(TERM="xterm", **extra),
         )
     finally:
         os.close(replica)

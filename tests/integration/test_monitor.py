@@ -25,6 +25,7 @@ from tests.harness import (
     recording_receiver,
     running_monitor,
     webhook_events,
+    webhook_monitor,
 )
 
 MS = timedelta(milliseconds=1)
@@ -49,14 +50,12 @@ async def test_healthy_agent_every_second_never_alerts(
     """1 s beats, no grace, 200 ms poll, default 1 s tolerance: no alert."""
     cfg = monitor_config(unique, poll_s=0.2, tolerance_s=1.0)
     subject = names(unique)["prefix"] + "healthy"
-    async with aiohttp.ClientSession() as session:
-        hook = WebhookNotifier(session, receiver.url)
-        async with running_monitor(nats_server.url, cfg, [hook]) as mon:
-            async with heartbeat.beating(nc, subject, interval=timedelta(seconds=1)):
-                await eventually(lambda: mon.beat(subject) is not None, what="first beat")
-                await asyncio.sleep(3.5)  # three and a half intervals of healthy beats
-            assert receiver.requests == []
-            assert mon.report().subjects[0].alert_active is False
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
+        async with heartbeat.beating(nc, subject, interval=timedelta(seconds=1)):
+            await eventually(lambda: mon.beat(subject) is not None, what="first beat")
+            await asyncio.sleep(3.5)  # three and a half intervals of healthy beats
+        assert receiver.requests == []
+        assert mon.report().subjects[0].alert_active is False
 
 
 async def test_missing_subject_alerts_once_repeats_and_resolves_once(
@@ -66,31 +65,29 @@ async def test_missing_subject_alerts_once_repeats_and_resolves_once(
     prefix = names(unique)["prefix"]
     stopping, steady = prefix + "stops", prefix + "steady"
     interval = 200 * MS
-    async with aiohttp.ClientSession() as session:
-        hook = WebhookNotifier(session, receiver.url)
-        async with (
-            running_monitor(nats_server.url, cfg, [hook]) as mon,
-            heartbeat.beating(nc, steady, interval=interval),
-        ):
-            async with heartbeat.beating(nc, stopping, interval=interval):
-                await eventually(
-                    lambda: mon.beat(stopping) is not None and mon.beat(steady) is not None
-                )
-            last_seen = seen(mon, stopping)
-            first = await receiver.wait_for(1)
-            alert = first[0].json()
-            delay = first[0].at - last_seen
-            # window 200 ms + tolerance 200 ms + poll 100 ms + margin
-            assert 0.4 < delay < 0.4 + 0.1 + 0.3, delay
-            assert alert["event"] == "alert"
-            assert alert["subject"] == stopping
-            assert alert["window"] == "200ms"
-            await receiver.wait_for(3)
-            async with heartbeat.beating(nc, stopping, interval=interval):
-                await eventually(
-                    lambda: any(e["event"] == "resolved" for e in webhook_events(receiver))
-                )
-                await asyncio.sleep(0.5)
+    async with (
+        webhook_monitor(nats_server.url, cfg, receiver) as (mon, _),
+        heartbeat.beating(nc, steady, interval=interval),
+    ):
+        async with heartbeat.beating(nc, stopping, interval=interval):
+            await eventually(
+                lambda: mon.beat(stopping) is not None and mon.beat(steady) is not None
+            )
+        last_seen = seen(mon, stopping)
+        first = await receiver.wait_for(1)
+        alert = first[0].json()
+        delay = first[0].at - last_seen
+        # window 200 ms + tolerance 200 ms + poll 100 ms + margin
+        assert 0.4 < delay < 0.4 + 0.1 + 0.3, delay
+        assert alert["event"] == "alert"
+        assert alert["subject"] == stopping
+        assert alert["window"] == "200ms"
+        await receiver.wait_for(3)
+        async with heartbeat.beating(nc, stopping, interval=interval):
+            await eventually(
+                lambda: any(e["event"] == "resolved" for e in webhook_events(receiver))
+            )
+            await asyncio.sleep(0.5)
     events = webhook_events(receiver)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "alert"
@@ -113,17 +110,15 @@ async def test_grace_overrides_interval(
 ) -> None:
     cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.1)
     subject = names(unique)["prefix"] + "graceful"
-    async with aiohttp.ClientSession() as session:
-        hook = WebhookNotifier(session, receiver.url)
-        async with running_monitor(nats_server.url, cfg, [hook]) as mon:
-            await heartbeat.Publisher(nc).publish(
-                heartbeat.Message(subject=subject, interval=100 * MS, grace_period=800 * MS)
-            )
-            await eventually(lambda: mon.beat(subject) is not None)
-            seen_at = seen(mon, subject)
-            got = await receiver.wait_for(1, timeout=5)
-            assert got[0].at - seen_at > 0.9  # grace + tolerance, not interval
-            assert got[0].json()["window"] == "800ms"
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
+        await heartbeat.Publisher(nc).publish(
+            heartbeat.Message(subject=subject, interval=100 * MS, grace_period=800 * MS)
+        )
+        await eventually(lambda: mon.beat(subject) is not None)
+        seen_at = seen(mon, subject)
+        got = await receiver.wait_for(1, timeout=5)
+        assert got[0].at - seen_at > 0.9  # grace + tolerance, not interval
+        assert got[0].json()["window"] == "800ms"
 
 
 async def test_failing_channel_retries_with_same_id_and_does_not_hold_up_others(
@@ -166,39 +161,35 @@ async def test_go_format_payload_is_monitored_and_bad_payloads_change_nothing(
     prefix = names(unique)["prefix"]
     go_subject, victim = prefix + "go", prefix + "victim"
     js = nc.jetstream()
-    async with aiohttp.ClientSession() as session:
-        hook = WebhookNotifier(session, receiver.url)
-        async with running_monitor(nats_server.url, cfg, [hook]) as mon:
-            go_payload = (
-                f'{{"subject":"{go_subject}","generated_at":"2026-11-29T01:59:06.135898385Z",'
-                '"interval":60000000000,"host":"vm"}'
-            ).encode()
-            await js.publish(go_subject, go_payload)
-            ours = heartbeat.Message(subject=victim, interval=timedelta(seconds=60))
-            await heartbeat.Publisher(nc).publish(ours)
-            await eventually(
-                lambda: mon.beat(go_subject) is not None and mon.beat(victim) is not None
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
+        go_payload = (
+            f'{{"subject":"{go_subject}","generated_at":"2026-11-29T01:59:06.135898385Z",'
+            '"interval":60000000000,"host":"vm"}'
+        ).encode()
+        await js.publish(go_subject, go_payload)
+        ours = heartbeat.Message(subject=victim, interval=timedelta(seconds=60))
+        await heartbeat.Publisher(nc).publish(ours)
+        await eventually(lambda: mon.beat(go_subject) is not None and mon.beat(victim) is not None)
+        before = mon.beat(victim)
+        # A payload naming another subject, and garbage, on the victim's subject.
+        spoof = heartbeat.encode(
+            heartbeat.Message(
+                subject=go_subject,
+                interval=timedelta(seconds=1),
+                generated_at=before_time(),
             )
-            before = mon.beat(victim)
-            # A payload naming another subject, and garbage, on the victim's subject.
-            spoof = heartbeat.encode(
-                heartbeat.Message(
-                    subject=go_subject,
-                    interval=timedelta(seconds=1),
-                    generated_at=before_time(),
-                )
-            )
-            await js.publish(victim, spoof)
-            await js.publish(victim, b"not json")
-            await js.publish(victim, b'{"subject":"%s","interval":-1}' % victim.encode())
-            await eventually(lambda: sum(mon.ingestor.rejected.values()) >= 3, what="rejections")
-            assert mon.ingestor.rejected["subject_mismatch"] == 1
-            assert mon.ingestor.rejected["malformed"] == 1
-            assert mon.beat(victim) == before
-            row = {s.subject: s for s in mon.report().subjects}[go_subject]
-            assert row.interval == "1m0s"
-            assert row.host == "vm"
-            assert row.last_seen is not None
+        )
+        await js.publish(victim, spoof)
+        await js.publish(victim, b"not json")
+        await js.publish(victim, b'{"subject":"%s","interval":-1}' % victim.encode())
+        await eventually(lambda: sum(mon.ingestor.rejected.values()) >= 3, what="rejections")
+        assert mon.ingestor.rejected["subject_mismatch"] == 1
+        assert mon.ingestor.rejected["malformed"] == 1
+        assert mon.beat(victim) == before
+        row = {s.subject: s for s in mon.report().subjects}[go_subject]
+        assert row.interval == "1m0s"
+        assert row.host == "vm"
+        assert row.last_seen is not None
     assert receiver.requests == []
 
 
@@ -213,16 +204,13 @@ async def test_kv_record_is_plain_json(
 ) -> None:
     cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05)
     subject = names(unique)["prefix"] + "record"
-    async with aiohttp.ClientSession() as session:
-        hook = WebhookNotifier(session, receiver.url)
-        async with running_monitor(nats_server.url, cfg, [hook]):
-            await heartbeat.Publisher(nc).publish(
-                heartbeat.Message(subject=subject, interval=100 * MS, description="rec test")
-            )
-            await receiver.wait_for(1)
-            kv = await nc.jetstream().key_value(names(unique)["bucket"])
-            await eventually(lambda: True)
-            entry = await kv.get(subject)
+    async with webhook_monitor(nats_server.url, cfg, receiver):
+        await heartbeat.Publisher(nc).publish(
+            heartbeat.Message(subject=subject, interval=100 * MS, description="rec test")
+        )
+        await receiver.wait_for(1)
+        kv = await nc.jetstream().key_value(names(unique)["bucket"])
+        entry = await kv.get(subject)
     assert entry.value is not None
     record = json.loads(entry.value)
     assert record["subject"] == subject

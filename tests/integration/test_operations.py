@@ -25,6 +25,7 @@ from tests.harness import (
     run_cli,
     running_monitor,
     webhook_events,
+    webhook_monitor,
 )
 
 MS = timedelta(milliseconds=1)
@@ -43,19 +44,17 @@ async def test_metrics_move_with_beats_rejections_and_notifications(
 ) -> None:
     cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05)
     prefix = names(unique)["prefix"]
-    async with aiohttp.ClientSession() as session:
-        hook = WebhookNotifier(session, receiver.url)
-        async with running_monitor(nats_server.url, cfg, [hook]) as mon:
-            before = samples(render(mon))
-            assert before[("nats_heartbeat_heartbeats_received_total", ())] == 0
-            await eventually(mon.leading, what="leadership")
-            await heartbeat.Publisher(nc).publish(
-                heartbeat.Message(subject=prefix + "m", interval=100 * MS)
-            )
-            await nc.jetstream().publish(prefix + "bad", b"{")
-            await receiver.wait_for(1)
-            await eventually(lambda: not mon.with_pending, what="delivery recorded")
-            after = samples(render(mon))
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, hook):
+        before = samples(render(mon))
+        assert before[("nats_heartbeat_heartbeats_received_total", ())] == 0
+        await eventually(mon.leading, what="leadership")
+        await heartbeat.Publisher(nc).publish(
+            heartbeat.Message(subject=prefix + "m", interval=100 * MS)
+        )
+        await nc.jetstream().publish(prefix + "bad", b"{")
+        await receiver.wait_for(1)
+        await eventually(lambda: not mon.with_pending, what="delivery recorded")
+        after = samples(render(mon))
     assert after[("nats_heartbeat_heartbeats_received_total", ())] == 1
     assert after[("nats_heartbeat_invalid_heartbeats_total", (("reason", "malformed"),))] == 1
     assert after[("nats_heartbeat_subjects", (("state", "alert"),))] == 1
@@ -76,28 +75,26 @@ async def test_records_that_do_not_describe_a_subject_cannot_enter_the_table(
     cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05)
     prefix, bucket = names(unique)["prefix"], names(unique)["bucket"]
     odd, good, named = prefix + "odd#key", prefix + "good", prefix + "named"
-    async with aiohttp.ClientSession() as session:
-        hook = WebhookNotifier(session, receiver.url)
-        async with running_monitor(nats_server.url, cfg, [hook]) as mon:
-            js = nc.jetstream()
-            stale = Record(subject=odd, interval_ns=100_000_000, last_seen=1.0)
-            await js.publish(f"$KV.{bucket}.{odd}", encode_record(stale))
-            # A record whose body names another (invalid) subject: the key is the subject.
-            mislabelled = Record(subject=odd, interval_ns=3600 * 10**9, last_seen=time.time())
-            await js.publish(f"$KV.{bucket}.{named}", encode_record(mislabelled))
-            await heartbeat.Publisher(nc).publish(
-                heartbeat.Message(subject=good, interval=timedelta(seconds=60))
-            )
-            # The table never holds the odd key, so a beat on it still gets the subject check.
-            beat = heartbeat.Message(subject=odd, interval=MS, generated_at=datetime.now(UTC))
-            await js.publish(odd, heartbeat.encode(beat))
-            await eventually(lambda: mon.ingestor.rejected["bad_subject"] == 1, what="rejected")
-            await eventually(lambda: mon.record(good) is not None, what="good subject tracked")
-            await eventually(lambda: mon.counters.ignored_records == 1, what="record ignored")
-            await eventually(lambda: mon.record(named) is not None, what="mislabelled record")
-            got = samples(render(mon))
-            assert odd not in mon.tracks
-            assert mon.record(named).subject == named  # type: ignore[union-attr]
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
+        js = nc.jetstream()
+        stale = Record(subject=odd, interval_ns=100_000_000, last_seen=1.0)
+        await js.publish(f"$KV.{bucket}.{odd}", encode_record(stale))
+        # A record whose body names another (invalid) subject: the key is the subject.
+        mislabelled = Record(subject=odd, interval_ns=3600 * 10**9, last_seen=time.time())
+        await js.publish(f"$KV.{bucket}.{named}", encode_record(mislabelled))
+        await heartbeat.Publisher(nc).publish(
+            heartbeat.Message(subject=good, interval=timedelta(seconds=60))
+        )
+        # The table never holds the odd key, so a beat on it still gets the subject check.
+        beat = heartbeat.Message(subject=odd, interval=MS, generated_at=datetime.now(UTC))
+        await js.publish(odd, heartbeat.encode(beat))
+        await eventually(lambda: mon.ingestor.rejected["bad_subject"] == 1, what="rejected")
+        await eventually(lambda: mon.record(good) is not None, what="good subject tracked")
+        await eventually(lambda: mon.counters.ignored_records == 1, what="record ignored")
+        await eventually(lambda: mon.record(named) is not None, what="mislabelled record")
+        got = samples(render(mon))
+        assert odd not in mon.tracks
+        assert mon.record(named).subject == named  # type: ignore[union-attr]
     assert got[("nats_heartbeat_ignored_records_total", ())] == 1
     assert got[("nats_heartbeat_subjects", (("state", "ok"),))] == 2
     assert receiver.requests == []  # the odd record, long silent, alerts nobody
@@ -142,10 +139,7 @@ async def test_readyz_not_ready_before_catch_up_and_while_nats_is_gone(
 ) -> None:
     server = nats_factory()  # type: ignore[operator]
     cfg = monitor_config(unique, poll_s=0.05)
-    async with (
-        aiohttp.ClientSession() as session,
-        running_monitor(server.url, cfg, [WebhookNotifier(session, receiver.url)]) as mon,
-    ):
+    async with webhook_monitor(server.url, cfg, receiver) as (mon, _):
         assert mon.ready() == (True, "ok")
         server.stop()
         await eventually(lambda: not mon.ready()[0], what="not ready")
@@ -179,10 +173,7 @@ async def test_retire_cli_stops_a_missing_subject(
     n = names(unique)
     subject = n["prefix"] + "retired"
     cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05, repeat_every_s=0.3)
-    async with (
-        aiohttp.ClientSession() as session,
-        running_monitor(nats_server.url, cfg, [WebhookNotifier(session, receiver.url)]) as mon,
-    ):
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
         await _start_alerting(nc, mon, receiver, subject)
         done = await asyncio.to_thread(
             run_cli, "retire", subject, "--nats-url", nats_server.url,
@@ -209,10 +200,7 @@ async def test_kv_delete_retires_a_subject(
     n = names(unique)
     subject = n["prefix"] + "kvdel"
     cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05, repeat_every_s=0.3)
-    async with (
-        aiohttp.ClientSession() as session,
-        running_monitor(nats_server.url, cfg, [WebhookNotifier(session, receiver.url)]) as mon,
-    ):
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
         await _start_alerting(nc, mon, receiver, subject)
         kv = await nc.jetstream().key_value(n["bucket"])
         await kv.delete(subject)  # what `nats kv del` does
@@ -232,10 +220,7 @@ async def test_stream_purge_retires_a_subject(
     cfg = monitor_config(
         unique, poll_s=0.05, tolerance_s=0.05, repeat_every_s=0.3, reconcile_every_s=0.2
     )
-    async with (
-        aiohttp.ClientSession() as session,
-        running_monitor(nats_server.url, cfg, [WebhookNotifier(session, receiver.url)]) as mon,
-    ):
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
         await _start_alerting(nc, mon, receiver, subject)
         await nc.jetstream().purge_stream(n["stream"], subject=subject)  # `nats stream purge`
         await eventually(lambda: mon.record(subject) is None, what="reconciled")

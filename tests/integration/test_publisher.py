@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +14,7 @@ from nats.aio.client import Client as NATS
 
 import heartbeat
 from heartbeat import Message, Publisher
-from tests.harness import BeatRecorder, NatsServer, free_port
+from tests.harness import BeatRecorder, NatsServer, eventually, free_port
 
 MS = timedelta(milliseconds=1)
 
@@ -250,9 +249,7 @@ async def test_beating_without_stream_counts_failures_and_does_not_raise(
     subject = f"nostream{unique}.worker"
 
     async with heartbeat.beating(nc, subject, interval=100 * MS) as beater:
-        deadline = time.monotonic() + 5
-        while beater.stats.failed < 3 and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: beater.stats.failed >= 3, 5, "three failed beats")
 
     assert beater.stats.sent == 0
     assert beater.stats.failed >= 3
