@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import aiohttp
 import click
+from nats.aio.client import Client as NATS
 
 from cli.common import (
     DURATION,
@@ -281,11 +282,11 @@ def monitor(
     raise SystemExit(asyncio.run(_run(nats_url, cfg, channels, status_addr, status_token)))
 
 
-async def _start(mon: Monitor, stop: asyncio.Event) -> bool:
+async def _start(mon: Monitor, nc: NATS, stop: asyncio.Event) -> bool:
     """Start ``mon``, retrying while JetStream is not ready; a bad configuration exits."""
 
     async def started() -> bool:
-        await mon.start()
+        await mon.start(nc)
         return True
 
     try:
@@ -308,38 +309,27 @@ async def _run(
 ) -> int:
     stop = asyncio.Event()
     install_stop_signals(stop)
-    holder: list[Monitor] = []
-
-    async def on_disconnect() -> None:
-        if holder:
-            await holder[0].on_disconnect()
-
-    async def on_reconnect() -> None:
-        if holder:
-            await holder[0].on_reconnect()
-
-    try:
-        nc = await connect_with_retry(
-            connect_options(nats_url, f"monitor {cfg.replica_id}"),
-            stop,
-            on_disconnect=on_disconnect,
-            on_reconnect=on_reconnect,
-        )
-    except HeartbeatError as e:
-        fail(str(e), 1)
-    if nc is None:
-        return 0
-    try:
-        async with make_session() as session:
-            mon = Monitor(nc, cfg, channels.build(session))
-            holder.append(mon)
-            if not await _start(mon, stop):
+    async with make_session() as session:
+        mon = Monitor(cfg, channels.build(session))
+        try:
+            nc = await connect_with_retry(
+                connect_options(nats_url, f"monitor {cfg.replica_id}"),
+                stop,
+                on_disconnect=mon.on_disconnect,
+                on_reconnect=mon.on_reconnect,
+            )
+        except HeartbeatError as e:
+            fail(str(e), 1)
+        if nc is None:
+            return 0
+        try:
+            if not await _start(mon, nc, stop):
                 return 0
             runner = None
             if status_addr:
                 try:
                     runner = await serve(
-                        make_app(mon, metrics=lambda: render(mon), token=status_token),
+                        make_app(mon, metrics=lambda: render(mon.snapshot()), token=status_token),
                         status_addr,
                     )
                 except OSError as e:
@@ -350,7 +340,7 @@ async def _run(
             finally:
                 if runner is not None:
                     await runner.cleanup()
-    finally:
-        await close_connection(nc)
+        finally:
+            await close_connection(nc)
     log.info("monitor %s stopped", cfg.replica_id)
     return 0

@@ -11,35 +11,66 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Collection, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
 from heartbeat.engine import Pending, Record
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import DeliveryResult, fan_out
-from heartbeat.store import StateConflict, StateStore, StoreError
+from heartbeat.store import StateStore, StoreError
+from heartbeat.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
+Key = tuple[str, str]  # (notification_id, channel)
 
-class RecordBook(Protocol):
-    """Where the monitor keeps the committed records."""
 
-    def held(self, subject: str) -> tuple[Record, int] | None:
-        """The subject's committed record and its revision, if there is one."""
+@dataclass
+class Plan:
+    """What to do for one record's pending deliveries now."""
 
-    def set_record(self, subject: str, rec: Record, rev: int) -> None: ...
+    send: list[tuple[Pending, list[str]]] = field(default_factory=list)
+    drop: list[Key] = field(default_factory=list)  # channels no longer configured
 
-    async def reload(self, subject: str) -> tuple[Record, int] | None:
-        """Hold what the bucket holds for the subject now, and return it."""
+
+def plan(
+    pending: list[Pending],
+    now: float,
+    *,
+    configured: Collection[str],
+    inflight: Collection[Key],
+    retry_at: Mapping[Key, float],
+) -> Plan:
+    """Which channels of which pending notifications to send now: not those under
+    way, not before their retry time, and oldest first; a channel that is no longer
+    configured is dropped.  A channel waits while an older notification of the same
+    subject is still owed to it, so a repeat or resolved never overtakes its alert."""
+    out = Plan()
+    owed: set[str] = set()  # channels an older notification still waits for
+    for p in pending:  # in the order the engine committed them
+        nid = p.notification.notification_id
+        todo = []
+        for channel in p.channels:
+            key = (nid, channel)
+            if channel in owed or key in inflight or retry_at.get(key, 0.0) > now:
+                continue
+            if channel not in configured:
+                out.drop.append(key)
+                continue
+            todo.append(channel)
+        owed.update(p.channels)
+        if todo:
+            out.send.append((p, todo))
+    return out
 
 
 class Deliveries:
     def __init__(
         self,
-        book: RecordBook,
+        subjects: Subjects,
         store: StateStore,
         notifiers: Mapping[str, Notifier],
         *,
@@ -48,43 +79,42 @@ class Deliveries:
         may_send: Callable[[], bool],
         clock: Callable[[], float],
     ) -> None:
-        self.book = book
+        self.subjects = subjects
         self.store = store
         self.notifiers = notifiers
         self.deadline_s = deadline_s
         self.retry_s = retry_s
         self.may_send = may_send
         self.clock = clock
-        self.inflight: set[tuple[str, str]] = set()  # (notification_id, channel)
-        self.retry_at: dict[tuple[str, str], float] = {}
-        self.last_error: dict[tuple[str, str], str] = {}  # how the last round failed
+        self.inflight: set[Key] = set()
+        self.retry_at: dict[Key, float] = {}
+        self.last_error: dict[Key, str] = {}  # how the last round failed
         self.results: dict[tuple[str, str, str], int] = {}  # (channel, kind, result) -> count
         self.retries: dict[str, int] = {}  # channel -> attempts beyond the first
         self.kv_writes = 0
+        self.conflicts = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
 
     def start(self, subject: str) -> None:
         """Start delivering what the subject's committed record still owes."""
-        held = self.book.held(subject)
-        if held is None:
+        rec = self.subjects.record(subject)
+        if rec is None:
             return
-        now = self.clock()
-        for pending in held[0].pending:
+        todo = plan(
+            rec.pending,
+            self.clock(),
+            configured=self.notifiers,
+            inflight=self.inflight,
+            retry_at=self.retry_at,
+        )
+        for nid, channel in todo.drop:
+            log.warning("%s: channel %s is no longer configured; dropping it", nid, channel)
+            self._spawn(self._cross_off(subject, nid, channel))
+        for pending, channels in todo.send:
             nid = pending.notification.notification_id
-            todo = []
-            for channel in pending.channels:
-                key = (nid, channel)
-                if key in self.inflight or self.retry_at.get(key, 0.0) > now:
-                    continue
-                if channel not in self.notifiers:
-                    log.warning("%s: channel %s is no longer configured; dropping it", nid, channel)
-                    self._spawn(self._cross_off(subject, nid, channel))
-                    continue
-                todo.append(self.notifiers[channel])
-                self.inflight.add(key)
-            if todo:
-                self._spawn(self._send(subject, pending, todo))
+            self.inflight.update((nid, c) for c in channels)
+            self._spawn(self._send(subject, pending, [self.notifiers[c] for c in channels]))
 
     async def drain(self, timeout_s: float) -> None:
         if self.tasks:
@@ -125,30 +155,25 @@ class Deliveries:
                 self.inflight.discard((n.notification_id, notifier.name))
 
     async def _cross_off(self, subject: str, nid: str, channel: str) -> None:
-        """Remove ``channel`` from pending delivery ``nid`` (compare-and-set, retried)."""
+        """Remove ``channel`` from pending delivery ``nid`` in the committed record."""
+
+        def change(rec: Record | None) -> Record | None:
+            if rec is None:
+                return None
+            pending = without(rec.pending, nid, channel)
+            return None if pending == rec.pending else msgspec.structs.replace(rec, pending=pending)
+
         async with self._locks.setdefault(subject, asyncio.Lock()):
-            for attempt in range(20):
-                held = self.book.held(subject)
-                if held is None:
-                    return
-                rec, rev = held
-                pending = without(rec.pending, nid, channel)
-                if pending == rec.pending:
-                    return
-                new = msgspec.structs.replace(rec, pending=pending)
+            for attempt in range(5):
                 try:
-                    new_rev = await self.store.put(new, rev)
-                except StateConflict:
-                    got = await self.book.reload(subject)
-                    if got is None:
-                        return
-                    continue
-                except StoreError as e:
+                    done = await self.store.modify(subject, change, self.subjects.held(subject))
+                except StoreError as e:  # a lost race too, ten times over
                     log.warning("recording delivery of %s to %s failed: %s", nid, channel, e)
-                    await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
+                    await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
                     continue
-                self.kv_writes += 1
-                self.book.set_record(subject, new, new_rev)
+                self.conflicts += done.conflicts
+                self.kv_writes += done.wrote
+                self.subjects.hold(subject, done.held)
                 return
             log.error("could not record delivery of %s to %s; it may be sent again", nid, channel)
 

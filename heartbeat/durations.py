@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import TypeVar
 
 from heartbeat.errors import InvalidDuration
+
+T = TypeVar("T", int, timedelta)
 
 NANOSECOND = 1
 MICROSECOND = 1000 * NANOSECOND
@@ -146,6 +149,18 @@ def to_ns(value: timedelta | float) -> int:
     if isinstance(value, timedelta):
         return (value.days * 86_400 + value.seconds) * SECOND + value.microseconds * MICROSECOND
     return round(value * SECOND)
+
+
+def micro_ns(ns: int) -> int:
+    """What the wire keeps of a duration: truncated to microseconds, a positive one
+    at least 1 µs (1..999 ns is a valid Go duration, and must not become zero)."""
+    return max(ns, MICROSECOND) // MICROSECOND * MICROSECOND if ns > 0 else ns
+
+
+def window_of(interval: T, grace: T | None) -> T:
+    """The silence a heartbeat allows: its grace period when set and positive, else
+    its interval (the one rule, for the wire, records and beats alike)."""
+    return grace if grace else interval
 
 
 def ns_to_timedelta(ns: int) -> timedelta:

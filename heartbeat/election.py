@@ -6,7 +6,8 @@ send) each transition once.  The leader acts only while
 ``monotonic() < sent_time_of_last_successful_renewal + 0.8 * ttl``.
 
 A replica that is not ``eligible`` (the monitor: one that is blind) steps down and
-does not campaign, so a replica that can see the data path leads instead.
+does not campaign, so a replica that can see the data path leads instead.  What to
+do next is the pure :func:`next_step`; :class:`Election` carries it out.
 
 The lease is a message on ``$KV.<bucket>._monitor.leader`` with a per-message TTL
 (whole seconds, the server's granularity).  Renewal is a compare-and-set on the
@@ -22,20 +23,17 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 import msgspec
-import nats.errors
-import nats.js.errors
-from nats.js import JetStreamContext
 
 from heartbeat.aio import wait_any, wait_event
-from heartbeat.store import KV_OP, LEASE_KEY, is_cas_conflict, is_tombstone
+from heartbeat.store import KV_OP, LEASE_KEY, StateConflict, StateStore, StoreError, is_tombstone
 
 log = logging.getLogger(__name__)
 
-EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 TTL_HEADER = "Nats-TTL"
 SAFETY = 0.8
 
@@ -69,36 +67,41 @@ def lease_view(data: bytes, headers: Mapping[str, str] | None, revision: int) ->
         return LeaseView(None, revision)
 
 
-OnChange = Callable[[bool], Awaitable[None]]
-Eligible = Callable[[], bool]
+class Step(StrEnum):
+    STAND_ASIDE = "stand_aside"  # may not lead: give up the lease if held, do not campaign
+    RENEW = "renew"
+    CAMPAIGN = "campaign"
+
+
+def next_step(*, eligible: bool, holding: bool, holder: str | None, me: str) -> Step:
+    """What a replica does next: renew a lease it holds (unless someone else took it),
+    campaign otherwise, and neither while it may not lead."""
+    if not eligible:
+        return Step.STAND_ASIDE
+    if holding and holder in (None, me):
+        return Step.RENEW
+    return Step.CAMPAIGN
 
 
 class Election:
-    """Campaigns for, renews and gives up the lease."""
+    """Campaigns for, renews and gives up the lease.
 
-    def __init__(
-        self,
-        js: JetStreamContext,
-        bucket: str,
-        replica_id: str,
-        *,
-        ttl_s: float = 10.0,
-        on_change: OnChange | None = None,
-        eligible: Eligible | None = None,
-    ) -> None:
-        self.js = js
-        self.bucket = bucket
+    ``eligible`` is set by the owner (the monitor: False while blind).  ``terms``
+    counts the times this replica started leading, so the owner can tell a new term
+    (and catch up before judging) without a callback.
+    """
+
+    def __init__(self, store: StateStore, replica_id: str, *, ttl_s: float = 10.0) -> None:
+        self.store = store
         self.replica_id = replica_id
         self.ttl_s = max(1.0, float(math.ceil(ttl_s)))
-        self.on_change = on_change
-        self.eligible = eligible  # None: always
-        self.subject = f"$KV.{bucket}.{LEASE_KEY}"
-        self.stream = f"KV_{bucket}"
+        self.eligible = True
         self.view = LeaseView(None, 0)
         self.revision = 0  # of our own lease while we hold it
         self.valid_until = 0.0  # monotonic
         self.acquired_at = 0.0
         self.changes = 0
+        self.terms = 0
         self._free = asyncio.Event()
         self._was_leading = False
 
@@ -132,52 +135,49 @@ class Election:
         """Campaign and renew until ``stop``; then step down."""
         renew_every = self.ttl_s / 3
         while not stop.is_set():
+            step = next_step(
+                eligible=self.eligible,
+                holding=bool(self.revision),
+                holder=self.view.holder,
+                me=self.replica_id,
+            )
             try:
-                if self.eligible is not None and not self.eligible():
-                    # A replica that cannot judge (blind) neither holds nor seeks the lease,
-                    # so that one which can see leads meanwhile.
+                if step is Step.STAND_ASIDE:
                     if self.revision:
                         log.info("replica %s cannot lead now; stepping down", self.replica_id)
                         await self.step_down()
                     await wait_event(stop, min(1.0, renew_every))
                     continue
-                if self.revision and self.view.holder in (None, self.replica_id):
+                if step is Step.RENEW:
                     await self._renew()
-                    await self._notify()
+                    self._note_change()
                     await wait_event(stop, renew_every)
                     continue
                 await self._try_acquire()
-                await self._notify()
+                self._note_change()
                 if self.revision:
                     await wait_event(stop, renew_every)
                 else:
                     self._free.clear()
                     await wait_any(self._free, stop, within_s=self.ttl_s / 2)
-            except (nats.errors.Error, TimeoutError, OSError) as e:
+            except StoreError as e:
                 log.warning("lease %s: %s", "renewal" if self.revision else "campaign", e)
-                await self._notify()
+                self._note_change()
                 await wait_event(stop, min(1.0, renew_every))
         await self.step_down()
 
-    async def _put(self, last: int, now: float) -> int:
+    async def _put(self, last: int, now: float) -> None:
         sent = time.monotonic()
-        lease = Lease(
-            holder=self.replica_id,
-            acquired_at=self.acquired_at or now,
-            renewed_at=now,
-        )
-        ack = await self.js.publish(
-            self.subject,
-            _encoder.encode(lease),
-            headers={EXPECTED_LAST: str(last), TTL_HEADER: f"{int(self.ttl_s)}s"},
+        lease = Lease(holder=self.replica_id, acquired_at=self.acquired_at or now, renewed_at=now)
+        self.revision = await self.store.publish_expected(
+            LEASE_KEY, _encoder.encode(lease), last, {TTL_HEADER: f"{int(self.ttl_s)}s"}
         )
         self.valid_until = sent + SAFETY * self.ttl_s
-        self.revision = int(ack.seq)
         self.view = LeaseView(self.replica_id, self.revision)
-        return self.revision
 
     async def _try_acquire(self) -> None:
-        view = await self._read()
+        got = await self.store.read_raw(LEASE_KEY)
+        view = LeaseView(None, 0) if got is None else lease_view(*got)
         if view.holder is not None and view.holder != self.replica_id:
             self.view = view
             return
@@ -185,31 +185,19 @@ class Election:
         self.acquired_at = now
         try:
             await self._put(view.revision, now)
-        except nats.js.errors.APIError as e:
-            if is_cas_conflict(e):
-                self.revision = 0
-                return  # someone else got there first
-            raise
+        except StateConflict:
+            self.revision = 0
+            return  # someone else got there first
         self.changes += 1
         log.info("replica %s now leads (lease ttl %ss)", self.replica_id, int(self.ttl_s))
 
     async def _renew(self) -> None:
         try:
             await self._put(self.revision, time.time())
-        except nats.js.errors.APIError as e:
-            if is_cas_conflict(e):
-                log.warning("lost the lease (someone else holds it now)")
-                self.revision = 0
-                self.valid_until = 0.0
-                return
-            raise
-
-    async def _read(self) -> LeaseView:
-        try:
-            msg = await self.js.get_msg(self.stream, subject=self.subject)
-        except nats.js.errors.NotFoundError:
-            return LeaseView(None, 0)
-        return lease_view(msg.data or b"", msg.headers, int(msg.seq or 0))
+        except StateConflict:
+            log.warning("lost the lease (someone else holds it now)")
+            self.revision = 0
+            self.valid_until = 0.0
 
     async def step_down(self) -> None:
         """Give the lease up at once (a successor takes over in milliseconds)."""
@@ -217,17 +205,17 @@ class Election:
             return
         rev, self.revision, self.valid_until = self.revision, 0, 0.0
         try:
-            await self.js.publish(
-                self.subject, b"", headers={KV_OP: "DEL", EXPECTED_LAST: str(rev)}
-            )
+            await self.store.publish_expected(LEASE_KEY, b"", rev, {KV_OP: "DEL"})
             log.info("replica %s stepped down", self.replica_id)
-        except (nats.errors.Error, TimeoutError) as e:
+        except StoreError as e:
             log.info("stepping down: lease left to expire (%s)", e)
-        await self._notify()
+        self._note_change()
 
-    async def _notify(self) -> None:
+    def _note_change(self) -> None:
         leading = self.leading()
         if leading != self._was_leading:
             self._was_leading = leading
-            if self.on_change is not None:
-                await self.on_change(leading)
+            if leading:
+                self.terms += 1
+            else:
+                log.info("replica %s no longer leads", self.replica_id)

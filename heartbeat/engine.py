@@ -8,7 +8,6 @@ notification to deliver) and asks again at the returned deadline.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from enum import StrEnum
 
 import msgspec
 
-from heartbeat.durations import SECOND
+from heartbeat.durations import SECOND, window_of
 from heartbeat.notification import EventKind, Notification
 
 NEVER = math.inf
@@ -55,11 +54,8 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
 
     Times are epoch seconds (``last_seen`` is the JetStream server timestamp of the
     last beat, checkpointed), durations integer nanoseconds as on the wire.
-
-    ``gc=False``: a record holds only strings, numbers and its ``pending`` list (of
-    notifications: strings and numbers again), so it can never be part of a reference
-    cycle; leaving 100k records out of the cycle collector saves 16 bytes each and
-    keeps full collections short.
+    ``gc=False`` here and on every per-subject struct: they hold only strings, numbers
+    and each other, never a cycle (docs/architecture.md, "Memory").
     """
 
     subject: str
@@ -80,15 +76,11 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
 
     @property
     def window_ns(self) -> int:
-        return self.grace_ns if self.grace_ns else self.interval_ns
+        return window_of(self.interval_ns, self.grace_ns)
 
 
 class Beat(msgspec.Struct, kw_only=True, frozen=True, gc=False):
-    """The newest heartbeat seen on the stream for a subject.
-
-    ``gc=False``: only strings and numbers, so no reference cycle; allocated outside
-    the cycle collector, one is made per heartbeat without triggering collections.
-    """
+    """The newest heartbeat seen on the stream for a subject."""
 
     last_seen: float
     interval_ns: int
@@ -99,7 +91,7 @@ class Beat(msgspec.Struct, kw_only=True, frozen=True, gc=False):
 
     @property
     def window_ns(self) -> int:
-        return self.grace_ns if self.grace_ns else self.interval_ns
+        return window_of(self.interval_ns, self.grace_ns)
 
 
 class Health(StrEnum):
@@ -108,14 +100,26 @@ class Health(StrEnum):
     ALERT = "alert"
 
 
+class Reason(StrEnum):
+    """Why :func:`evaluate` writes a record (``NONE``: it writes nothing)."""
+
+    ALERT = "alert"
+    REPEAT = "repeat"
+    RESOLVED = "resolved"
+    CREATE = "create"  # the subject's first record
+    CHECKPOINT = "checkpoint"  # declared facts changed, or last_seen is due for a save
+    NONE = "none"
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What to do for one subject: ``record`` to commit (None: nothing to write),
-    ``notification`` committed with it (as pending), and when to look again."""
+    ``notification`` committed with it (as pending), when to look again, and why."""
 
     record: Record | None
     notification: Notification | None
     due: float
+    reason: Reason = Reason.NONE
 
 
 def merged(rec: Record | None, beat: Beat | None, subject: str) -> Record:
@@ -147,7 +151,6 @@ def meta_differs(a: Record, b: Record | Beat) -> bool:
 def _notification(
     rec: Record, kind: EventKind, now: float, monitor: str, missed_for_s: float
 ) -> Notification:
-    interval_s = rec.interval_ns / SECOND
     return Notification(
         event=kind,
         subject=rec.subject,
@@ -157,7 +160,7 @@ def _notification(
         interval_ns=rec.interval_ns,
         window_ns=rec.window_ns,
         missed_for_ns=max(0, round(missed_for_s * SECOND)),
-        miss_count=int(missed_for_s // interval_s) if interval_s > 0 else 0,
+        miss_count=misses(missed_for_s, rec.interval_ns),
         alert_id=rec.alert_id,
         notification_id=f"{rec.alert_id}-{rec.notify_count}",
         created_at=now,
@@ -167,15 +170,15 @@ def _notification(
 
 def _with_notification(
     rec: Record,
-    kind: EventKind,
+    reason: Reason,
     now: float,
     monitor: str,
     channels: Sequence[str],
     missed_for_s: float,
 ) -> tuple[Record, Notification]:
-    """Commit ``kind``: bump the count, stamp last_notified, queue a pending delivery."""
+    """Commit ``reason``: bump the count, stamp last_notified, queue a pending delivery."""
     rec = msgspec.structs.replace(rec, notify_count=rec.notify_count + 1, last_notified=now)
-    n = _notification(rec, kind, now, monitor, missed_for_s)
+    n = _notification(rec, EventKind(reason), now, monitor, missed_for_s)
     if not channels:  # nothing to deliver: an entry with no channels would never be drained
         return rec, n
     pending = [*rec.pending, Pending(notification=n, channels=list(channels))]
@@ -204,20 +207,18 @@ def evaluate(
     cur = merged(rec, beat, subject)
     if cur.interval_ns <= 0:
         return Outcome(None, None, NEVER)
-    window_s = cur.window_ns / SECOND
-    notification: Notification | None = None
-    new = cur
-
+    reason, new, notification = Reason.NONE, cur, None
     if cur.alert_active and cur.last_seen > (cur.alert_last_seen or 0.0):
         # Beats resumed: resolve once.
+        reason = Reason.RESOLVED
         gap = cur.last_seen - (cur.alert_last_seen or cur.last_seen)
-        new, notification = _with_notification(cur, EventKind.RESOLVED, now, monitor, channels, gap)
+        new, notification = _with_notification(cur, reason, now, monitor, channels, gap)
         new = msgspec.structs.replace(
             new, alert_active=False, alert_since=None, alert_last_seen=None
         )
     elif not cur.alert_active:
-        since = max(cur.last_seen, sight_since)
-        if now - since > window_s + cfg.tolerance_s and cur.last_seen > 0:
+        if cur.last_seen > 0 and now > alert_deadline(cur, cfg, sight_since):
+            reason = Reason.ALERT
             new = msgspec.structs.replace(
                 cur,
                 alert_active=True,
@@ -227,21 +228,22 @@ def evaluate(
                 notify_count=0,
             )
             new, notification = _with_notification(
-                new, EventKind.ALERT, now, monitor, channels, now - cur.last_seen
+                new, reason, now, monitor, channels, now - cur.last_seen
             )
-    elif (
-        cfg.repeat_every_s > 0
-        and cur.last_notified is not None
-        and now >= cur.last_notified + cfg.repeat_every_s
-    ):
+    elif now >= repeat_deadline(cur, cfg):
+        reason = Reason.REPEAT
         new, notification = _with_notification(
-            cur, EventKind.REPEAT, now, monitor, channels, now - cur.last_seen
+            cur, reason, now, monitor, channels, now - cur.last_seen
         )
-
-    write = notification is not None or rec is None or _needs_checkpoint(rec, new, cfg)
-    if write:
-        new = msgspec.structs.replace(new, updated_by=monitor)
-    return Outcome(new if write else None, notification, next_due(new, cfg, sight_since))
+    if reason is Reason.NONE:
+        if rec is None:
+            reason = Reason.CREATE
+        elif _needs_checkpoint(rec, new, cfg):
+            reason = Reason.CHECKPOINT
+        else:
+            return Outcome(None, None, next_due(new, cfg, sight_since))
+    new = msgspec.structs.replace(new, updated_by=monitor)
+    return Outcome(new, notification, next_due(new, cfg, sight_since), reason)
 
 
 def _needs_checkpoint(old: Record, new: Record, cfg: EngineConfig) -> bool:
@@ -250,15 +252,26 @@ def _needs_checkpoint(old: Record, new: Record, cfg: EngineConfig) -> bool:
     return new.last_seen - old.last_seen >= cfg.checkpoint_every_s
 
 
+def alert_deadline(rec: Record, cfg: EngineConfig, sight_since: float = 0.0) -> float:
+    """After this time an ok subject alerts: a window and the tolerance past its last
+    beat, or past the end of the last blind period if that came later."""
+    return max(rec.last_seen, sight_since) + rec.window_ns / SECOND + cfg.tolerance_s
+
+
+def repeat_deadline(rec: Record, cfg: EngineConfig) -> float:
+    """From this time an active alert repeats (keyed to the stored last_notified)."""
+    if cfg.repeat_every_s <= 0 or rec.last_notified is None:
+        return NEVER
+    return rec.last_notified + cfg.repeat_every_s
+
+
 def next_due(rec: Record, cfg: EngineConfig, sight_since: float = 0.0) -> float:
     """When :func:`evaluate` could next decide something for ``rec`` without new beats."""
     if rec.interval_ns <= 0:
         return NEVER
     if rec.alert_active:
-        if cfg.repeat_every_s <= 0 or rec.last_notified is None:
-            return NEVER
-        return rec.last_notified + cfg.repeat_every_s
-    return max(rec.last_seen, sight_since) + rec.window_ns / SECOND + cfg.tolerance_s
+        return repeat_deadline(rec, cfg)
+    return alert_deadline(rec, cfg, sight_since)
 
 
 def is_late(rec: Record, now: float) -> bool:
@@ -275,87 +288,12 @@ def health(rec: Record, now: float) -> Health:
     return Health.LATE if is_late(rec, now) else Health.OK
 
 
-def miss_count(rec: Record, now: float) -> int:
-    if rec.interval_ns <= 0:
+def misses(silent_s: float, interval_ns: int) -> int:
+    """Whole intervals missed in ``silent_s`` seconds of silence."""
+    if interval_ns <= 0:
         return 0
-    return max(0, int((now - rec.last_seen) // (rec.interval_ns / SECOND)))
+    return max(0, int(silent_s // (interval_ns / SECOND)))
 
 
-class Track(msgspec.Struct, gc=False, eq=False):
-    """What one replica holds about one subject, in one object (one dict lookup).
-
-    ``record`` and ``rev``: the committed KV record and its revision (None, 0 before
-    the monitor has one); ``beat``: the newest heartbeat from the stream; ``due``:
-    its live deadline in the :class:`Schedule` (None when unscheduled; only the
-    schedule sets it).  ``gc=False``: it refers only to records, beats, strings and
-    numbers, never back to itself.  ``eq=False``: compared by identity, and ordered
-    by subject, so heap entries with equal deadlines compare cheaply.
-    """
-
-    subject: str
-    record: Record | None = None
-    rev: int = 0
-    beat: Beat | None = None
-    due: float | None = None
-
-    def __lt__(self, other: Track) -> bool:
-        return self.subject < other.subject
-
-    @property
-    def held(self) -> tuple[Record, int] | None:
-        return None if self.record is None else (self.record, self.rev)
-
-
-class Schedule:
-    """Deadlines of tracks in a heap; at most one live deadline per track.
-
-    ``push`` records a deadline; an earlier deadline replaces a later one, a later
-    one is kept lazily (the early entry pops, the caller re-evaluates and pushes
-    the true deadline).  The live deadline is the track's ``due``, so whether a
-    subject is scheduled is an attribute read, with no table of its own.
-    ``pop_due(now)`` costs O(log n) per due track and O(1) when nothing is due,
-    whatever the number of tracks.
-    """
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, Track]] = []
-        self._live = 0
-
-    def __len__(self) -> int:
-        return self._live
-
-    def push(self, track: Track, due: float) -> None:
-        if due == NEVER:
-            return
-        current = track.due
-        if current is not None and current <= due:
-            return
-        if current is None:
-            self._live += 1
-        track.due = due
-        heapq.heappush(self._heap, (due, track))
-
-    def discard(self, track: Track) -> None:
-        if track.due is not None:
-            track.due = None
-            self._live -= 1
-
-    def next_due(self) -> float:
-        while self._heap:
-            due, track = self._heap[0]
-            if track.due == due:
-                return due
-            heapq.heappop(self._heap)
-        return NEVER
-
-    def pop_due(self, now: float, limit: int | None = None) -> list[Track]:
-        """Tracks whose deadline is <= now (at most ``limit``), removed from the schedule."""
-        out: list[Track] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now and (limit is None or len(out) < limit):
-            due, track = heapq.heappop(heap)
-            if track.due == due:
-                track.due = None
-                out.append(track)
-        self._live -= len(out)
-        return out
+def miss_count(rec: Record, now: float) -> int:
+    return misses(now - rec.last_seen, rec.interval_ns)

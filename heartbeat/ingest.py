@@ -16,7 +16,7 @@ from collections.abc import Callable, Container
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from heartbeat.durations import MAX_DURATION_NS, MICROSECOND, to_ns
+from heartbeat.durations import MAX_DURATION_NS, MICROSECOND, micro_ns, to_ns
 from heartbeat.engine import Beat, shared_ns
 from heartbeat.errors import InvalidHeartbeat, InvalidSubject
 from heartbeat.feed import Feed
@@ -99,20 +99,15 @@ def _fast_beat(
     if not (subject_valid or is_valid_subject(nats_subject)):
         return None
     if interval % MICROSECOND:
-        interval = _micro_ns(interval)
+        interval = micro_ns(interval)
     return Beat(
         last_seen=last_seen,
         interval_ns=shared_ns(interval),
-        grace_ns=None if grace is None else shared_ns(_micro_ns(grace)),
+        grace_ns=None if grace is None else shared_ns(micro_ns(grace)),
         host=sys.intern(wire.host) if wire.host else "",
         description=wire.description or "",
         generated_at=generated_at,
     )
-
-
-def _micro_ns(ns: int) -> int:
-    """What decode() keeps of a duration: truncated to µs, positive ones at least 1 µs."""
-    return max(ns, MICROSECOND) // MICROSECOND * MICROSECOND if ns > 0 else ns
 
 
 def server_time(ns: int) -> float:

@@ -1,15 +1,15 @@
-"""Prometheus metrics, read from the monitor's own counters at scrape time.
+"""Prometheus metrics, from one snapshot of the monitor's counters at scrape time.
 
 Nothing on the per-heartbeat path touches the Prometheus client: the monitor
-keeps plain counters and a :class:`TickTimer`; :class:`MonitorCollector` turns
-them into metric families when ``/metrics`` is scraped.
+keeps plain counters and a :class:`TickTimer`, and builds a :class:`Snapshot` when
+``/metrics`` is scraped; :func:`render` turns it into the text exposition.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -20,10 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from heartbeat.engine import Health, health, merged
-
-if TYPE_CHECKING:
-    from heartbeat.monitor import Monitor
+from heartbeat.engine import Health
 
 P = "nats_heartbeat_"
 
@@ -49,73 +46,98 @@ class TickTimer:
         return out
 
 
-class MonitorCollector(Collector):
-    def __init__(self, monitor: Monitor) -> None:
-        self.m = monitor
+@dataclass(frozen=True)
+class Snapshot:
+    """Every figure /metrics shows, read at one moment."""
+
+    heartbeats: int
+    rejected: Mapping[str, int]  # reason -> count
+    subjects: Mapping[Health, int]
+    deliveries: Mapping[tuple[str, str, str], int]  # (channel, kind, result) -> count
+    retries: Mapping[str, int]  # channel -> retried attempts
+    leader: bool
+    lease_changes: int
+    consumer_lag: int | None
+    ready: bool
+    kv_writes: int
+    conflicts: int
+    ignored_records: int
+    tick_buckets: tuple[tuple[str, float], ...]  # cumulative, as Prometheus wants them
+    tick_total_s: float
+
+
+class _Collector(Collector):
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.s = snapshot
 
     def collect(self) -> Iterator[Metric]:
-        m = self.m
-        yield _counter("heartbeats_received", "Valid heartbeats ingested.", m.ingestor.accepted)
-        invalid = CounterMetricFamily(
-            P + "invalid_heartbeats", "Heartbeats rejected, by reason.", labels=["reason"]
+        s = self.s
+        yield _counter("heartbeats_received", "Valid heartbeats ingested.", s.heartbeats)
+        yield _labelled(
+            CounterMetricFamily,
+            "invalid_heartbeats",
+            "Heartbeats rejected, by reason.",
+            ["reason"],
+            (((reason,), n) for reason, n in s.rejected.items()),
         )
-        for reason, n in sorted(m.ingestor.rejected.items()):
-            invalid.add_metric([reason], n)
-        yield invalid
-        states = {h: 0 for h in Health}
-        now = m.clock()
-        for track in m.tracks.values():
-            states[health(merged(track.record, track.beat, track.subject), now)] += 1
-        subjects = GaugeMetricFamily(
-            P + "subjects", "Monitored subjects by state.", labels=["state"]
+        yield _labelled(
+            GaugeMetricFamily,
+            "subjects",
+            "Monitored subjects by state.",
+            ["state"],
+            (((str(h),), s.subjects.get(h, 0)) for h in Health),
+            sort=False,
         )
-        for state, n in states.items():
-            subjects.add_metric([str(state)], n)
-        yield subjects
-        yield from self._deliveries()
-        yield _gauge("leader", "1 if this replica holds the lease.", 1.0 if m.leading() else 0.0)
-        yield _counter(
-            "lease_changes", "Times this replica acquired the lease.", m.election.changes
+        yield _labelled(
+            CounterMetricFamily,
+            "notifications",
+            "Delivery rounds by channel, kind and result.",
+            ["channel", "kind", "result"],
+            s.deliveries.items(),
         )
-        lag = m.ingestor.feed.last_pending
+        yield _labelled(
+            CounterMetricFamily,
+            "notification_retries",
+            "Retried delivery attempts by channel.",
+            ["channel"],
+            (((channel,), n) for channel, n in s.retries.items()),
+        )
+        yield _gauge("leader", "1 if this replica holds the lease.", float(s.leader))
+        yield _counter("lease_changes", "Times this replica acquired the lease.", s.lease_changes)
         yield _gauge(
             "consumer_lag",
             "Heartbeats the stream still has to deliver (last check).",
-            float(lag) if lag is not None else float("nan"),
+            float(s.consumer_lag) if s.consumer_lag is not None else float("nan"),
         )
-        yield _gauge("ready", "1 when connected, caught up and not blind.", float(m.ready()[0]))
-        yield _counter("kv_writes", "Compare-and-set writes to the state bucket.", m.kv_writes())
-        yield _counter("cas_conflicts", "Lost compare-and-set races.", m.counters.conflicts)
+        yield _gauge("ready", "1 when connected, caught up and not blind.", float(s.ready))
+        yield _counter("kv_writes", "Compare-and-set writes to the state bucket.", s.kv_writes)
+        yield _counter("cas_conflicts", "Lost compare-and-set races.", s.conflicts)
         yield _counter(
             "ignored_records",
             "State bucket records ignored: their key is not a heartbeat subject.",
-            m.counters.ignored_records,
+            s.ignored_records,
         )
-        t = m.tick_timer
         yield HistogramMetricFamily(
             P + "evaluation_seconds",
             "Duration of each evaluation tick.",
-            buckets=t.buckets(),
-            sum_value=t.total_s,
+            buckets=list(s.tick_buckets),
+            sum_value=s.tick_total_s,
         )
 
-    def _deliveries(self) -> Iterator[Metric]:
-        d = self.m.deliveries
-        sent = CounterMetricFamily(
-            P + "notifications",
-            "Delivery rounds by channel, kind and result.",
-            labels=["channel", "kind", "result"],
-        )
-        retries = CounterMetricFamily(
-            P + "notification_retries", "Retried delivery attempts by channel.", labels=["channel"]
-        )
-        if d is not None:
-            for (channel, kind, result), n in sorted(d.results.items()):
-                sent.add_metric([channel, kind, result], n)
-            for channel, n in sorted(d.retries.items()):
-                retries.add_metric([channel], n)
-        yield sent
-        yield retries
+
+def _labelled(
+    family: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    doc: str,
+    labels: list[str],
+    values: Iterable[tuple[tuple[str, ...], int]],
+    *,
+    sort: bool = True,
+) -> Metric:
+    metric = family(P + name, doc, labels=labels)
+    for key, n in sorted(values) if sort else values:
+        metric.add_metric(list(key), n)
+    return metric
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -126,8 +148,8 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(P + name, doc, value=value)
 
 
-def render(monitor: Monitor) -> bytes:
-    """The Prometheus text exposition of ``monitor``'s metrics."""
+def render(snapshot: Snapshot) -> bytes:
+    """The Prometheus text exposition of ``snapshot``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MonitorCollector(monitor))
+    registry.register(_Collector(snapshot))
     return generate_latest(registry)

@@ -5,19 +5,22 @@ standby), so any replica answers status the same and a new leader is ready at
 once.  Only the replica holding the lease evaluates: subjects whose deadline
 passed (and subjects with news) go through the pure engine; decisions are
 committed to KV with compare-and-set before any channel sends.
+
+The monitor owns the loop and the wiring; per-subject state lives in
+:class:`~heartbeat.subjects.Subjects`, which every collaborator is handed instead
+of the monitor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -25,25 +28,14 @@ from nats.aio.msg import Msg
 from heartbeat.aio import wait_any, wait_event
 from heartbeat.delivery import Deliveries
 from heartbeat.election import Election, lease_view
-from heartbeat.engine import (
-    Beat,
-    EngineConfig,
-    Record,
-    Schedule,
-    Track,
-    evaluate,
-    merged,
-    meta_differs,
-    next_due,
-)
+from heartbeat.engine import Beat, EngineConfig, Outcome, Record, evaluate, health
 from heartbeat.feed import Feed
 from heartbeat.ingest import Ingestor
-from heartbeat.metrics import TickTimer
+from heartbeat.metrics import Snapshot, TickTimer
 from heartbeat.notification import EventKind, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
 from heartbeat.retire import Janitor
-from heartbeat.schema import is_valid_subject
 from heartbeat.sight import Sight
 from heartbeat.status import build_report
 from heartbeat.status_schema import StatusReport
@@ -55,6 +47,7 @@ from heartbeat.store import (
     StoreError,
     ensure_stream,
 )
+from heartbeat.subjects import Held, Subjects, Track
 
 log = logging.getLogger(__name__)
 
@@ -80,115 +73,121 @@ class Counters:
     kv_writes: int = 0
     conflicts: int = 0
     store_errors: int = 0
-    retired: int = 0
-    ignored_records: int = 0  # under keys that are not heartbeat subjects
+
+
+@dataclass
+class _Parts:
+    """What a started monitor talks to NATS with."""
+
+    nc: NATS
+    store: StateStore
+    election: Election
+    ingestor: Ingestor
+    watch: Feed
+    deliveries: Deliveries
+    janitor: Janitor
 
 
 class Monitor:
-    """Watches every subject under the prefix; the alerting half of nats-heartbeat."""
+    """Watches every subject under the prefix; the alerting half of nats-heartbeat.
+
+    Make it, pass :meth:`on_disconnect` / :meth:`on_reconnect` to the connection,
+    then :meth:`start` it with that connection and :meth:`run` it.
+    """
 
     def __init__(
         self,
-        nc: NATS,
         cfg: MonitorConfig,
         notifiers: Sequence[Notifier],
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.nc = nc
         self.cfg = cfg
         self.notifiers = {n.name: n for n in notifiers}
         self.clock = clock
-        self.js = nc.jetstream()
-        self.election = Election(
-            self.js,
-            cfg.store.bucket,
-            cfg.replica_id,
-            ttl_s=cfg.lease_ttl_s,
-            on_change=self._on_leadership,
-            eligible=self._sighted,
-        )
-        self.store: StateStore | None = None
-        self.watch: Feed | None = None
-        self.deliveries: Deliveries | None = None
-        # Everything held per subject, in one table: a beat costs one lookup.
-        self.tracks: dict[str, Track] = {}
-        self.schedule = Schedule()
-        self.ingestor = Ingestor(
-            self.js, cfg.store.stream, cfg.store.filter_subject, self._on_beat, self.tracks
-        )
-        self.dirty: set[str] = set()
-        self.with_pending: set[str] = set()
-        self.busy: set[str] = set()  # subjects with a write in flight
-        self.sight = Sight(
-            cfg.replica_id,
-            clock=clock,
-            connected=lambda: bool(nc.is_connected),
-            leading=self.leading,
-            feeds=self._feeds,
-            notice=self._notice,
-            blind_after_s=cfg.blind_after_s,
-            stall_check_s=cfg.stall_check_s,
-        )
+        self.subjects = Subjects(cfg.engine)
+        self.sight = Sight(blind_after_s=cfg.blind_after_s, stall_check_s=cfg.stall_check_s)
         self.ready_event = asyncio.Event()
         self.counters = Counters()
-        self.janitor: Janitor | None = None
         self.tick_timer = TickTimer()
+        self.busy: set[str] = set()  # subjects with a write in flight
         self.stopping = False
-        self._takeover = False
+        self._parts: _Parts | None = None
+        self._terms_seen = 0
         self._last_tick: float | None = None
+
+    @property
+    def parts(self) -> _Parts:
+        if self._parts is None:
+            raise RuntimeError("the monitor has not been started")
+        return self._parts
+
+    @property
+    def ingestor(self) -> Ingestor:
+        return self.parts.ingestor
 
     # ----- lifecycle -------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, nc: NATS) -> None:
         """Ensure stream and bucket, start mirroring the bucket and consuming beats."""
-        await ensure_stream(self.js, self.cfg.store)
-        self.store = await StateStore.open(self.js, self.cfg.store)
-        self.deliveries = Deliveries(
-            self,
-            self.store,
-            self.notifiers,
-            deadline_s=self.cfg.delivery_deadline_s,
-            retry_s=self.cfg.delivery_retry_s,
-            may_send=self.may_send,
-            clock=self.clock,
+        cfg = self.cfg
+        js = nc.jetstream()
+        await ensure_stream(js, cfg.store)
+        store = await StateStore.open(js, cfg.store)
+        election = Election(store, cfg.replica_id, ttl_s=cfg.lease_ttl_s)
+        election.eligible = not self.sight.blind
+        self._parts = parts = _Parts(
+            nc=nc,
+            store=store,
+            election=election,
+            ingestor=Ingestor(
+                js,
+                cfg.store.stream,
+                cfg.store.filter_subject,
+                self.subjects.on_beat,
+                self.subjects.known,
+            ),
+            watch=store.watch(self._on_entry),
+            deliveries=Deliveries(
+                self.subjects,
+                store,
+                self.notifiers,
+                deadline_s=cfg.delivery_deadline_s,
+                retry_s=cfg.delivery_retry_s,
+                may_send=self.may_send,
+                clock=self.clock,
+            ),
+            janitor=Janitor(
+                js, store, self.subjects, every_s=cfg.reconcile_every_s, clock=self.clock
+            ),
         )
-        self.janitor = Janitor(
-            self.js,
-            self.store,
-            self,
-            every_s=self.cfg.reconcile_every_s,
-            clock=self.clock,
-        )
-        self.watch = self.store.watch(self._on_entry)
         try:
-            await self.watch.start()
-            await self.ingestor.start()
+            await parts.watch.start()
+            await parts.ingestor.start()
         except (nats.errors.Error, TimeoutError, OSError) as e:
             await self.close()
             raise StoreError(f"cannot start consuming: {e or type(e).__name__}") from e
         log.info(
             "monitor %s: mirroring %s, consuming %s",
-            self.cfg.replica_id,
-            self.cfg.store.bucket,
-            self.cfg.store.filter_subject,
+            cfg.replica_id,
+            cfg.store.bucket,
+            cfg.store.filter_subject,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Campaign and tick until ``stop``; then hand over cleanly."""
-        assert self.watch is not None and self.deliveries is not None
-        await _wait_all(stop, self.watch.caught_up, self.ingestor.caught_up)
+        parts = self.parts
+        await _wait_all(stop, parts.watch.caught_up, parts.ingestor.caught_up)
         if stop.is_set():
             return await self.close()
         self.ready_event.set()
         log.info(
             "monitor %s: caught up with %d subject(s), %d with a record",
             self.cfg.replica_id,
-            len(self.tracks),
-            sum(1 for t in self.tracks.values() if t.record is not None),
+            *self.subjects.stats(),
         )
         campaign_stop = asyncio.Event()
-        campaign = asyncio.create_task(self.election.run(campaign_stop))
+        campaign = asyncio.create_task(parts.election.run(campaign_stop))
         while not stop.is_set():
             started = time.monotonic()
             try:
@@ -198,56 +197,66 @@ class Monitor:
             await wait_event(stop, self.cfg.poll_s - (time.monotonic() - started))
         # Hand over: send nothing more, let attempts under way finish, then step down.
         self.stopping = True
-        await self.deliveries.drain(2.0)
+        await parts.deliveries.drain(2.0)
         campaign_stop.set()
         await campaign
         await self.close()
 
     async def close(self) -> None:
-        if self.janitor is not None:
-            await self.janitor.stop()
-        await self.ingestor.stop()
-        if self.watch is not None:
-            await self.watch.stop()
+        if self._parts is None:
+            return
+        await self._parts.janitor.stop()
+        await self._parts.ingestor.stop()
+        await self._parts.watch.stop()
 
     # ----- queries ---------------------------------------------------------------
 
     def leading(self) -> bool:
-        return self.election.leading()
+        return self._parts is not None and self._parts.election.leading()
 
-    def held(self, subject: str) -> tuple[Record, int] | None:
-        """The subject's committed record and its KV revision, if there is one."""
-        t = self.tracks.get(subject)
-        return None if t is None else t.held
-
-    def record(self, subject: str) -> Record | None:
-        t = self.tracks.get(subject)
-        return None if t is None else t.record
-
-    def beat(self, subject: str) -> Beat | None:
-        """The newest heartbeat seen for the subject."""
-        t = self.tracks.get(subject)
-        return None if t is None else t.beat
-
-    def kv_writes(self) -> int:
-        """Compare-and-set writes made by this replica (decisions and deliveries)."""
-        delivered = self.deliveries.kv_writes if self.deliveries is not None else 0
-        return self.counters.kv_writes + delivered
-
-    def _sighted(self) -> bool:
-        """Whether this replica may lead: it sees the data path (DESIGN section 6)."""
-        return not self.sight.blind
+    def judging(self) -> bool:
+        """Leading, and caught up since this term began (so deciding)."""
+        return self.leading() and self._terms_seen == self.parts.election.terms
 
     def may_send(self) -> bool:
         return not self.stopping and self.leading()
 
+    def kv_writes(self) -> int:
+        """Compare-and-set writes made by this replica (decisions and deliveries)."""
+        delivered = self._parts.deliveries.kv_writes if self._parts is not None else 0
+        return self.counters.kv_writes + delivered
+
     def report(self) -> StatusReport:
+        election = self._parts.election if self._parts is not None else None
         return build_report(
-            list(self.tracks.values()),
+            self.subjects,
             self.clock(),
             monitor=self.cfg.replica_id,
             leader=self.leading(),
-            leader_id=self.election.leader_id,
+            leader_id=election.leader_id if election is not None else None,
+        )
+
+    def snapshot(self) -> Snapshot:
+        """Every figure for /metrics, at once."""
+        now = self.clock()
+        states = Counter(health(t.view(), now) for t in self.subjects)
+        parts = self.parts
+        d = parts.deliveries
+        return Snapshot(
+            heartbeats=parts.ingestor.accepted,
+            rejected=dict(parts.ingestor.rejected),
+            subjects=states,
+            deliveries=dict(d.results),
+            retries=dict(d.retries),
+            leader=self.leading(),
+            lease_changes=parts.election.changes,
+            consumer_lag=parts.ingestor.feed.last_pending,
+            ready=self.ready()[0],
+            kv_writes=self.kv_writes(),
+            conflicts=self.counters.conflicts + d.conflicts,
+            ignored_records=self.subjects.ignored_records,
+            tick_buckets=tuple(self.tick_timer.buckets()),
+            tick_total_s=self.tick_timer.total_s,
         )
 
     def healthy(self) -> tuple[bool, str]:
@@ -261,120 +270,86 @@ class Monitor:
 
     def ready(self) -> tuple[bool, str]:
         """Ready: connected, bucket mirrored, stream caught up, not blind."""
-        if not self.nc.is_connected:
-            return False, "NATS disconnected"
-        if not self.ready_event.is_set():
+        if self._parts is None or not self.ready_event.is_set():
             return False, "catching up"
+        if not self._parts.nc.is_connected:
+            return False, "NATS disconnected"
         if self.sight.blind:
             return False, "blind: catching up after an outage"
         return True, "ok"
 
     # ----- inputs ----------------------------------------------------------------
 
-    def _on_beat(self, subject: str, beat: Beat) -> None:
-        """Every valid beat comes here (the hot path: one table lookup, no allocation)."""
-        track = self.tracks.get(subject)
-        if track is None:
-            # One string per subject, shared by every table keyed by it (the bucket feed
-            # interns record keys too): 100k subjects hold one copy each, not three.
-            subject = sys.intern(subject)
-            self.tracks[subject] = Track(subject=subject, beat=beat)
-            self.dirty.add(subject)
-            return
-        prev = track.beat
-        if prev is not None and beat.last_seen <= prev.last_seen:
-            return
-        track.beat = beat
-        rec = track.record
-        if rec is None or rec.alert_active or meta_differs(rec, beat):
-            self.dirty.add(subject)
-        elif track.due is None:
-            # With a deadline already set, a newer beat only moves it later: the early
-            # entry pops, the engine finds nothing to do and pushes the true one.
-            cur = merged(rec, beat, subject)
-            self.schedule.push(track, next_due(cur, self.cfg.engine, self.sight.sight_since))
-
     def _on_entry(self, key: str, rec: Record | None, rev: int, msg: Msg) -> None:
+        parts = self.parts
         if key == LEASE_KEY:
-            self.election.observe(lease_view(msg.data, msg.headers, rev))
+            parts.election.observe(lease_view(msg.data, msg.headers, rev))
         elif rec is not None:
-            self.set_record(key, rec, rev)
-        elif (t := self.tracks.get(key)) is not None and t.record is not None and rev > t.rev:
+            self.subjects.set_record(key, rec, rev)
+        elif (t := self.subjects.get(key)) is not None and t.record is not None and rev > t.rev:
             log.info("record %s was deleted: retiring the subject", key)
-            self.retire_local(key)
-            if self.janitor is not None:
-                self.janitor.deleted(key)
-
-    def set_record(self, subject: str, rec: Record, rev: int) -> None:
-        """Hold ``rec`` (KV revision ``rev``) as the subject's committed record."""
-        track = self.tracks.get(subject)
-        if track is None:
-            if not is_valid_subject(subject):
-                # No monitor writes such a key, and no beat can ever arrive for it; the
-                # table holds valid subjects only (the Ingestor relies on it).
-                self.counters.ignored_records += 1
-                log.warning("ignoring record %s: not a valid heartbeat subject", subject)
-                return
-            self.tracks[subject] = track = Track(subject=subject)
-        elif track.record is not None and track.rev >= rev:
-            return  # what we hold already (our own write's echo), or older
-        if rec.subject != subject:  # written by hand: the key is what the record is about
-            log.warning("record %s names subject %r; using the key", subject, rec.subject)
-            rec = msgspec.structs.replace(rec, subject=track.subject)
-        track.record, track.rev = rec, rev
-        if rec.pending:
-            self.with_pending.add(subject)
-        else:
-            self.with_pending.discard(subject)
-        due = next_due(merged(rec, track.beat, subject), self.cfg.engine, self.sight.sight_since)
-        self.schedule.push(track, due)
-
-    def forget_record(self, subject: str) -> None:
-        self.with_pending.discard(subject)
-        track = self.tracks.get(subject)
-        if track is not None:
-            track.record, track.rev = None, 0
-            if track.beat is None:
-                self._drop(track)
-
-    def forget_beat(self, subject: str) -> None:
-        """Forget the subject's beat (purged from the stream), keeping its record."""
-        track = self.tracks.get(subject)
-        if track is not None:
-            track.beat = None
-            if track.record is None:
-                self._drop(track)
-
-    def retire_local(self, subject: str) -> None:
-        """Forget everything about ``subject`` (its record and stream beat are gone)."""
-        self.with_pending.discard(subject)
-        track = self.tracks.get(subject)
-        if track is not None:
-            self._drop(track)
-        self.counters.retired += 1
-
-    def _drop(self, track: Track) -> None:
-        del self.tracks[track.subject]
-        self.schedule.discard(track)
-        self.dirty.discard(track.subject)
-        track.record = track.beat = None  # stale heap entries may refer to it a while
-
-    async def _on_leadership(self, leading: bool) -> None:
-        if leading:
-            self._takeover = True
-        else:
-            log.info("monitor %s no longer leads", self.cfg.replica_id)
+            self.subjects.retire(key)
+            parts.janitor.deleted(key)
 
     # ----- connection and sight --------------------------------------------------
 
     async def on_disconnect(self) -> None:
-        self.sight.blinded("NATS disconnected")
+        self._blinded("NATS disconnected")
 
     async def on_reconnect(self) -> None:
         self.sight.reconnected()
+        log.info("monitor %s: reconnected; catching up before judging", self.cfg.replica_id)
 
-    def _feeds(self) -> list[Feed]:
-        return [self.ingestor.feed] + ([self.watch] if self.watch is not None else [])
+    def _blinded(self, why: str) -> None:
+        if self.sight.blinded(self.clock(), leading=self.leading()):
+            log.warning("monitor %s: blind (%s)", self.cfg.replica_id, why)
+        self._eligible()
+
+    def _eligible(self) -> None:
+        # A blind replica neither holds nor seeks the lease, so one that sees leads.
+        if self._parts is not None:
+            self._parts.election.eligible = not self.sight.blind
+
+    def _connected(self) -> bool:
+        return self._parts is not None and bool(self._parts.nc.is_connected)
+
+    async def _caught_up(self) -> bool:
+        """Every feed says the server has nothing more to deliver."""
+        for feed in (self.parts.ingestor.feed, self.parts.watch):
+            if await feed.pending() != 0:
+                return False
+        return True
+
+    async def _check_sight(self, now: float) -> None:
+        """Once per tick: blind notice, sight restored, or a stall check."""
+        sight = self.sight
+        if sight.blind_since is not None:
+            blind_since = sight.blind_since
+            if sight.blind_notice_due(now):
+                await self._notice(EventKind.BLIND, blind_since, now)
+            if sight.may_restore(connected=self._connected()) and await self._caught_up():
+                blind_for, notify = sight.restored(now)
+                self.subjects.sight_since = now
+                self._eligible()
+                log.info(
+                    "monitor %s: sight restored after %.1fs; subjects need a full window of "
+                    "silence from now before they alert",
+                    self.cfg.replica_id,
+                    blind_for,
+                )
+                if notify:
+                    await self._notice(EventKind.SIGHT_RESTORED, blind_since, now)
+            return
+        if sight.stall_check_due(time.monotonic(), connected=self._connected()):
+            feed = self.parts.ingestor.feed
+            pending = await feed.pending()
+            if sight.stall_sample(now, pending, feed.last_stream_seq, leading=self.leading()):
+                log.warning(
+                    "monitor %s: blind (heartbeat consumer stalled, %s message(s) pending)",
+                    self.cfg.replica_id,
+                    pending,
+                )
+                self._eligible()
 
     async def _notice(self, kind: EventKind, blind_since: float, now: float) -> None:
         """Blind notices go straight to the channels: notifiers do not need NATS."""
@@ -390,104 +365,110 @@ class Monitor:
         """Evaluate what is due, commit decisions, (re)start pending deliveries."""
         self._last_tick = time.monotonic()
         now = self.clock()
-        await self.sight.check(now)
-        if not self.nc.is_connected or self.sight.blind or not self.leading():
+        await self._check_sight(now)
+        if not self._connected() or self.sight.blind or not self.leading():
             return
-        if self._takeover:
-            if not await self.sight.caught_up():
+        election = self.parts.election
+        if election.terms != self._terms_seen:
+            if not await self._caught_up():
                 return  # a new leader judges nothing before it has seen everything
-            self._takeover = False
+            self._terms_seen = election.terms
             log.info("monitor %s leads; caught up, evaluating", self.cfg.replica_id)
         started = time.perf_counter()
         await self._evaluate_due(now)
         self.tick_timer.observe(time.perf_counter() - started)
 
     async def _evaluate_due(self, now: float) -> None:
-        assert self.janitor is not None
-        self.janitor.kick()
-        due = [t.subject for t in self.schedule.pop_due(now)]
-        if self.dirty:
-            due.extend(self.dirty)
-            self.dirty.clear()
+        parts = self.parts
+        parts.janitor.kick()
         writes: list[asyncio.Future[None]] = []
-        for subject in dict.fromkeys(due):
+        for subject in self.subjects.take_due(now):
             if subject in self.busy or len(writes) >= self.cfg.max_writes_per_tick:
-                self.dirty.add(subject)
+                self.subjects.later(subject)
                 continue
             work = self._evaluate(subject, now)
             if work is not None:
                 writes.append(work)
         if writes:
             await asyncio.gather(*writes)
-        assert self.deliveries is not None
-        for subject in list(self.with_pending):
-            self.deliveries.start(subject)
+        for subject in list(self.subjects.pending):
+            parts.deliveries.start(subject)
+
+    def _decide(self, track: Track, rec: Record | None, now: float, alert_id: str) -> Outcome:
+        self.counters.evaluations += 1
+        return evaluate(
+            track.subject,
+            rec,
+            track.beat,
+            now,
+            self.cfg.engine,
+            sight_since=self.subjects.sight_since,
+            monitor=self.cfg.replica_id,
+            channels=list(self.notifiers),
+            new_alert_id=alert_id,
+        )
 
     def _evaluate(self, subject: str, now: float) -> asyncio.Future[None] | None:
-        track = self.tracks.get(subject)
+        track = self.subjects.get(subject)
         if track is None:
             return None  # retired since it was queued
-        rec, rev = track.record, track.rev
-        self.counters.evaluations += 1
+        alert_id = uuid.uuid4().hex[:16]
         try:
-            out = evaluate(
-                subject,
-                rec,
-                track.beat,
-                now,
-                self.cfg.engine,
-                sight_since=self.sight.sight_since,
-                monitor=self.cfg.replica_id,
-                channels=list(self.notifiers),
-                new_alert_id=uuid.uuid4().hex[:16],
-            )
+            out = self._decide(track, track.record, now, alert_id)
         except Exception:
             log.exception("evaluating %s failed; retrying in %.0fs", subject, self.cfg.poll_s * 10)
-            self.schedule.push(track, now + self.cfg.poll_s * 10)
+            self.subjects.push(track, now + self.cfg.poll_s * 10)
             return None
-        self.schedule.push(track, out.due)
+        self.subjects.push(track, out.due)
         if out.record is None:
             return None
-        if out.notification is not None:
-            n = out.notification
-            log.info("%s %s (id %s)", n.event, subject, n.notification_id)
         self.busy.add(subject)
-        return asyncio.ensure_future(self._commit(out.record, rev))
+        basis = (track.held, track.beat)
+        return asyncio.ensure_future(self._commit(track, out, basis, now, alert_id))
 
-    async def _commit(self, rec: Record, rev: int) -> None:
-        assert self.store is not None
-        subject = rec.subject
+    async def _commit(
+        self,
+        track: Track,
+        first: Outcome,
+        basis: tuple[Held, Beat | None],
+        now: float,
+        alert_id: str,
+    ) -> None:
+        """Commit ``first``, decided on ``basis`` (record and beat); after a lost race
+        (or news since), decide again on what the bucket holds now, until a write wins
+        or nothing is left to write."""
+        subject = track.subject
+        held, beat = basis
+        decided_on = held[0] if held else None
+        latest = first
+
+        def change(rec: Record | None) -> Record | None:
+            nonlocal latest
+            if self.subjects.get(subject) is not track:
+                return None  # retired meanwhile
+            if rec is not decided_on or track.beat is not beat:
+                latest = self._decide(track, rec, now, alert_id)
+            return latest.record
+
         try:
-            new_rev = await self.store.put(rec, rev)
-        except StateConflict:  # take what is in KV and decide again
-            self.counters.conflicts += 1
-            await self.reload(subject)
-            self.dirty.add(subject)
-            return
-        except StoreError as e:
-            self.counters.store_errors += 1
+            done = await self.parts.store.modify(subject, change, held)
+        except StoreError as e:  # a race lost ten times over is one too
+            if isinstance(e, StateConflict):
+                self.counters.conflicts += 1
+            else:
+                self.counters.store_errors += 1
             log.warning("committing %s failed, will retry: %s", subject, e)
-            self.dirty.add(subject)
+            self.subjects.later(subject)
             return
         finally:
             self.busy.discard(subject)
+        self.counters.conflicts += done.conflicts
+        self.subjects.hold(subject, done.held)
+        if not done.wrote:
+            return
         self.counters.kv_writes += 1
-        self.set_record(subject, rec, new_rev)  # the tick starts its deliveries
-
-    async def reload(self, subject: str) -> tuple[Record, int] | None:
-        """After a lost compare-and-set: hold what KV holds now, and return it (what is
-        held already if KV cannot be read)."""
-        assert self.store is not None
-        try:
-            got = await self.store.get(subject)
-        except StoreError as e:
-            log.warning("reloading %s failed: %s", subject, e)
-            return self.held(subject)
-        if got is not None:
-            self.set_record(subject, *got)
-        else:
-            self.forget_record(subject)
-        return got
+        if (n := latest.notification) is not None:
+            log.info("%s %s (id %s)", n.event, subject, n.notification_id)
 
 
 async def _wait_all(stop: asyncio.Event, *events: asyncio.Event) -> None:

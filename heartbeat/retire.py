@@ -13,16 +13,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterable
 
 import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
-from heartbeat.engine import Track
-from heartbeat.store import StateConflict, StateStore, StoreError
+from heartbeat.engine import Record
+from heartbeat.store import DELETE, Delete, StateStore, StoreError
+from heartbeat.subjects import Subjects, Track
 
 log = logging.getLogger(__name__)
 
@@ -82,25 +82,19 @@ async def purge_subject(js: JetStreamContext, stream: str, subject: str) -> None
 
 
 async def delete_record(store: StateStore, subject: str) -> bool:
-    """Delete ``subject``'s record (compare-and-set, retried); False if it had none."""
-    for _ in range(10):
-        held = await store.get(subject)
-        if held is None:
-            return False
-        rec, rev = held
-        if rec.pending:
+    """Delete ``subject``'s record (compare-and-set); False if it had none."""
+
+    def change(rec: Record | None) -> Delete | None:
+        if rec is not None and rec.pending:
             log.warning(
                 "retiring %s cancels %d pending notification(s): %s",
                 subject,
                 len(rec.pending),
                 ", ".join(p.notification.notification_id for p in rec.pending),
             )
-        try:
-            await store.delete(subject, rev)
-        except StateConflict:
-            continue
-        return True
-    raise StoreError(f"{subject} kept changing; could not delete its record")
+        return None if rec is None else DELETE
+
+    return (await store.modify(subject, change, await store.get(subject))).wrote
 
 
 async def retire(js: JetStreamContext, store: StateStore, subject: str) -> tuple[bool, bool]:
@@ -116,14 +110,17 @@ async def retire(js: JetStreamContext, store: StateStore, subject: str) -> tuple
     return had_beat, had_record
 
 
-class RetireBook(Protocol):
-    """What the janitor needs of the monitor's in-memory view."""
-
-    tracks: dict[str, Track]
-
-    def retire_local(self, subject: str) -> None: ...
-
-    def forget_beat(self, subject: str) -> None: ...
+def gone_subjects(tracks: Iterable[Track], present: set[str], listed_at: float) -> list[str]:
+    """Subjects held but missing from the stream's subject list taken at ``listed_at``,
+    leaving out any seen since (a beat newer than the listing may postdate it)."""
+    out = []
+    for t in tracks:
+        if t.subject in present:
+            continue
+        last = max(t.record.last_seen if t.record else 0.0, t.beat.last_seen if t.beat else 0.0)
+        if last < listed_at:
+            out.append(t.subject)
+    return out
 
 
 class Janitor:
@@ -140,14 +137,14 @@ class Janitor:
         self,
         js: JetStreamContext,
         store: StateStore,
-        book: RetireBook,
+        subjects: Subjects,
         *,
         every_s: float,
         clock: Callable[[], float],
     ) -> None:
         self.js = js
         self.store = store
-        self.book = book
+        self.subjects = subjects
         self.every_s = every_s
         self.clock = clock
         self.to_purge: set[str] = set()
@@ -189,22 +186,20 @@ class Janitor:
             except StoreError:
                 self.to_purge.add(subject)
                 raise
-            self.book.forget_beat(subject)
+            self.subjects.forget_beat(subject)
 
     async def _reconcile(self) -> None:
         cfg = self.store.cfg
         listed_at = self.clock() - 1.0  # beats newer than this may postdate the listing
         present = await stream_subjects(self.js, cfg.stream, cfg.filter_subject)
-        tracks = self.book.tracks
-        if present.issuperset(tracks):
+        if len(present) >= len(self.subjects) and present.issuperset(self.subjects.tracks):
             return
-        for subject in set(tracks) - present:
-            t = tracks.get(subject)  # the loop awaits: the table may have changed
-            if t is None:
+        for subject in gone_subjects(list(self.subjects), present, listed_at):
+            # Each one confirmed on its own: the loop awaits, the table may change.
+            if subject not in self.subjects.tracks:
                 continue
-            last = max(t.record.last_seen if t.record else 0.0, t.beat.last_seen if t.beat else 0.0)
-            if last >= listed_at or await subject_present(self.js, cfg.stream, subject):
+            if await subject_present(self.js, cfg.stream, subject):
                 continue
-            self.book.retire_local(subject)  # first, so the record's tombstone is no news
+            self.subjects.retire(subject)  # first, so the record's tombstone is no news
             await delete_record(self.store, subject)
             log.info("retired %s: it was purged from stream %s", subject, cfg.stream)

@@ -21,8 +21,10 @@ from heartbeat.durations import (
     MAX_DURATION_NS,
     MICROSECOND,
     format_duration,
+    micro_ns,
     ns_to_timedelta,
     to_ns,
+    window_of,
 )
 from heartbeat.errors import InvalidHeartbeat, InvalidSubject
 
@@ -59,9 +61,7 @@ class Message(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def window(self) -> timedelta:
         """The silence allowed before the subject counts as missing."""
-        if self.grace_period is not None and self.grace_period > timedelta(0):
-            return self.grace_period
-        return self.interval
+        return window_of(self.interval, self.grace_period)
 
 
 class _Wire(msgspec.Struct, gc=False):
@@ -268,7 +268,7 @@ def _duration(value: int | None, field: str) -> int:
 
 def _positive_timedelta(ns: int) -> timedelta:
     """Truncate to microseconds, but keep 1..999ns (valid in Go) above zero as 1µs."""
-    return ns_to_timedelta(max(ns, MICROSECOND) if ns > 0 else ns)
+    return ns_to_timedelta(micro_ns(ns))
 
 
 def decode(data: bytes | str) -> Message:

@@ -12,17 +12,17 @@ from typing import Protocol
 from aiohttp import web
 
 from heartbeat.durations import SECOND, format_duration_ns
-from heartbeat.engine import Beat, Record, Track, is_late, merged, miss_count
+from heartbeat.engine import Record, is_late, miss_count
 from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
+from heartbeat.subjects import Track
 
 log = logging.getLogger(__name__)
 
 
-def subject_status(
-    subject: str, rec: Record | None, beat: Beat | None, now: float
-) -> SubjectStatus:
-    """One row of the status report, as the Go monitor computes it."""
-    cur = merged(rec, beat, subject)
+def subject_status(cur: Record, now: float) -> SubjectStatus:
+    """One row of the status report (``cur``: the subject's current view), as the Go
+    monitor computes it."""
+    subject = cur.subject
     window_ns = cur.window_ns
     elapsed = now - cur.last_seen
     missing = is_late(cur, now)
@@ -49,10 +49,7 @@ def build_report(
     leader: bool | None = None,
     leader_id: str | None = None,
 ) -> StatusReport:
-    rows = [
-        subject_status(t.subject, t.record, t.beat, now)
-        for t in sorted(tracks, key=lambda t: t.subject)
-    ]
+    rows = [subject_status(t.view(), now) for t in sorted(tracks, key=lambda t: t.subject)]
     return StatusReport(
         observed_at=datetime.fromtimestamp(now, UTC),
         subjects=rows,

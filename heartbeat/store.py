@@ -1,7 +1,8 @@
 """The monitor's NATS storage: the heartbeat stream and the state bucket.
 
-Every write to the bucket is a compare-and-set; a lost race raises
-:class:`StateConflict`, which callers treat as control flow (reload, re-decide).
+Every write to the bucket is a compare-and-set.  Record writes go through
+:meth:`StateStore.modify`, the one place that reloads and decides again after a lost
+race; the lease's raw writes (:meth:`StateStore.publish_expected`) sit beside it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 
 import msgspec
 import nats.errors
@@ -34,6 +36,7 @@ LEASE_KEY = "_monitor.leader"
 DAY_S = 86_400.0
 KV_OP = "KV-Operation"
 MARKER_REASON = "Nats-Marker-Reason"
+EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 
 
 class StoreError(HeartbeatError):
@@ -217,6 +220,62 @@ class StateStore:
         except (nats.errors.Error, TimeoutError) as e:
             raise StoreError(f"cannot delete {subject}: {e}") from e
 
+    async def modify(
+        self, subject: str, change: Change, held: Held, *, attempts: int = 10
+    ) -> Modified:
+        """Apply ``change`` to the subject's record with compare-and-set.
+
+        ``held`` is the record and revision the caller holds (None: it knows of none).
+        A lost race reloads the record and applies ``change`` again, at most
+        ``attempts`` times; then :class:`StateConflict`.  Other failures raise
+        :class:`StoreError`.
+        """
+        conflicts = 0
+        for _ in range(attempts):
+            rec, rev = held if held is not None else (None, 0)
+            new = change(rec)
+            if new is None or (new is DELETE and rec is None):
+                return Modified(held, False, conflicts)
+            try:
+                if new is DELETE:
+                    await self.delete(subject, rev)
+                    return Modified(None, True, conflicts)
+                return Modified((new, await self.put(new, rev)), True, conflicts)
+            except StateConflict:
+                conflicts += 1
+                held = await self.get(subject)
+        raise StateConflict(f"{subject} kept changing; gave up after {attempts} attempts")
+
+    async def publish_expected(
+        self, key: str, data: bytes, last: int, headers: Mapping[str, str] | None = None
+    ) -> int:
+        """Publish raw ``data`` on ``key`` if its last sequence is still ``last`` (0: the
+        key has none); returns the new sequence.  For the lease, whose writes carry a
+        per-message TTL or a delete marker that the KV API cannot send."""
+        hdrs = {EXPECTED_LAST: str(last), **(headers or {})}
+        try:
+            ack = await self.js.publish(self.key_subject(key), data, headers=hdrs)
+        except nats.js.errors.APIError as e:
+            if is_cas_conflict(e):
+                raise StateConflict(f"{key} changed since sequence {last}") from e
+            raise StoreError(f"cannot write {key}: {e}") from e
+        except (nats.errors.Error, TimeoutError, OSError) as e:
+            raise StoreError(f"cannot write {key}: {e}") from e
+        return int(ack.seq)
+
+    async def read_raw(self, key: str) -> tuple[bytes, Mapping[str, str] | None, int] | None:
+        """The newest message on ``key`` (data, headers, sequence), or None."""
+        try:
+            msg = await self.js.get_msg(f"KV_{self.cfg.bucket}", subject=self.key_subject(key))
+        except nats.js.errors.NotFoundError:
+            return None
+        except (nats.errors.Error, TimeoutError, OSError) as e:
+            raise StoreError(f"cannot read {key}: {e}") from e
+        return msg.data or b"", msg.headers, int(msg.seq or 0)
+
+    def key_subject(self, key: str) -> str:
+        return f"$KV.{self.cfg.bucket}.{key}"
+
     def watch(self, on_entry: EntryHandler) -> Feed:
         """A feed of the bucket: every key's newest entry, then each change.
 
@@ -236,6 +295,29 @@ class StateStore:
 
 
 EntryHandler = Callable[[str, Record | None, int, Msg], None]
+Held = tuple[Record, int] | None
+
+
+class Delete(Enum):
+    """What a :data:`Change` returns to delete the record."""
+
+    DELETE = "delete"
+
+
+DELETE = Delete.DELETE
+Change = Callable[[Record | None], "Record | Delete | None"]
+"""From the record as the bucket holds it (None: absent) to the record to write,
+:data:`DELETE`, or None for "nothing to do"."""
+
+
+@dataclass(frozen=True)
+class Modified:
+    """How :meth:`StateStore.modify` ended: what the bucket holds now, as far as this
+    replica knows, whether it wrote, and how many races it lost on the way."""
+
+    held: Held
+    wrote: bool
+    conflicts: int
 
 
 def _share_strings(rec: Record, key: str) -> None:

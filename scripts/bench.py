@@ -49,11 +49,13 @@ from nats.js.api import DeliverPolicy
 from heartbeat.aio import wait_event
 from heartbeat.connection import ConnectOptions, close_connection, connect
 from heartbeat.engine import EngineConfig, Record
+from heartbeat.ingest import Ingestor
 from heartbeat.monitor import Monitor, MonitorConfig
 from heartbeat.notify import WebhookNotifier, make_session
 from heartbeat.notify.base import Notifier
 from heartbeat.schema import Message, encode, format_time
 from heartbeat.store import StateStore, StoreConfig, encode_record, ensure_stream
+from heartbeat.subjects import Subjects
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -307,30 +309,21 @@ class MonitorRun:
         self._marking: list[asyncio.Future[None]] = []
 
     async def start(self) -> Monitor:
-        holder: list[Monitor] = []
-
-        async def on_disconnect() -> None:
-            await holder[0].on_disconnect()
-
-        async def on_reconnect() -> None:
-            await holder[0].on_reconnect()
-
+        mon = self.mon = Monitor(self.cfg, self.notifiers)
         self.nc = await connect(
             ConnectOptions(servers=(self.url,), reconnect_wait_s=0.1, name="bench-monitor"),
-            on_disconnect=on_disconnect,
-            on_reconnect=on_reconnect,
+            on_disconnect=mon.on_disconnect,
+            on_reconnect=mon.on_reconnect,
         )
-        mon = self.mon = Monitor(self.nc, self.cfg, self.notifiers)
-        holder.append(mon)
         self._instrument(mon)
         gc.collect()
         self.marks["start"] = time.perf_counter()
-        await mon.start()
+        await mon.start(self.nc)
         self.marks["started"] = time.perf_counter()
-        assert mon.watch is not None
+        watch = mon.parts.watch
         self._marking = [
             asyncio.ensure_future(self._mark_when(name, event))
-            for name, event in (("bucket", mon.watch.caught_up), ("stream", mon.ingestor.caught_up))
+            for name, event in (("bucket", watch.caught_up), ("stream", mon.ingestor.caught_up))
         ]
         self.task = asyncio.create_task(mon.run(self.stop))
         await wait_set(mon.ready_event, 120, "monitor ready")
@@ -343,10 +336,10 @@ class MonitorRun:
 
     def _instrument(self, mon: Monitor) -> None:
         """Wrap tick (CPU and wall time) and set_record (when alerts are committed)."""
-        tick, set_record = mon.tick, mon.set_record
+        tick, set_record = mon.tick, mon.subjects.set_record
 
         async def timed_tick() -> None:
-            ev, writes, retired = mon.counters.evaluations, mon.kv_writes(), mon.counters.retired
+            ev, writes, retired = mon.counters.evaluations, mon.kv_writes(), mon.subjects.retired
             cpu, wall = time.process_time(), time.perf_counter()
             await tick()
             self.ticks.append(
@@ -356,7 +349,7 @@ class MonitorRun:
                     wall_s=time.perf_counter() - wall,
                     evaluations=mon.counters.evaluations - ev,
                     kv_writes=mon.kv_writes() - writes,
-                    retired=mon.counters.retired - retired,
+                    retired=mon.subjects.retired - retired,
                     leading=mon.leading(),
                 )
             )
@@ -367,7 +360,7 @@ class MonitorRun:
             set_record(subject, rec, rev)
 
         mon.tick = timed_tick  # type: ignore[method-assign]
-        mon.set_record = noting_set_record  # type: ignore[method-assign]
+        mon.subjects.set_record = noting_set_record  # type: ignore[method-assign]
 
     async def judging(self, within: float = 120.0, *, quiet: bool = True) -> float:
         """Wait until the monitor leads, judges, and (``quiet``) a tick evaluated nothing."""
@@ -380,9 +373,9 @@ class MonitorRun:
                 last is not None
                 and last.leading
                 and (last.evaluations == 0 or not quiet)
-                and not mon.dirty
-                and not mon.with_pending
-                and not getattr(mon, "_takeover", False)
+                and not mon.subjects.dirty
+                and not mon.subjects.pending
+                and mon.judging()
             )
 
         await eventually(settled, within, "the monitor to lead and settle", every=0.05)
@@ -452,20 +445,23 @@ async def drain_monitor(nc: NATS, world: World, cfg: MonitorConfig) -> float:
     the bucket (keys interned as heartbeat.store's watch does, deadlines scheduled), so
     each beat takes the steady-state path.
     """
-    mon = Monitor(nc, cfg, [])
+    subjects = Subjects(cfg.engine)
+    ingestor = Ingestor(
+        nc.jetstream(), cfg.store.stream, cfg.store.filter_subject, subjects.on_beat, subjects.known
+    )
     started_at = time.time()
     for rev, s in enumerate(world.subjects, 1):
         key = sys.intern(s)
-        mon.set_record(key, healthy_record(key, HOUR_NS, started_at - 1.0), rev)
+        subjects.set_record(key, healthy_record(key, HOUR_NS, started_at - 1.0), rev)
     gc.collect()
     started = time.perf_counter()
-    await mon.ingestor.start()
-    await wait_set(mon.ingestor.caught_up, 120, "the Ingestor to drain the stream")
+    await ingestor.start()
+    await wait_set(ingestor.caught_up, 120, "the Ingestor to drain the stream")
     elapsed = time.perf_counter() - started
-    await mon.ingestor.stop()
+    await ingestor.stop()
     n = len(world.subjects)
-    if mon.ingestor.accepted != n:
-        raise RuntimeError(f"Ingestor accepted {mon.ingestor.accepted} of {n} beats")
+    if ingestor.accepted != n:
+        raise RuntimeError(f"Ingestor accepted {ingestor.accepted} of {n} beats")
     return elapsed
 
 
@@ -528,7 +524,7 @@ async def bench_detect(
             arrived.setdefault(body["subject"], r.at)
     decision, commit, arrival = [], [], []
     for s in missing:
-        beat, rec = mon.beat(s), mon.record(s)
+        beat, rec = mon.subjects.beat(s), mon.subjects.record(s)
         assert beat is not None and rec is not None and rec.alert_since is not None
         deadline = beat.last_seen + window_s
         decision.append(rec.alert_since - deadline)
@@ -539,7 +535,7 @@ async def bench_detect(
         "decision_ms": spread(decision, 1000),
         "commit_ms": spread(commit, 1000),
         "arrival_ms": spread(arrival, 1000),
-        "watched_subjects": len(mon.tracks),
+        "watched_subjects": len(mon.subjects.tracks),
         "missing": len(missing),
         "poll_s": sizes.poll_s,
         "early_alerts": len(early),
@@ -550,7 +546,7 @@ async def bench_detect(
         at_most("detect_decision_p99_ms", "2. detect: decision delay p99",
                 d["p99"], poll_ms + 100, "ms",
                 notes=f"p50 {d['p50']:.0f} max {d['max']:.0f}; K={len(missing)} "
-                      f"of {len(mon.tracks)}, poll {poll_ms:.0f}ms", details=details),
+                      f"of {len(mon.subjects.tracks)}, poll {poll_ms:.0f}ms", details=details),
         at_most("detect_arrival_p99_ms", "2. detect: webhook arrival p99",
                 a["p99"], poll_ms + 250, "ms",
                 notes=f"p50 {a['p50']:.0f} max {a['max']:.0f}; commit p99 "
@@ -567,16 +563,15 @@ async def bench_evaluate(run: MonitorRun, sizes: Sizes) -> list[Result]:
     assert run.mon is not None
     mon = run.mon
     await eventually(
-        lambda: not mon.with_pending and not mon.dirty and not mon.busy,
+        lambda: not mon.subjects.pending and not mon.subjects.dirty and not mon.busy,
         30, "deliveries to settle",
     )  # fmt: skip
     samples = await run.next_ticks(sizes.eval_ticks, sizes.eval_ticks * sizes.poll_s * 3 + 10)
     plain = [t for t in samples if t.leading]
     # The leader's janitor lists the stream's subjects every reconcile_every_s, beside the
     # ticks (not in them); measure one round directly and spread it over the ticks between.
-    assert mon.janitor is not None
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    await mon.janitor._reconcile()
+    await mon.parts.janitor._reconcile()
     rec_cpu = (time.process_time() - cpu0) * 1000
     rec_wall = (time.perf_counter() - wall0) * 1000
     cpu_ms = [t.cpu_s * 1000 for t in plain]
@@ -585,8 +580,8 @@ async def bench_evaluate(run: MonitorRun, sizes: Sizes) -> list[Result]:
         "tick_cpu_ms_each": [round(x, 3) for x in cpu_ms],
         "tick_wall_ms": spread([t.wall_s * 1000 for t in plain]),
         "evaluations_per_tick": [t.evaluations for t in plain],
-        "subjects": len(mon.tracks),
-        "scheduled": len(mon.schedule),
+        "subjects": len(mon.subjects.tracks),
+        "scheduled": len(mon.subjects.schedule),
         "reconcile_round": {"cpu_ms": round(rec_cpu, 2), "wall_ms": round(rec_wall, 2)},
         "reconcile_every_s": mon.cfg.reconcile_every_s,
     }  # fmt: skip
@@ -596,7 +591,8 @@ async def bench_evaluate(run: MonitorRun, sizes: Sizes) -> list[Result]:
     return [
         at_most("eval_tick_cpu_ms", "3. evaluate: CPU per tick (mean)", statistics.mean(cpu_ms),
                 2.0, "ms", notes=f"p50 {pct(cpu_ms, 0.5):.2f} max {max(cpu_ms):.2f} (the 5-s "
-                f"stall check); {len(mon.tracks)} subjects, {len(cpu_ms)} ticks", details=details),
+                f"stall check); {len(mon.subjects)} subjects, {len(cpu_ms)} ticks",
+                details=details),
         at_most("eval_reconcile_tick_cpu_ms", "3. evaluate: reconcile per tick, amortized",
                 amortized, 2.0, "ms",
                 notes=f"one round every {mon.cfg.reconcile_every_s:g}s, beside the ticks: "
@@ -625,14 +621,14 @@ async def bench_big_monitor(nc: NATS, world: World, sizes: Sizes, only: set[str]
 async def integrity(nc: NATS, world: World, mon: Monitor) -> Result:
     """Every subject published (and never retired on purpose) is still watched."""
     published = set(world.subjects) | set(world.added)
-    lost = published - set(mon.tracks)
+    lost = published - set(mon.subjects.tracks)
     in_stream = await stream_count(nc.jetstream(), world.store.stream)
     return at_most(
         "wrongly_retired", "integrity: healthy subjects retired", len(lost), 0, "subjects",
         notes=f"{len(published)} published, {in_stream} still in the stream; reconcile reads "
               "at most 100000 stream subjects per request",
         details={"lost": sorted(lost)[:10], "lost_count": len(lost),
-                 "retired_counter": mon.counters.retired, "stream_messages": in_stream},
+                 "retired_counter": mon.subjects.retired, "stream_messages": in_stream},
     )  # fmt: skip
 
 
@@ -648,25 +644,24 @@ async def memory_child(url: str, stream: str, bucket: str, prefix: str) -> dict[
     """In a fresh process: RSS of an empty monitor, then with every subject loaded."""
     store = StoreConfig(stream=stream, bucket=bucket, subject_prefix=prefix)
     nc = await connect(ConnectOptions(servers=(url,), name="bench-memory"))
-    mon = Monitor(nc, MonitorConfig(store=store), [])
+    mon = Monitor(MonitorConfig(store=store), [])
     gc.collect()
     before = rss_bytes()
-    await mon.start()
-    assert mon.watch is not None
-    await wait_set(mon.watch.caught_up, 120, "bucket caught up")
+    await mon.start(nc)
+    await wait_set(mon.parts.watch.caught_up, 120, "bucket caught up")
     await wait_set(mon.ingestor.caught_up, 120, "stream caught up")  # set after the last beat
     gc.collect()
     after = rss_bytes()
-    subjects = len(mon.tracks)
+    subjects = len(mon.subjects.tracks)
     out = {
         "rss_before": before,
         "rss_after": after,
         "subjects": subjects,
-        "records": sum(1 for t in mon.tracks.values() if t.record is not None),
-        "beats": sum(1 for t in mon.tracks.values() if t.beat is not None),
-        "heap_entries": len(getattr(mon.schedule, "_heap", ())),
-        "scheduled": len(mon.schedule),
-        "dirty": len(mon.dirty),
+        "records": sum(1 for t in mon.subjects.tracks.values() if t.record is not None),
+        "beats": sum(1 for t in mon.subjects.tracks.values() if t.beat is not None),
+        "heap_entries": len(getattr(mon.subjects.schedule, "_heap", ())),
+        "scheduled": len(mon.subjects.schedule),
+        "dirty": len(mon.subjects.dirty),
     }
     await mon.close()
     await close_connection(nc)
@@ -747,7 +742,9 @@ async def bench_kv(nc: NATS, url: str, sizes: Sizes) -> list[Result]:
             await asyncio.sleep(sizes.steady_measure_s)
             w1, b1, t1 = mon.kv_writes(), mon.ingestor.accepted, time.monotonic()
             ev1 = mon.counters.evaluations
-            alerts = sum(1 for t in mon.tracks.values() if t.record and t.record.alert_active)
+            alerts = sum(
+                1 for t in mon.subjects.tracks.values() if t.record and t.record.alert_active
+            )
     finally:
         stop.set()
         late = await publisher

@@ -474,23 +474,14 @@ async def running_monitor(url: str, cfg: Any, notifiers: list[Any]) -> Any:
     from heartbeat.connection import ConnectOptions, connect
     from heartbeat.monitor import Monitor
 
-    holder: list[Any] = []
-
-    async def on_disconnect() -> None:
-        await holder[0].on_disconnect()
-
-    async def on_reconnect() -> None:
-        await holder[0].on_reconnect()
-
+    mon = Monitor(cfg, notifiers)
     nc = await connect(
         ConnectOptions(servers=(url,), reconnect_wait_s=0.1),
-        on_disconnect=on_disconnect,
-        on_reconnect=on_reconnect,
+        on_disconnect=mon.on_disconnect,
+        on_reconnect=mon.on_reconnect,
     )
-    mon = Monitor(nc, cfg, notifiers)
-    holder.append(mon)
     stop = asyncio.Event()
-    await mon.start()
+    await mon.start(nc)
     task = asyncio.create_task(mon.run(stop))
     try:
         await asyncio.wait_for(mon.ready_event.wait(), 10)

@@ -29,13 +29,18 @@ async def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> flo
 class Candidate:
     """One election, run in the background, with a switch for its eligibility."""
 
-    def __init__(self, nc: NATS, bucket: str, name: str) -> None:
-        self.may_lead = True
-        self.election = Election(
-            nc.jetstream(), bucket, name, ttl_s=TTL_S, eligible=lambda: self.may_lead
-        )
+    def __init__(self, store: StateStore, name: str) -> None:
+        self.election = Election(store, name, ttl_s=TTL_S)
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(self.election.run(self.stop))
+
+    @property
+    def may_lead(self) -> bool:
+        return self.election.eligible
+
+    @may_lead.setter
+    def may_lead(self, value: bool) -> None:
+        self.election.eligible = value
 
     def leading(self) -> bool:
         return self.election.leading()
@@ -48,8 +53,8 @@ class Candidate:
 @pytest.fixture
 async def candidates(nc: NATS, unique: str) -> AsyncIterator[tuple[Candidate, Candidate]]:
     bucket = names(unique)["bucket"]
-    await StateStore.open(nc.jetstream(), StoreConfig(bucket=bucket))
-    a, b = Candidate(nc, bucket, "a"), Candidate(nc, bucket, "b")
+    store = await StateStore.open(nc.jetstream(), StoreConfig(bucket=bucket))
+    a, b = Candidate(store, "a"), Candidate(store, "b")
     try:
         yield a, b
     finally:

@@ -33,13 +33,13 @@ MS = timedelta(milliseconds=1)
 
 def seen(mon: Monitor, subject: str) -> float:
     """When the monitor's newest beat for ``subject`` was stored (server time)."""
-    beat = mon.beat(subject)
+    beat = mon.subjects.beat(subject)
     assert beat is not None, f"no beat for {subject}"
     return beat.last_seen
 
 
 def committed(mon: Monitor, subject: str) -> Record:
-    rec = mon.record(subject)
+    rec = mon.subjects.record(subject)
     assert rec is not None, f"no record for {subject}"
     return rec
 
@@ -52,7 +52,7 @@ async def test_healthy_agent_every_second_never_alerts(
     subject = names(unique)["prefix"] + "healthy"
     async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
         async with heartbeat.beating(nc, subject, interval=timedelta(seconds=1)):
-            await eventually(lambda: mon.beat(subject) is not None, what="first beat")
+            await eventually(lambda: mon.subjects.beat(subject) is not None, what="first beat")
             await asyncio.sleep(3.5)  # three and a half intervals of healthy beats
         assert receiver.requests == []
         assert mon.report().subjects[0].alert_active is False
@@ -71,7 +71,10 @@ async def test_missing_subject_alerts_once_repeats_and_resolves_once(
     ):
         async with heartbeat.beating(nc, stopping, interval=interval):
             await eventually(
-                lambda: mon.beat(stopping) is not None and mon.beat(steady) is not None
+                lambda: (
+                    mon.subjects.beat(stopping) is not None
+                    and mon.subjects.beat(steady) is not None
+                )
             )
         last_seen = seen(mon, stopping)
         first = await receiver.wait_for(1)
@@ -114,7 +117,7 @@ async def test_grace_overrides_interval(
         await heartbeat.Publisher(nc).publish(
             heartbeat.Message(subject=subject, interval=100 * MS, grace_period=800 * MS)
         )
-        await eventually(lambda: mon.beat(subject) is not None)
+        await eventually(lambda: mon.subjects.beat(subject) is not None)
         seen_at = seen(mon, subject)
         got = await receiver.wait_for(1, timeout=5)
         assert got[0].at - seen_at > 0.9  # grace + tolerance, not interval
@@ -169,8 +172,12 @@ async def test_go_format_payload_is_monitored_and_bad_payloads_change_nothing(
         await js.publish(go_subject, go_payload)
         ours = heartbeat.Message(subject=victim, interval=timedelta(seconds=60))
         await heartbeat.Publisher(nc).publish(ours)
-        await eventually(lambda: mon.beat(go_subject) is not None and mon.beat(victim) is not None)
-        before = mon.beat(victim)
+        await eventually(
+            lambda: (
+                mon.subjects.beat(go_subject) is not None and mon.subjects.beat(victim) is not None
+            )
+        )
+        before = mon.subjects.beat(victim)
         # A payload naming another subject, and garbage, on the victim's subject.
         spoof = heartbeat.encode(
             heartbeat.Message(
@@ -185,7 +192,7 @@ async def test_go_format_payload_is_monitored_and_bad_payloads_change_nothing(
         await eventually(lambda: sum(mon.ingestor.rejected.values()) >= 3, what="rejections")
         assert mon.ingestor.rejected["subject_mismatch"] == 1
         assert mon.ingestor.rejected["malformed"] == 1
-        assert mon.beat(victim) == before
+        assert mon.subjects.beat(victim) == before
         row = {s.subject: s for s in mon.report().subjects}[go_subject]
         assert row.interval == "1m0s"
         assert row.host == "vm"

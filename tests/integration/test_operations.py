@@ -45,7 +45,7 @@ async def test_metrics_move_with_beats_rejections_and_notifications(
     cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05)
     prefix = names(unique)["prefix"]
     async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, hook):
-        before = samples(render(mon))
+        before = samples(render(mon.snapshot()))
         assert before[("nats_heartbeat_heartbeats_received_total", ())] == 0
         await eventually(mon.leading, what="leadership")
         await heartbeat.Publisher(nc).publish(
@@ -53,8 +53,8 @@ async def test_metrics_move_with_beats_rejections_and_notifications(
         )
         await nc.jetstream().publish(prefix + "bad", b"{")
         await receiver.wait_for(1)
-        await eventually(lambda: not mon.with_pending, what="delivery recorded")
-        after = samples(render(mon))
+        await eventually(lambda: not mon.subjects.pending, what="delivery recorded")
+        after = samples(render(mon.snapshot()))
     assert after[("nats_heartbeat_heartbeats_received_total", ())] == 1
     assert after[("nats_heartbeat_invalid_heartbeats_total", (("reason", "malformed"),))] == 1
     assert after[("nats_heartbeat_subjects", (("state", "alert"),))] == 1
@@ -89,12 +89,12 @@ async def test_records_that_do_not_describe_a_subject_cannot_enter_the_table(
         beat = heartbeat.Message(subject=odd, interval=MS, generated_at=datetime.now(UTC))
         await js.publish(odd, heartbeat.encode(beat))
         await eventually(lambda: mon.ingestor.rejected["bad_subject"] == 1, what="rejected")
-        await eventually(lambda: mon.record(good) is not None, what="good subject tracked")
-        await eventually(lambda: mon.counters.ignored_records == 1, what="record ignored")
-        await eventually(lambda: mon.record(named) is not None, what="mislabelled record")
-        got = samples(render(mon))
-        assert odd not in mon.tracks
-        assert mon.record(named).subject == named  # type: ignore[union-attr]
+        await eventually(lambda: mon.subjects.record(good) is not None, what="good subject tracked")
+        await eventually(lambda: mon.subjects.ignored_records == 1, what="record ignored")
+        await eventually(lambda: mon.subjects.record(named) is not None, what="mislabelled record")
+        got = samples(render(mon.snapshot()))
+        assert odd not in mon.subjects.tracks
+        assert mon.subjects.record(named).subject == named  # type: ignore[union-attr]
     assert got[("nats_heartbeat_ignored_records_total", ())] == 1
     assert got[("nats_heartbeat_subjects", (("state", "ok"),))] == 2
     assert receiver.requests == []  # the odd record, long silent, alerts nobody
@@ -109,7 +109,7 @@ async def test_probes_token_and_metrics_endpoint(
         running_monitor(nats_server.url, cfg, [WebhookNotifier(session, receiver.url)]) as mon,
     ):
         runner = await serve(
-            make_app(mon, metrics=lambda: render(mon), token="s3cret"), "127.0.0.1:0"
+            make_app(mon, metrics=lambda: render(mon.snapshot()), token="s3cret"), "127.0.0.1:0"
         )
         base = f"http://127.0.0.1:{bound_port(runner)}"
         try:
@@ -151,13 +151,7 @@ async def test_readyz_not_ready_before_catch_up_and_while_nats_is_gone(
 async def test_readyz_false_before_start() -> None:
     from heartbeat.monitor import Monitor
 
-    class Closed:
-        is_connected = True
-
-        def jetstream(self) -> object:
-            return None
-
-    mon = Monitor(Closed(), monitor_config("x"), [])  # type: ignore[arg-type]
+    mon = Monitor(monitor_config("x"), [])
     assert mon.ready() == (False, "catching up")
 
 
@@ -181,7 +175,7 @@ async def test_retire_cli_stops_a_missing_subject(
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert f"retired {subject}" in done.stdout
-        await eventually(lambda: mon.record(subject) is None, what="record gone")
+        await eventually(lambda: mon.subjects.record(subject) is None, what="record gone")
         count = len(webhook_events(receiver, subject))
         await asyncio.sleep(1.0)  # three repeat periods: nothing more may arrive
         assert len(webhook_events(receiver, subject)) == count
@@ -204,7 +198,7 @@ async def test_kv_delete_retires_a_subject(
         await _start_alerting(nc, mon, receiver, subject)
         kv = await nc.jetstream().key_value(n["bucket"])
         await kv.delete(subject)  # what `nats kv del` does
-        await eventually(lambda: subject not in mon.tracks)
+        await eventually(lambda: subject not in mon.subjects.tracks)
         count = len(webhook_events(receiver, subject))
         await asyncio.sleep(1.0)
         assert len(webhook_events(receiver, subject)) == count
@@ -223,7 +217,7 @@ async def test_stream_purge_retires_a_subject(
     async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
         await _start_alerting(nc, mon, receiver, subject)
         await nc.jetstream().purge_stream(n["stream"], subject=subject)  # `nats stream purge`
-        await eventually(lambda: mon.record(subject) is None, what="reconciled")
+        await eventually(lambda: mon.subjects.record(subject) is None, what="reconciled")
         count = len(webhook_events(receiver, subject))
         await asyncio.sleep(1.0)
         assert len(webhook_events(receiver, subject)) == count

@@ -22,8 +22,6 @@ from heartbeat.engine import (
     Health,
     Outcome,
     Record,
-    Schedule,
-    Track,
     evaluate,
     health,
     merged,
@@ -31,6 +29,7 @@ from heartbeat.engine import (
     next_due,
 )
 from heartbeat.notify.base import EventKind, Notification
+from heartbeat.subjects import Schedule, Track
 
 SUBJECT = "heartbeat.service.api"
 T0 = 1_700_000_000.0

@@ -1,0 +1,261 @@
+"""The one owner of per-subject state on a replica: tracks, deadlines, news.
+
+Every subject a replica knows has one :class:`Track` (its committed record, its
+newest beat and its live deadline), held in :class:`Subjects` beside the
+:class:`Schedule` of deadlines and the sets of subjects with news (``dirty``) and
+with deliveries still owed (``pending``).  Only valid heartbeat subjects enter the
+table: the ingestor relies on it to skip re-checking names it has seen.
+Nothing here does I/O; the monitor's loop and the watch feed it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import sys
+from collections.abc import Container, Iterator
+
+import msgspec
+
+from heartbeat.engine import NEVER, Beat, EngineConfig, Record, merged, meta_differs, next_due
+from heartbeat.schema import is_valid_subject
+
+log = logging.getLogger(__name__)
+
+
+class Track(msgspec.Struct, gc=False, eq=False):
+    """What one replica holds about one subject, in one object (one dict lookup).
+
+    ``record`` and ``rev``: the committed KV record and its revision (None, 0 before
+    the monitor has one); ``beat``: the newest heartbeat from the stream; ``due``:
+    its live deadline in the :class:`Schedule` (None when unscheduled; only the
+    schedule sets it).  ``eq=False``: compared by identity, and ordered by subject,
+    so heap entries with equal deadlines compare cheaply.
+    """
+
+    subject: str
+    record: Record | None = None
+    rev: int = 0
+    beat: Beat | None = None
+    due: float | None = None
+
+    def __lt__(self, other: Track) -> bool:
+        return self.subject < other.subject
+
+    @property
+    def held(self) -> tuple[Record, int] | None:
+        return None if self.record is None else (self.record, self.rev)
+
+    def view(self) -> Record:
+        """The subject as it stands: the record with the newest beat folded in."""
+        return merged(self.record, self.beat, self.subject)
+
+
+class Schedule:
+    """Deadlines of tracks in a heap; at most one live deadline per track.
+
+    ``push`` records a deadline; an earlier deadline replaces a later one, a later
+    one is kept lazily (the early entry pops, the caller re-evaluates and pushes
+    the true deadline).  The live deadline is the track's ``due``, so whether a
+    subject is scheduled is an attribute read, with no table of its own.
+    ``pop_due(now)`` costs O(log n) per due track and O(1) when nothing is due,
+    whatever the number of tracks.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, Track]] = []
+        self._live = 0
+
+    def __len__(self) -> int:
+        return self._live
+
+    def push(self, track: Track, due: float) -> None:
+        if due == NEVER:
+            return
+        current = track.due
+        if current is not None and current <= due:
+            return
+        if current is None:
+            self._live += 1
+        track.due = due
+        heapq.heappush(self._heap, (due, track))
+
+    def discard(self, track: Track) -> None:
+        if track.due is not None:
+            track.due = None
+            self._live -= 1
+
+    def next_due(self) -> float:
+        while self._heap:
+            due, track = self._heap[0]
+            if track.due == due:
+                return due
+            heapq.heappop(self._heap)
+        return NEVER
+
+    def pop_due(self, now: float, limit: int | None = None) -> list[Track]:
+        """Tracks whose deadline is <= now (at most ``limit``), removed from the schedule."""
+        out: list[Track] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now and (limit is None or len(out) < limit):
+            due, track = heapq.heappop(heap)
+            if track.due == due:
+                track.due = None
+                out.append(track)
+        self._live -= len(out)
+        return out
+
+
+Held = tuple[Record, int] | None
+
+
+class Subjects:
+    """Tracks by subject, their schedule, and which subjects need the loop's attention.
+
+    ``dirty``: subjects with news (a first beat, changed facts, a beat during an
+    alert, a lost write) to evaluate at the next tick.  ``pending``: subjects whose
+    committed record still owes deliveries.  ``sight_since``: the end of the last
+    blind period, which deadlines count from (set by the monitor).
+    """
+
+    def __init__(self, engine: EngineConfig) -> None:
+        self.engine = engine
+        self.tracks: dict[str, Track] = {}
+        self.schedule = Schedule()
+        self.dirty: set[str] = set()
+        self.pending: set[str] = set()
+        self.sight_since = 0.0
+        self.ignored_records = 0  # under keys that are not heartbeat subjects
+        self.retired = 0
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def __iter__(self) -> Iterator[Track]:
+        return iter(self.tracks.values())
+
+    @property
+    def known(self) -> Container[str]:
+        """Subjects already admitted (each a valid subject), for the ingestor."""
+        return self.tracks
+
+    def get(self, subject: str) -> Track | None:
+        return self.tracks.get(subject)
+
+    def held(self, subject: str) -> Held:
+        """The subject's committed record and its KV revision, if there is one."""
+        t = self.tracks.get(subject)
+        return None if t is None else t.held
+
+    def record(self, subject: str) -> Record | None:
+        t = self.tracks.get(subject)
+        return None if t is None else t.record
+
+    def beat(self, subject: str) -> Beat | None:
+        """The newest heartbeat seen for the subject."""
+        t = self.tracks.get(subject)
+        return None if t is None else t.beat
+
+    # ----- inputs --------------------------------------------------------------------
+
+    def on_beat(self, subject: str, beat: Beat) -> None:
+        """Every valid beat comes here (the hot path: one table lookup, no allocation)."""
+        track = self.tracks.get(subject)
+        if track is None:
+            # One string per subject, shared with the record the bucket feed holds.
+            subject = sys.intern(subject)
+            self.tracks[subject] = Track(subject=subject, beat=beat)
+            self.dirty.add(subject)
+            return
+        prev = track.beat
+        if prev is not None and beat.last_seen <= prev.last_seen:
+            return
+        track.beat = beat
+        rec = track.record
+        if rec is None or rec.alert_active or meta_differs(rec, beat):
+            self.dirty.add(subject)
+        elif track.due is None:
+            # With a deadline already set, a newer beat only moves it later: the early
+            # entry pops, the engine finds nothing to do and pushes the true one.
+            self.schedule.push(track, next_due(track.view(), self.engine, self.sight_since))
+
+    def hold(self, subject: str, held: Held) -> None:
+        """What the bucket holds for ``subject`` now (None: no record)."""
+        if held is None:
+            self.forget_record(subject)
+        else:
+            self.set_record(subject, *held)
+
+    def set_record(self, subject: str, rec: Record, rev: int) -> None:
+        """Hold ``rec`` (KV revision ``rev``) as the subject's committed record."""
+        track = self.tracks.get(subject)
+        if track is None:
+            if not is_valid_subject(subject):
+                # No monitor writes such a key, and no beat can ever arrive for it.
+                self.ignored_records += 1
+                log.warning("ignoring record %s: not a valid heartbeat subject", subject)
+                return
+            self.tracks[subject] = track = Track(subject=subject)
+        elif track.record is not None and track.rev >= rev:
+            return  # what we hold already (our own write's echo), or older
+        if rec.subject != subject:  # written by hand: the key is what the record is about
+            log.warning("record %s names subject %r; using the key", subject, rec.subject)
+            rec = msgspec.structs.replace(rec, subject=track.subject)
+        track.record, track.rev = rec, rev
+        if rec.pending:
+            self.pending.add(subject)
+        else:
+            self.pending.discard(subject)
+        self.schedule.push(track, next_due(track.view(), self.engine, self.sight_since))
+
+    def forget_record(self, subject: str) -> None:
+        self.pending.discard(subject)
+        track = self.tracks.get(subject)
+        if track is not None:
+            track.record, track.rev = None, 0
+            if track.beat is None:
+                self._drop(track)
+
+    def forget_beat(self, subject: str) -> None:
+        """Forget the subject's beat (purged from the stream), keeping its record."""
+        track = self.tracks.get(subject)
+        if track is not None:
+            track.beat = None
+            if track.record is None:
+                self._drop(track)
+
+    def retire(self, subject: str) -> None:
+        """Forget everything about ``subject`` (its record and stream beat are gone)."""
+        self.pending.discard(subject)
+        track = self.tracks.get(subject)
+        if track is not None:
+            self._drop(track)
+        self.retired += 1
+
+    def _drop(self, track: Track) -> None:
+        del self.tracks[track.subject]
+        self.schedule.discard(track)
+        self.dirty.discard(track.subject)
+        track.record = track.beat = None  # stale heap entries may refer to it a while
+
+    # ----- the loop's view -------------------------------------------------------------
+
+    def take_due(self, now: float) -> list[str]:
+        """Subjects to evaluate now: deadlines passed, then news; each once."""
+        due = [t.subject for t in self.schedule.pop_due(now)]
+        if self.dirty:
+            due.extend(self.dirty)
+            self.dirty.clear()
+        return list(dict.fromkeys(due))
+
+    def later(self, subject: str) -> None:
+        """Evaluate ``subject`` again at the next tick."""
+        if subject in self.tracks:
+            self.dirty.add(subject)
+
+    def push(self, track: Track, due: float) -> None:
+        self.schedule.push(track, due)
+
+    def stats(self) -> tuple[int, int]:
+        """(subjects, subjects with a record)."""
+        return len(self.tracks), sum(1 for t in self.tracks.values() if t.record is not None)
