@@ -76,7 +76,7 @@ class Deliveries:
         *,
         deadline_s: float,
         retry_s: float,
-        may_send: Callable[[], bool],
+        leading: Callable[[], bool],
         clock: Callable[[], float],
     ) -> None:
         self.subjects = subjects
@@ -84,7 +84,8 @@ class Deliveries:
         self.notifiers = notifiers
         self.deadline_s = deadline_s
         self.retry_s = retry_s
-        self.may_send = may_send
+        self.leading = leading
+        self.stopping = False
         self.clock = clock
         self.inflight: set[Key] = set()
         self.retry_at: dict[Key, float] = {}
@@ -116,7 +117,14 @@ class Deliveries:
             self.inflight.update((nid, c) for c in channels)
             self._spawn(self._send(subject, pending, [self.notifiers[c] for c in channels]))
 
-    async def drain(self, timeout_s: float) -> None:
+    def may_send(self) -> bool:
+        """Asked before every attempt: only a leader that is not handing over sends."""
+        return not self.stopping and self.leading()
+
+    async def hand_over(self, timeout_s: float) -> None:
+        """Send nothing more; let what is under way record its outcome (within
+        ``timeout_s``)."""
+        self.stopping = True
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=timeout_s)
 

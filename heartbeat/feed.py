@@ -24,8 +24,8 @@ def delivery_of(msg: Msg) -> tuple[int, int, bool]:
     """Stream sequence, server timestamp (ns) and whether nothing more is pending.
 
     Read from ``msg.reply``: ``msg.metadata`` builds two frozen dataclasses and a
-    datetime per message (~3.5 µs, a large share of a beat's cost); this reads only
-    what the feed needs (~0.4 µs).  The layouts are nats-py's: ``$JS.ACK.<stream>.
+    datetime per message, a large share of a beat's cost (figures in
+    docs/architecture.md, "The per-beat path").  The layouts are nats-py's: ``$JS.ACK.<stream>.
     <consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`` and, with domain and account
     hash, the 11 or 12 token form.  A plain tuple: one is made per message.
     """

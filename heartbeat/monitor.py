@@ -111,7 +111,6 @@ class Monitor:
         self.counters = Counters()
         self.tick_timer = TickTimer()
         self.busy: set[str] = set()  # subjects with a write in flight
-        self.stopping = False
         self._parts: _Parts | None = None
         self._terms_seen = 0
         self._last_tick: float | None = None
@@ -154,7 +153,7 @@ class Monitor:
                 self.notifiers,
                 deadline_s=cfg.delivery_deadline_s,
                 retry_s=cfg.delivery_retry_s,
-                may_send=self.may_send,
+                leading=election.leading,
                 clock=self.clock,
             ),
             janitor=Janitor(
@@ -196,8 +195,7 @@ class Monitor:
                 log.exception("tick failed")
             await wait_event(stop, self.cfg.poll_s - (time.monotonic() - started))
         # Hand over: send nothing more, let attempts under way finish, then step down.
-        self.stopping = True
-        await parts.deliveries.drain(2.0)
+        await parts.deliveries.hand_over(2.0)
         campaign_stop.set()
         await campaign
         await self.close()
@@ -217,9 +215,6 @@ class Monitor:
     def judging(self) -> bool:
         """Leading, and caught up since this term began (so deciding)."""
         return self.leading() and self._terms_seen == self.parts.election.terms
-
-    def may_send(self) -> bool:
-        return not self.stopping and self.leading()
 
     def kv_writes(self) -> int:
         """Compare-and-set writes made by this replica (decisions and deliveries)."""

@@ -40,3 +40,37 @@ def test_library_modules_leave_process_concerns_to_the_cli() -> None:
     for path in sorted(LIB.rglob("*.py")):
         used = _calls(ast.parse(path.read_text())) & forbidden
         assert not used, f"{path.relative_to(LIB.parent)} uses {sorted(used)}"
+
+
+def _imports(path: Path) -> set[str]:
+    """The heartbeat modules ``path`` imports (at any level, TYPE_CHECKING included)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("heartbeat"):
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("heartbeat"))
+    return out
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(LIB.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_cycle_among_library_modules() -> None:
+    graph = {_module(p): _imports(p) for p in LIB.rglob("*.py")}
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(mod: str, path: list[str]) -> None:
+        if state.get(mod) == 2:
+            return
+        assert state.get(mod) != 1, "import cycle: " + " -> ".join([*path, mod])
+        state[mod] = 1
+        for dep in sorted(graph.get(mod, ())):
+            if dep != "heartbeat" and dep in graph:  # the package's __init__ re-exports
+                visit(dep, [*path, mod])
+        state[mod] = 2
+
+    for mod in sorted(graph):
+        visit(mod, [])
