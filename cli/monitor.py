@@ -162,6 +162,15 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     "(and 'sight_restored' when it sees again).",
 )
 @option(
+    "--unhealthy-after",
+    envvar="UNHEALTHY_AFTER",
+    type=POSITIVE_DURATION,
+    default="2m",
+    show_default=True,
+    help="Fail /healthz once the monitor has been unable to see NATS this long, so "
+    "Kubernetes restarts it.",
+)
+@option(
     "--reconcile-every",
     envvar="RECONCILE_EVERY",
     type=DURATION,
@@ -235,6 +244,7 @@ def monitor(
     checkpoint_every: timedelta,
     lease_ttl: timedelta,
     blind_after: timedelta,
+    unhealthy_after: timedelta,
     reconcile_every: timedelta,
     status_addr: str,
     status_token: str,
@@ -275,6 +285,7 @@ def monitor(
         poll_s=poll.total_seconds(),
         lease_ttl_s=lease_ttl.total_seconds(),
         blind_after_s=blind_after.total_seconds(),
+        unhealthy_after_s=unhealthy_after.total_seconds(),
         reconcile_every_s=reconcile_every.total_seconds(),
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
@@ -311,13 +322,15 @@ async def _run(
     install_stop_signals(stop)
     async with make_session() as session:
         mon = Monitor(cfg, channels.build(session))
-        try:
-            nc = await connect_with_retry(
-                connect_options(nats_url, f"monitor {cfg.replica_id}"),
-                stop,
-                on_disconnect=mon.on_disconnect,
-                on_reconnect=mon.on_reconnect,
+        options = connect_options(nats_url, f"monitor {cfg.replica_id}")
+
+        async def reconnect() -> NATS | None:
+            return await connect_with_retry(
+                options, stop, on_disconnect=mon.on_disconnect, on_reconnect=mon.on_reconnect
             )
+
+        try:
+            nc = await reconnect()
         except HeartbeatError as e:
             fail(str(e), 1)
         if nc is None:
@@ -336,11 +349,11 @@ async def _run(
                     fail(f"cannot listen on {status_addr}: {e.strerror or e}", 1)
                 log.info("status on http://%s/", status_addr)
             try:
-                await mon.run(stop)
+                await mon.run(stop, reconnect)
             finally:
                 if runner is not None:
                     await runner.cleanup()
         finally:
-            await close_connection(nc)
+            await close_connection(mon.connection or nc)
     log.info("monitor %s stopped", cfg.replica_id)
     return 0

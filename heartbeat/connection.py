@@ -286,7 +286,9 @@ async def close_connection(nc: NATS) -> None:
     if nc.is_connected:
         await nc.drain()
     else:
-        await nc.close()
+        # Mid-reconnect, nats-py's close flushes a transport that is already gone.
+        with contextlib.suppress(OSError):
+            await nc.close()
     while task is not None and not task.done():
         task.cancel()
         await asyncio.wait([task], timeout=0.1)

@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import nats.errors
@@ -26,6 +26,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from heartbeat.aio import wait_any, wait_event
+from heartbeat.connection import close_connection
 from heartbeat.delivery import Deliveries
 from heartbeat.election import Election, lease_view
 from heartbeat.engine import Beat, EngineConfig, Outcome, Record, evaluate, health
@@ -51,6 +52,8 @@ from heartbeat.subjects import Held, Subjects, Track
 
 log = logging.getLogger(__name__)
 
+Reconnect = Callable[[], Awaitable[NATS | None]]
+
 
 @dataclass(frozen=True)
 class MonitorConfig:
@@ -61,6 +64,7 @@ class MonitorConfig:
     lease_ttl_s: float = 10.0
     blind_after_s: float = 30.0
     stall_check_s: float = 5.0
+    unhealthy_after_s: float = 120.0  # blind this long: /healthz fails (a restart may help)
     delivery_deadline_s: float = 10.0
     delivery_retry_s: float = 5.0
     max_writes_per_tick: int = 5000
@@ -114,6 +118,8 @@ class Monitor:
         self._parts: _Parts | None = None
         self._terms_seen = 0
         self._last_tick: float | None = None
+        self._reconnect: Reconnect | None = None
+        self._replacing: asyncio.Task[None] | None = None
 
     @property
     def parts(self) -> _Parts:
@@ -133,8 +139,22 @@ class Monitor:
         js = nc.jetstream()
         await ensure_stream(js, cfg.store)
         store = await StateStore.open(js, cfg.store)
-        election = Election(store, cfg.replica_id, ttl_s=cfg.lease_ttl_s)
-        election.eligible = not self.sight.blind
+        old = self._parts
+        if old is None:
+            election = Election(store, cfg.replica_id, ttl_s=cfg.lease_ttl_s)
+            election.eligible = not self.sight.blind
+            deliveries = Deliveries(
+                self.subjects,
+                store,
+                self.notifiers,
+                deadline_s=cfg.delivery_deadline_s,
+                retry_s=cfg.delivery_retry_s,
+                leading=election.leading,
+                clock=self.clock,
+            )
+        else:  # a new connection: the same election and deliveries, on the new store
+            election, deliveries = old.election, old.deliveries
+            election.store = deliveries.store = store
         self._parts = parts = _Parts(
             nc=nc,
             store=store,
@@ -147,15 +167,7 @@ class Monitor:
                 self.subjects.known,
             ),
             watch=store.watch(self._on_entry),
-            deliveries=Deliveries(
-                self.subjects,
-                store,
-                self.notifiers,
-                deadline_s=cfg.delivery_deadline_s,
-                retry_s=cfg.delivery_retry_s,
-                leading=election.leading,
-                clock=self.clock,
-            ),
+            deliveries=deliveries,
             janitor=Janitor(
                 js, store, self.subjects, every_s=cfg.reconcile_every_s, clock=self.clock
             ),
@@ -173,8 +185,20 @@ class Monitor:
             cfg.store.filter_subject,
         )
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Campaign and tick until ``stop``; then hand over cleanly."""
+    @property
+    def connection(self) -> NATS | None:
+        """The connection in use (a new one after :meth:`run` replaced a closed one)."""
+        return self._parts.nc if self._parts is not None else None
+
+    async def run(self, stop: asyncio.Event, reconnect: Reconnect | None = None) -> None:
+        """Campaign and tick until ``stop``; then hand over cleanly.
+
+        ``reconnect`` makes a new connection (None: stopped first).  It is called when
+        nats-py closes the connection for good (it does after a protocol error from
+        the server, which reconnecting would not survive); the monitor is blind until
+        the new connection has caught up.
+        """
+        self._reconnect = reconnect
         parts = self.parts
         await _wait_all(stop, parts.watch.caught_up, parts.ingestor.caught_up)
         if stop.is_set():
@@ -195,17 +219,50 @@ class Monitor:
                 log.exception("tick failed")
             await wait_event(stop, self.cfg.poll_s - (time.monotonic() - started))
         # Hand over: send nothing more, let attempts under way finish, then step down.
+        if self._replacing is not None:
+            self._replacing.cancel()
+        parts = self.parts
         await parts.deliveries.hand_over(2.0)
         campaign_stop.set()
         await campaign
         await self.close()
 
     async def close(self) -> None:
+        """Stop consuming (the connection is the caller's to close)."""
         if self._parts is None:
             return
         await self._parts.janitor.stop()
         await self._parts.ingestor.stop()
         await self._parts.watch.stop()
+
+    def _replace_if_closed(self) -> None:
+        """Start replacing a connection nats-py closed for good (once at a time)."""
+        nc = self.parts.nc
+        if not nc.is_closed or self._reconnect is None or self._replacing is not None:
+            return
+        self._blinded(f"NATS connection closed: {nc.last_error or 'no reason given'}")
+        self._replacing = asyncio.ensure_future(self._replace(self._reconnect))
+
+    async def _replace(self, reconnect: Reconnect) -> None:
+        try:
+            await self.close()
+            while True:
+                nc = await reconnect()
+                if nc is None:
+                    return  # stopping
+                try:
+                    await self.start(nc)
+                    break
+                except StoreError as e:
+                    log.warning("restarting on a new connection failed, retrying: %s", e)
+                    await close_connection(nc)
+                    await asyncio.sleep(1.0)
+            self.sight.reconnected()
+            log.info("monitor %s: on a new NATS connection", self.cfg.replica_id)
+        except Exception:  # the next tick tries again
+            log.exception("replacing the NATS connection failed")
+        finally:
+            self._replacing = None
 
     # ----- queries ---------------------------------------------------------------
 
@@ -255,12 +312,16 @@ class Monitor:
         )
 
     def healthy(self) -> tuple[bool, str]:
-        """Alive: the tick loop ran recently (or the monitor is still starting)."""
+        """Alive: the tick loop ran recently (or the monitor is still starting), and it
+        has not been blind for longer than ``unhealthy_after_s``."""
         if self._last_tick is None:
             return True, "starting"
         age = time.monotonic() - self._last_tick
         if age > max(10.0, self.cfg.poll_s * 5):
             return False, f"evaluation loop stalled for {age:.0f}s"
+        since = self.sight.blind_since
+        if since is not None and self.clock() - since > self.cfg.unhealthy_after_s:
+            return False, f"blind for {self.clock() - since:.0f}s (cannot see NATS)"
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
@@ -360,6 +421,7 @@ class Monitor:
         """Evaluate what is due, commit decisions, (re)start pending deliveries."""
         self._last_tick = time.monotonic()
         now = self.clock()
+        self._replace_if_closed()
         await self._check_sight(now)
         if not self._connected() or self.sight.blind or not self.leading():
             return

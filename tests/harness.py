@@ -471,25 +471,29 @@ def monitor_config(unique: str, **overrides: Any) -> Any:
 @contextlib.asynccontextmanager
 async def running_monitor(url: str, cfg: Any, notifiers: list[Any]) -> Any:
     """A Monitor running in this event loop until the block exits."""
-    from heartbeat.connection import ConnectOptions, connect
+    from heartbeat.connection import ConnectOptions, close_connection, connect
     from heartbeat.monitor import Monitor
 
     mon = Monitor(cfg, notifiers)
-    nc = await connect(
-        ConnectOptions(servers=(url,), reconnect_wait_s=0.1),
-        on_disconnect=mon.on_disconnect,
-        on_reconnect=mon.on_reconnect,
-    )
+
+    async def reconnect() -> Any:
+        return await connect(
+            ConnectOptions(servers=(url,), reconnect_wait_s=0.1),
+            on_disconnect=mon.on_disconnect,
+            on_reconnect=mon.on_reconnect,
+        )
+
+    nc = await reconnect()
     stop = asyncio.Event()
     await mon.start(nc)
-    task = asyncio.create_task(mon.run(stop))
+    task = asyncio.create_task(mon.run(stop, reconnect))
     try:
         await asyncio.wait_for(mon.ready_event.wait(), 10)
         yield mon
     finally:
         stop.set()
         await task
-        await nc.close()
+        await close_connection(mon.connection or nc)
 
 
 @contextlib.asynccontextmanager
