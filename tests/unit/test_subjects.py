@@ -1,0 +1,456 @@
+"""Subjects, the per-replica table of tracks: records, beats, news and deadlines.
+
+Pure: records and beats are built by hand, ``now`` is a number.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from heartbeat.durations import SECOND
+from heartbeat.engine import Beat, EngineConfig, Pending, Record
+from heartbeat.notification import EventKind, Notification
+from heartbeat.subjects import Subjects
+
+A = "heartbeat.service.a"
+B = "heartbeat.service.b"
+C = "heartbeat.service.c"
+T0 = 1_700_000_000.0
+HAIR = 1 / 1024
+TOLERANCE = 1.0
+CFG = EngineConfig(repeat_every_s=60.0, tolerance_s=TOLERANCE, checkpoint_every_s=60.0)
+WINDOW = 1.0  # every record and beat here: interval 1 s, no grace
+
+
+def mkbeat(at: float, *, host: str = "h1", interval: float = 1.0) -> Beat:
+    return Beat(
+        last_seen=at,
+        interval_ns=round(interval * SECOND),
+        grace_ns=None,
+        host=host,
+        description="svc",
+        generated_at="2024-06-01T12:00:00Z",
+    )
+
+
+def mkpending(nid: str) -> Pending:
+    n = Notification(
+        event=EventKind.ALERT,
+        subject=A,
+        description="svc",
+        host="h1",
+        last_seen=T0,
+        interval_ns=SECOND,
+        window_ns=SECOND,
+        missed_for_ns=3 * SECOND,
+        miss_count=3,
+        alert_id=nid.split("-")[0],
+        notification_id=nid,
+        created_at=T0 + 3,
+        monitor="m1",
+    )
+    return Pending(notification=n, channels=["log"])
+
+
+def mkrecord(
+    subject: str = A,
+    *,
+    at: float = T0,
+    host: str = "h1",
+    alert: bool = False,
+    pending: list[Pending] | None = None,
+) -> Record:
+    return Record(
+        subject=subject,
+        description="svc",
+        host=host,
+        interval_ns=SECOND,
+        last_seen=at,
+        alert_active=alert,
+        alert_id="a1" if alert else "",
+        alert_since=at + 3 if alert else None,
+        alert_last_seen=at if alert else None,
+        last_notified=at + 3 if alert else None,
+        notify_count=1 if alert else 0,
+        pending=pending or [],
+    )
+
+
+def mksubjects() -> Subjects:
+    return Subjects(CFG)
+
+
+def take_all(s: Subjects) -> list[str]:
+    """Everything due at any time, and the news."""
+    return s.take_due(float("inf"))
+
+
+# ----- records ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("heartbeat.*", id="wildcard"),
+        pytest.param("heartbeat.>", id="gt-wildcard"),
+        pytest.param("heartbeat..a", id="empty-token"),
+        pytest.param("heartbeat.a b", id="space"),
+        pytest.param("heartbeat.a$", id="bad-char"),
+    ],
+)
+def test_set_record_ignores_invalid_subjects(subject: str) -> None:
+    s = mksubjects()
+    s.set_record(subject, mkrecord(subject), 1)
+    s.set_record(subject, mkrecord(subject), 2)
+    assert s.ignored_records == 2
+    assert len(s) == 0
+    assert subject not in s.known
+    assert s.held(subject) is None
+    assert s.pending == set()
+    assert take_all(s) == []
+
+
+def test_set_record_holds_a_valid_one() -> None:
+    s = mksubjects()
+    rec = mkrecord()
+    s.set_record(A, rec, 7)
+    assert s.ignored_records == 0
+    assert s.held(A) == (rec, 7)
+    assert s.record(A) is rec
+    assert s.beat(A) is None
+    assert A in s.known
+    track = s.get(A)
+    assert track is not None
+    assert track.due == T0 + WINDOW + TOLERANCE  # scheduled at its alert deadline
+
+
+@pytest.mark.parametrize(
+    ("first_rev", "second_rev", "second_wins"),
+    [
+        pytest.param(5, 4, False, id="older-ignored"),
+        pytest.param(5, 5, False, id="equal-ignored-own-echo"),
+        pytest.param(5, 6, True, id="newer-held"),
+    ],
+)
+def test_set_record_revision_order(first_rev: int, second_rev: int, second_wins: bool) -> None:
+    s = mksubjects()
+    first, second = mkrecord(at=T0), mkrecord(at=T0 + 10, host="h2")
+    s.set_record(A, first, first_rev)
+    s.set_record(A, second, second_rev)
+    assert s.held(A) == ((second, second_rev) if second_wins else (first, first_rev))
+
+
+def test_set_record_after_forget_takes_any_revision() -> None:
+    s = mksubjects()
+    s.on_beat(A, mkbeat(T0))
+    s.set_record(A, mkrecord(), 9)
+    s.forget_record(A)
+    rec = mkrecord(at=T0 + 1)
+    s.set_record(A, rec, 3)
+    assert s.held(A) == (rec, 3)
+
+
+def test_set_record_naming_another_subject_uses_the_key() -> None:
+    s = mksubjects()
+    rec = mkrecord(B, host="by-hand")
+    s.set_record(A, rec, 1)
+    held = s.record(A)
+    assert held is not None
+    assert held.subject == A
+    assert held == msgspec.structs.replace(rec, subject=A)
+    assert s.get(B) is None
+
+
+@pytest.mark.parametrize(
+    ("steps", "pending"),
+    [
+        pytest.param([("set", A, True)], {A}, id="record-with-pending"),
+        pytest.param([("set", A, False)], set(), id="record-without"),
+        pytest.param([("set", A, True), ("set", A, False)], set(), id="delivered"),
+        pytest.param([("set", A, False), ("set", A, True)], {A}, id="new-notification"),
+        pytest.param([("set", A, True), ("forget", A, None)], set(), id="forgotten"),
+        pytest.param([("set", A, True), ("retire", A, None)], set(), id="retired"),
+        pytest.param([("set", A, True), ("hold-none", A, None)], set(), id="hold-none"),
+        pytest.param([("set", A, True), ("set", B, True), ("set", A, False)], {B}, id="two"),
+    ],
+)
+def test_pending_follows_records(
+    steps: list[tuple[str, str, bool | None]], pending: set[str]
+) -> None:
+    s = mksubjects()
+    for rev, (op, subject, owes) in enumerate(steps, start=1):
+        if op == "set":
+            s.set_record(
+                subject, mkrecord(subject, pending=[mkpending("a1-1")] if owes else []), rev
+            )
+        elif op == "forget":
+            s.forget_record(subject)
+        elif op == "retire":
+            s.retire(subject)
+        else:
+            s.hold(subject, None)
+    assert s.pending == pending
+
+
+def test_an_ignored_older_revision_does_not_change_pending() -> None:
+    s = mksubjects()
+    s.set_record(A, mkrecord(pending=[mkpending("a1-1")]), 5)
+    s.set_record(A, mkrecord(), 4)
+    assert s.pending == {A}
+
+
+# ----- beats -----------------------------------------------------------------------------
+
+
+def test_first_beat_marks_dirty() -> None:
+    s = mksubjects()
+    beat = mkbeat(T0)
+    s.on_beat(A, beat)
+    assert s.dirty == {A}
+    assert s.beat(A) is beat
+    assert s.record(A) is None
+    assert A in s.known
+    track = s.get(A)
+    assert track is not None
+    assert track.due is None  # news, not a deadline
+
+
+@pytest.mark.parametrize(
+    ("second", "kept"),
+    [
+        pytest.param(T0 - 1, T0, id="older-ignored"),
+        pytest.param(T0, T0, id="same-time-ignored"),
+        pytest.param(T0 + 1, T0 + 1, id="newer-taken"),
+    ],
+)
+def test_beat_order(second: float, kept: float) -> None:
+    s = mksubjects()
+    s.on_beat(A, mkbeat(T0))
+    s.on_beat(A, mkbeat(second, host="other"))
+    beat = s.beat(A)
+    assert beat is not None
+    assert beat.last_seen == kept
+    assert beat.host == ("other" if kept != T0 else "h1")
+
+
+def settled(rec: Record, *, popped: bool = True) -> Subjects:
+    """A subject with a committed record and no news; its deadline popped if ``popped``."""
+    s = mksubjects()
+    s.set_record(A, rec, 1)
+    if popped:
+        assert s.take_due(T0 + 10_000) == [A]
+    assert s.dirty == set()
+    return s
+
+
+@pytest.mark.parametrize(
+    ("rec", "beat", "dirty"),
+    [
+        pytest.param(mkrecord(alert=True), mkbeat(T0 + 50), True, id="newer-beat-during-alert"),
+        pytest.param(mkrecord(), mkbeat(T0 + 1, host="h2"), True, id="host-changed"),
+        pytest.param(mkrecord(), mkbeat(T0 + 1, interval=2.0), True, id="interval-changed"),
+        pytest.param(mkrecord(), mkbeat(T0 + 1), False, id="steady"),
+    ],
+)
+def test_on_beat_news(rec: Record, beat: Beat, dirty: bool) -> None:
+    s = settled(rec)
+    s.on_beat(A, beat)
+    assert (A in s.dirty) is dirty
+
+
+def test_beat_during_alert_is_news_once() -> None:
+    """The first beat seen during an alert is evaluated (it may resolve); the same beat
+    again is not news."""
+    s = settled(mkrecord(alert=True))
+    s.on_beat(A, mkbeat(T0))
+    assert s.dirty == {A}
+    assert s.take_due(T0 + 10) == [A]
+    s.on_beat(A, mkbeat(T0))
+    s.on_beat(A, mkbeat(T0 - 1))
+    assert s.dirty == set()
+    s.on_beat(A, mkbeat(T0 + 1))
+    assert s.dirty == {A}
+
+
+def test_steady_beat_schedules_the_deadline() -> None:
+    s = settled(mkrecord(at=T0))
+    track = s.get(A)
+    assert track is not None and track.due is None
+    s.on_beat(A, mkbeat(T0 + 5))
+    assert track.due == T0 + 5 + WINDOW + TOLERANCE
+    assert s.schedule.next_due() == T0 + 5 + WINDOW + TOLERANCE
+    assert s.dirty == set()
+
+
+def test_steady_beat_counts_from_sight_since() -> None:
+    s = settled(mkrecord(at=T0))
+    s.sight_since = T0 + 100
+    s.on_beat(A, mkbeat(T0 + 5))
+    track = s.get(A)
+    assert track is not None
+    assert track.due == T0 + 100 + WINDOW + TOLERANCE
+
+
+def test_steady_beat_leaves_a_set_deadline() -> None:
+    """A newer beat only moves the deadline later: the early entry pops first."""
+    s = settled(mkrecord(at=T0), popped=False)
+    track = s.get(A)
+    assert track is not None and track.due == T0 + WINDOW + TOLERANCE
+    s.on_beat(A, mkbeat(T0 + 5))
+    assert track.due == T0 + WINDOW + TOLERANCE
+    assert s.dirty == set()
+
+
+def test_newer_beat_without_a_record_marks_dirty() -> None:
+    s = mksubjects()
+    s.on_beat(A, mkbeat(T0))
+    assert s.take_due(T0) == [A]
+    s.on_beat(A, mkbeat(T0 + 1))
+    assert s.dirty == {A}
+
+
+# ----- forgetting, retiring ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("has_record", "has_beat", "forget", "kept"),
+    [
+        pytest.param(True, True, ["record"], True, id="record-gone-beat-kept"),
+        pytest.param(True, True, ["beat"], True, id="beat-gone-record-kept"),
+        pytest.param(True, True, ["record", "beat"], False, id="both-gone"),
+        pytest.param(True, True, ["beat", "record"], False, id="both-gone-other-order"),
+        pytest.param(True, False, ["record"], False, id="record-only"),
+        pytest.param(False, True, ["beat"], False, id="beat-only"),
+        pytest.param(True, False, ["beat"], True, id="forget-missing-beat-keeps-record"),
+        pytest.param(False, True, ["record"], True, id="forget-missing-record-keeps-beat"),
+    ],
+)
+def test_forget(has_record: bool, has_beat: bool, forget: list[str], kept: bool) -> None:
+    s = mksubjects()
+    if has_beat:
+        s.on_beat(A, mkbeat(T0))
+    if has_record:
+        s.set_record(A, mkrecord(), 1)
+    for what in forget:
+        if what == "record":
+            s.forget_record(A)
+        else:
+            s.forget_beat(A)
+    assert (A in s.known) is kept
+    assert len(s) == int(kept)
+    if not kept:
+        assert take_all(s) == []  # neither scheduled nor dirty
+
+
+def test_forget_record_keeps_the_beat() -> None:
+    s = mksubjects()
+    beat = mkbeat(T0)
+    s.on_beat(A, beat)
+    s.set_record(A, mkrecord(), 4)
+    s.forget_record(A)
+    assert s.held(A) is None
+    assert s.beat(A) is beat
+    track = s.get(A)
+    assert track is not None and track.rev == 0
+
+
+def test_forget_unknown_is_harmless() -> None:
+    s = mksubjects()
+    s.forget_record(A)
+    s.forget_beat(A)
+    assert len(s) == 0
+
+
+def test_retire_drops_and_counts() -> None:
+    s = mksubjects()
+    s.on_beat(A, mkbeat(T0))
+    s.set_record(A, mkrecord(pending=[mkpending("a1-1")]), 1)
+    s.set_record(B, mkrecord(B), 1)
+    assert A in s.dirty and A in s.pending
+    s.retire(A)
+    assert s.retired == 1
+    assert A not in s.known
+    assert s.get(A) is None
+    assert A not in s.pending
+    assert A not in s.dirty
+    assert len(s.schedule) == 1  # B's deadline only
+    assert take_all(s) == [B]
+    s.retire(B)
+    assert s.retired == 2
+    assert len(s) == 0
+
+
+# ----- take_due --------------------------------------------------------------------------
+
+
+def test_take_due_due_then_dirty_each_once() -> None:
+    s = mksubjects()
+    s.set_record(A, mkrecord(A, at=T0), 1)  # due at T0 + 2
+    s.set_record(B, mkrecord(B, at=T0 + 10), 1)  # due at T0 + 12
+    s.on_beat(C, mkbeat(T0))  # news
+    s.later(A)  # due and dirty: once
+    got = s.take_due(T0 + 2)
+    assert got[0] == A
+    assert sorted(got) == sorted([A, C])
+    assert s.dirty == set()
+    assert s.take_due(T0 + 2) == []  # each once
+    assert s.take_due(T0 + 12) == [B]
+    assert s.take_due(T0 + 10_000) == []
+
+
+@pytest.mark.parametrize(
+    ("now", "due"),
+    [
+        pytest.param(T0 + 2 - HAIR, [], id="just-before"),
+        pytest.param(T0 + 2, [A], id="at-deadline"),
+        pytest.param(T0 + 11, [A], id="between"),
+        pytest.param(T0 + 12, [A, B], id="both-in-deadline-order"),
+    ],
+)
+def test_take_due_by_deadline(now: float, due: list[str]) -> None:
+    s = mksubjects()
+    s.set_record(B, mkrecord(B, at=T0 + 10), 1)
+    s.set_record(A, mkrecord(A, at=T0), 1)
+    assert s.take_due(now) == due
+
+
+def test_later_only_for_known_subjects() -> None:
+    s = mksubjects()
+    s.later(A)
+    assert s.dirty == set()
+    s.on_beat(A, mkbeat(T0))
+    s.take_due(T0)
+    s.later(A)
+    assert s.take_due(T0) == [A]
+
+
+# ----- known, hold -------------------------------------------------------------------------
+
+
+def test_known_holds_exactly_the_admitted() -> None:
+    s = mksubjects()
+    s.on_beat(A, mkbeat(T0))
+    s.set_record(B, mkrecord(B), 1)
+    s.set_record("not a subject", mkrecord("not a subject"), 1)
+    assert sorted(s.tracks) == [A, B]
+    assert A in s.known and B in s.known
+    assert C not in s.known
+    assert "not a subject" not in s.known
+    s.retire(A)
+    assert A not in s.known
+    assert s.stats() == (1, 1)
+
+
+@pytest.mark.parametrize("with_beat", [True, False])
+def test_hold(with_beat: bool) -> None:
+    s = mksubjects()
+    if with_beat:
+        s.on_beat(A, mkbeat(T0))
+    rec = mkrecord()
+    s.hold(A, (rec, 3))
+    assert s.held(A) == (rec, 3)
+    s.hold(A, None)
+    assert s.held(A) is None
+    assert (A in s.known) is with_beat
