@@ -92,6 +92,29 @@ async def serve(
 # --- Pushover -------------------------------------------------------------------------
 
 
+DB1 = "heartbeat.db1 (primary database)"
+PUSHOVER_TEXT = {
+    EventKind.ALERT: (
+        f"{DB1} is DOWN",
+        f"{DB1} is DOWN: no heartbeat for 3m20s (host db1.example, window 5m)",
+    ),
+    EventKind.REPEAT: (
+        f"{DB1} is still DOWN",
+        f"{DB1} is still DOWN: no heartbeat for 3m20s (host db1.example, window 5m)",
+    ),
+    EventKind.BLIND: (
+        "monitor mon-a is BLIND",
+        "monitor mon-a is BLIND: it has not seen NATS for 3m20s, "
+        "missing heartbeats are not being detected",
+    ),
+    EventKind.RESOLVED: (f"{DB1} is UP again", f"{DB1} is UP again after 3m20s down"),
+    EventKind.SIGHT_RESTORED: (
+        "monitor mon-a sees heartbeats again",
+        "monitor mon-a sees heartbeats again after 3m20s blind",
+    ),
+}
+
+
 @pytest.mark.parametrize(
     ("event", "priority"),
     [
@@ -114,7 +137,8 @@ async def test_pushover_form_fields(
     assert req.method == "POST"
     assert req.path == "/1/m.json"
     assert header(req.headers, "Content-Type") == "application/x-www-form-urlencoded"
-    title, message = n.summary()
+    title, message = PUSHOVER_TEXT[event]
+    assert n.summary() == (title, message)
     assert req.form() == {
         "token": TOKEN,
         "user": USER,
@@ -535,5 +559,6 @@ async def test_log_notifier_line(caplog: pytest.LogCaptureFixture) -> None:
     assert record.levelno == logging.INFO
     assert record.getMessage() == (
         "notification event=alert subject=heartbeat.db1 id=notif-456 alert_id=alert-123 "
-        + n.summary()[1]
+        "heartbeat.db1 (primary database) is DOWN: no heartbeat for 3m20s "
+        "(host db1.example, window 5m)"
     )
