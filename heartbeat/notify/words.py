@@ -122,6 +122,18 @@ def one_line(n: Notification) -> str:
     return "; ".join(lines(n))
 
 
+def footer(n: Notification) -> str:
+    """The small print: event, monitor and notification id."""
+    return f"{n.event} · {monitor_label(n)} · id {neutral(n.notification_id, _SUBJECT_MAX)}"
+
+
+def details(n: Notification) -> dict[str, object]:
+    """The webhook body of one (non-group) notification with its strings neutralised,
+    for the "details" a person reads in an incident tool."""
+    body = n.body()
+    return {k: neutral(v, MAX_DESCRIPTION) if isinstance(v, str) else v for k, v in body.items()}
+
+
 def summary(n: Notification) -> tuple[str, str]:
     """(title, message) for channels with both."""
     return title(n), message(n)
