@@ -16,6 +16,7 @@ from heartbeat.notify.pagerduty import PagerDutyNotifier
 from heartbeat.notify.pushover import PushoverNotifier
 from heartbeat.notify.retry import DeliveryResult, fan_out, send_with_retry
 from heartbeat.notify.slack import SlackNotifier
+from heartbeat.notify.smtp import EmailNotifier
 from heartbeat.notify.teams import TeamsNotifier
 from heartbeat.notify.telegram import TelegramNotifier
 from heartbeat.notify.webhook import WebhookNotifier
@@ -23,6 +24,7 @@ from heartbeat.notify.webhook import WebhookNotifier
 __all__ = [
     "DeliveryResult",
     "DiscordNotifier",
+    "EmailNotifier",
     "EventKind",
     "LogNotifier",
     "Notification",
