@@ -1,4 +1,7 @@
 """Notification channels, the shared retry policy and the process's HTTP session.
+
+:class:`AppriseNotifier` needs the optional ``apprise`` extra; it is importable
+without it and says so when constructed.
 """
 
 from __future__ import annotations
@@ -6,6 +9,7 @@ from __future__ import annotations
 import aiohttp
 
 from heartbeat.notification import group_notice
+from heartbeat.notify.apprise import AppriseNotifier
 from heartbeat.notify.base import EventKind, Notification, Notifier, NotifyError, epoch_rfc3339
 from heartbeat.notify.discord import DiscordNotifier
 from heartbeat.notify.http import StatusClass, classify_status, raise_for_status
@@ -22,6 +26,7 @@ from heartbeat.notify.telegram import TelegramNotifier
 from heartbeat.notify.webhook import WebhookNotifier
 
 __all__ = [
+    "AppriseNotifier",
     "DeliveryResult",
     "DiscordNotifier",
     "EmailNotifier",
