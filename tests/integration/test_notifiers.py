@@ -562,3 +562,67 @@ async def test_log_notifier_line(caplog: pytest.LogCaptureFixture) -> None:
         "heartbeat.db1 (primary database) is DOWN: no heartbeat for 3m20s "
         "(host db1.example, window 5m)"
     )
+
+
+# --- groups on the existing channels --------------------------------------------------
+
+
+def make_group(count: int) -> Notification:
+    from heartbeat.notification import group_notice
+
+    members = [
+        make_notification(
+            EventKind.RESOLVED if i == 1 else EventKind.ALERT,
+            subject=f"heartbeat.s{i}",
+            description="",
+            notification_id=f"n{i}",
+        )
+        for i in range(count)
+    ]
+    return group_notice(members, notification_id="grp", created_at=1_700_000_100.75, monitor="m")
+
+
+async def test_webhook_sends_a_group_as_one_body(
+    receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    g = make_group(2)
+    await WebhookNotifier(session, receiver.url, name="hook-a").send(g)
+    [req] = receiver.accepted()
+    assert header(req.headers, "Idempotency-Key") == "grp"
+    body = req.json()
+    sent_at = body.pop("sent_at")
+    members = body.pop("notifications")
+    assert body == {"event": "group", "count": 2, "notification_id": "grp", "monitor": "m"}
+    assert [m["notification_id"] for m in members] == ["n0", "n1"]
+    assert [m["event"] for m in members] == ["alert", "resolved"]
+    assert {m["sent_at"] for m in members} == {sent_at}
+    assert members[0] == {**make_group(2).members[0].body(), "sent_at": sent_at}
+
+
+async def test_pushover_and_log_render_a_group_as_one_message(
+    receiver: Receiver, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    g = make_group(7)
+    down = "is DOWN: no heartbeat for 3m20s (host db1.example, window 5m)"
+    lines = [
+        "7 heartbeat notifications: 6 DOWN, 1 UP",
+        f"- heartbeat.s0 {down}",
+        "- heartbeat.s1 is UP again after 3m20s down",
+        f"- heartbeat.s2 {down}",
+        f"- heartbeat.s3 {down}",
+        f"- heartbeat.s4 {down}",
+        "and 2 more",
+    ]
+    notifier = PushoverNotifier(session, user=USER, token=TOKEN, url=receiver.url, name="po-2")
+    assert notifier.name == "po-2"
+    await notifier.send(g)
+    form = receiver.accepted()[0].form()
+    assert form["title"] == lines[0]
+    assert form["message"] == "\n".join(lines)
+    assert form["priority"] == "1"
+    with caplog.at_level(logging.INFO, logger="nats-heartbeat.notify"):
+        await LogNotifier(name="log-2").send(g)
+    [record] = [r for r in caplog.records if r.name == "nats-heartbeat.notify"]
+    assert record.getMessage() == (
+        "notification event=group subject= id=grp alert_id=grp " + "; ".join(lines)
+    )
