@@ -130,7 +130,10 @@ class EmailNotifier:
                 retryable=not 500 <= exc.code < 600,
                 status=exc.code,
             )
-        if isinstance(exc, aiosmtplib.SMTPNotSupported) or _bad_certificate(exc):
+        # A bare SMTPException is what the server cannot do for us (no STARTTLS, no
+        # AUTH): like a certificate that does not verify, retrying cannot help.
+        unable = type(exc) is aiosmtplib.SMTPException
+        if unable or isinstance(exc, aiosmtplib.SMTPNotSupported) or _bad_certificate(exc):
             detail = redact(str(exc), secrets)[:_DETAIL_CHARS]
             return NotifyError(f"{self._name}: {detail}", retryable=False)
         if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):

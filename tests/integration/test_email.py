@@ -69,16 +69,11 @@ class Inbox:
 
 
 @contextlib.contextmanager
-def smtp_server(inbox: Inbox, **kwargs: Any) -> Iterator[int]:
+def smtp_server(inbox: Inbox, *, auth: bool = True, **kwargs: Any) -> Iterator[int]:
     port = free_port()
-    controller = Controller(
-        inbox,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=inbox.authenticate,
-        auth_require_tls=False,
-        **kwargs,
-    )
+    if auth:
+        kwargs.update(authenticator=inbox.authenticate, auth_require_tls=False)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     try:
         yield port
@@ -229,6 +224,20 @@ async def test_implicit_tls(tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
             await plain(port, security="tls").send(note())  # the test CA is not trusted
     assert [m[2]["Subject"] for m in inbox.mails] == [ALERT_TITLE]
     assert not info.value.retryable
+
+
+async def test_what_the_server_cannot_do_is_permanent() -> None:
+    inbox = Inbox()
+    with smtp_server(inbox, auth=False) as port:
+        with pytest.raises(NotifyError) as no_starttls:
+            await plain(port, security="starttls").send(note())
+        with pytest.raises(NotifyError) as no_auth:
+            await plain(port, username=USER, password=PASSWORD).send(note())
+        await plain(port).send(note())
+    assert not no_starttls.value.retryable and "STARTTLS" in str(no_starttls.value)
+    assert not no_auth.value.retryable and "AUTH" in str(no_auth.value)
+    assert PASSWORD not in str(no_auth.value)
+    assert len(inbox.mails) == 1
 
 
 def test_email_config_is_checked() -> None:
