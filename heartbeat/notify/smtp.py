@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Any
 
 import aiosmtplib
 
@@ -53,16 +54,20 @@ class EmailNotifier:
             raise ValueError("email needs a host, a sender and at least one recipient")
         if bool(username) != bool(password):
             raise ValueError("email needs both a username and a password, or neither")
-        self._name = name
-        self._host = host
-        self._port = port or SECURITY[security]
-        self._security = security
-        self._sender = sender
-        self._recipients = tuple(recipients)
-        self._username = username
+        self._name, self._sender, self._recipients = name, sender, tuple(recipients)
         self._password = password
-        self._timeout_s = timeout_s
-        self._tls_context = tls_context
+        self._port = port or SECURITY[security]
+        self._host = host
+        self._smtp: dict[str, Any] = {
+            "hostname": host,
+            "port": self._port,
+            "username": username or None,
+            "password": password or None,
+            "use_tls": security == "tls",
+            "start_tls": security == "starttls",
+            "timeout": timeout_s,
+            "tls_context": tls_context,
+        }
 
     @property
     def name(self) -> str:
@@ -89,65 +94,47 @@ class EmailNotifier:
 
     async def send(self, notification: Notification) -> None:
         try:
-            _errors, _reply = await aiosmtplib.send(
-                self.message(notification),
-                hostname=self._host,
-                port=self._port,
-                username=self._username or None,
-                password=self._password or None,
-                use_tls=self._security == "tls",
-                start_tls=self._security == "starttls",
-                timeout=self._timeout_s,
-                tls_context=self._tls_context,
-            )
+            _errors, _reply = await aiosmtplib.send(self.message(notification), **self._smtp)
         except (aiosmtplib.SMTPException, OSError) as e:
             raise self._error(e) from e
-        if _errors:
-            # Some recipients were refused: resending would duplicate the others' mail.
+        if _errors:  # some refused: resending would mail the others again
             logger.warning(
-                "notify %s: %d of %d recipients refused id=%s",
-                self._name,
-                len(_errors),
-                len(self._recipients),
-                notification.notification_id,
+                "notify %s: %d of %d recipients refused, id=%s delivered to the rest",
+                *(self._name, len(_errors), len(self._recipients), notification.notification_id),
             )
 
     def _error(self, exc: BaseException) -> NotifyError:
-        secrets = (self._password,)
-        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-            codes = [r.code for r in exc.recipients]
-            permanent = bool(codes) and all(code >= 500 for code in codes)
-            code = codes[0] if codes else None
-            return NotifyError(
-                f"{self._name}: all recipients refused (SMTP {', '.join(map(str, codes))})",
-                retryable=not permanent,
-                status=code,
-            )
-        if isinstance(exc, aiosmtplib.SMTPResponseException):
-            detail = redact(" ".join(exc.message.split()), secrets)[:_DETAIL_CHARS]
-            return NotifyError(
-                f"{self._name}: SMTP {exc.code}: {detail}",
-                retryable=not 500 <= exc.code < 600,
-                status=exc.code,
-            )
-        # A bare SMTPException is what the server cannot do for us (no STARTTLS, no
-        # AUTH): like a certificate that does not verify, retrying cannot help.
-        unable = type(exc) is aiosmtplib.SMTPException
-        if unable or isinstance(exc, aiosmtplib.SMTPNotSupported) or _bad_certificate(exc):
-            detail = redact(str(exc), secrets)[:_DETAIL_CHARS]
-            return NotifyError(f"{self._name}: {detail}", retryable=False)
-        if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
-            return NotifyError(f"{self._name}: SMTP timed out", retryable=True)
-        detail = redact(str(exc), secrets)[:_DETAIL_CHARS]
-        return NotifyError(f"{self._name}: {type(exc).__name__}: {detail}", retryable=True)
+        text, retryable, status = _classify(exc)
+        text = redact(" ".join(text.split()), (self._password,))[:_DETAIL_CHARS]
+        return NotifyError(f"{self._name}: {text}", retryable=retryable, status=status)
+
+
+def _classify(exc: BaseException) -> tuple[str, bool, int | None]:
+    """(what went wrong, retryable, SMTP code): 4xx and connection trouble retryable,
+    5xx permanent."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        permanent = bool(codes) and all(code >= 500 for code in codes)
+        text = f"all recipients refused (SMTP {', '.join(map(str, codes))})"
+        return text, not permanent, codes[0] if codes else None
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"SMTP {exc.code}: {exc.message}", not 500 <= exc.code < 600, exc.code
+    # A bare SMTPException is what the server cannot do for us (no STARTTLS, no
+    # AUTH): like a certificate that does not verify, retrying cannot help.
+    unable = type(exc) is aiosmtplib.SMTPException
+    if unable or isinstance(exc, aiosmtplib.SMTPNotSupported) or _bad_certificate(exc):
+        return str(exc), False, None
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return "SMTP timed out", True, None
+    return f"{type(exc).__name__}: {exc}", True, None
 
 
 def _bad_certificate(exc: BaseException | None) -> bool:
-    """A certificate that does not verify (aiosmtplib wraps it in a connect error):
-    retrying cannot help."""
-    seen = 0
-    while exc is not None and seen < 5:
+    """A certificate that does not verify (aiosmtplib wraps it in a connect error)."""
+    for _ in range(5):
+        if exc is None:
+            return False
         if isinstance(exc, ssl.SSLCertVerificationError):
             return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+        exc = exc.__cause__ or exc.__context__
     return False

@@ -41,6 +41,7 @@ class Inbox:
 
     data_reply: str = "250 OK"
     rcpt_reply: str = ""
+    refuse: frozenset[str] = frozenset()
     mails: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
 
@@ -49,6 +50,8 @@ class Inbox:
     ) -> str:
         if self.rcpt_reply:
             return self.rcpt_reply
+        if address in self.refuse:
+            return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -164,6 +167,20 @@ async def test_refused_recipients(reply: str, retryable: bool) -> None:
         await plain(port).send(note())
     assert info.value.retryable is retryable
     assert "all recipients refused" in str(info.value)
+
+
+async def test_some_recipients_refused_is_delivered_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    inbox = Inbox(refuse=frozenset({RCPTS[0]}))
+    with smtp_server(inbox) as port, caplog.at_level("WARNING", logger="heartbeat.notify.smtp"):
+        await plain(port).send(note())
+    [(_, rcpts, _msg)] = inbox.mails
+    assert rcpts == RCPTS[1:]
+    [record] = [r for r in caplog.records if r.name == "heartbeat.notify.smtp"]
+    assert record.getMessage() == (
+        "notify email: 1 of 2 recipients refused, id=a1b2c3-alert delivered to the rest"
+    )
 
 
 async def test_wrong_password_is_permanent_and_never_shown(
