@@ -16,12 +16,19 @@ _TITLE_MAX = 256
 _DESCRIPTION_MAX = 4096
 
 
+def escape(text: str) -> str:
+    """Backslash-escape ``[`` and ``]`` (and backslashes): a heartbeat's text cannot
+    become a masked link ``[looks safe](elsewhere)``; it still reads the same."""
+    return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+
+
 class DiscordNotifier:
     """POSTs to one Discord webhook URL (the URL holds the token: never shown).
 
     ``content`` is the headline (what a phone shows), the embed holds the title,
     the whole message, a colour and the time.  ``allowed_mentions`` is empty, so
-    an ``@everyone`` in a heartbeat's description pings nobody.  Discord answers 204.
+    an ``@everyone`` in a heartbeat's description pings nobody, and brackets are
+    escaped so it cannot hide a link.  Discord answers 204.
     """
 
     def __init__(self, session: aiohttp.ClientSession, *, name: str, url: str) -> None:
@@ -41,11 +48,11 @@ class DiscordNotifier:
 
     def payload(self, n: Notification) -> dict[str, object]:
         return {
-            "content": clip(words.headline(n), _CONTENT_MAX),
+            "content": clip(escape(words.headline(n)), _CONTENT_MAX),
             "embeds": [
                 {
                     "title": clip(words.title(n), _TITLE_MAX),
-                    "description": clip(words.message(n), _DESCRIPTION_MAX),
+                    "description": clip(escape(words.message(n)), _DESCRIPTION_MAX),
                     "color": RED if words.urgent(n) else GREEN,
                     "timestamp": epoch_rfc3339(n.created_at),
                     "footer": {"text": words.footer(n)},

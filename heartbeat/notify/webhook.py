@@ -11,6 +11,7 @@ import msgspec
 
 from heartbeat.notify.base import Notification
 from heartbeat.notify.http import post
+from heartbeat.notify.jsonpost import url_secrets
 
 SIGNATURE_HEADER = "X-Heartbeat-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -70,5 +71,5 @@ class WebhookNotifier:
             self._url,
             data=body,
             headers=headers,
-            secrets=(self._secret, self._url),
+            secrets=(self._secret, *url_secrets(self._url)),
         )

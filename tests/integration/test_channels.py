@@ -323,6 +323,18 @@ async def test_discord_requests(rec: Rec, session: aiohttp.ClientSession) -> Non
         assert req.json() == expected
 
 
+async def test_discord_heartbeat_text_cannot_hide_a_link(
+    rec: Rec, session: aiohttp.ClientSession
+) -> None:
+    rec.default_status = 204
+    n = note(description="[status ok](https://evil.example/login) \\o/")
+    body = (await sent(discord(session, rec.url), rec, n)).json()
+    label = r"heartbeat.db.main (\[status ok\](https://evil.example/login) \\o/)"
+    assert body["content"].startswith(label + " is DOWN: no heartbeat")
+    assert body["embeds"][0]["description"] == body["content"]
+    assert body["embeds"][0]["title"] == f"heartbeat.db.main ({n.description}) is DOWN"
+
+
 # --- Telegram -------------------------------------------------------------------------
 
 
