@@ -633,3 +633,41 @@ def test_channel_names_are_what_the_config_says(channel: str) -> None:
     factory, _ = CHANNELS[channel]
     unused: Any = None  # the name needs no session
     assert factory(unused, "http://127.0.0.1:9").name == channel
+
+
+BLIND_TEXT = (
+    "monitor mon-a is BLIND: it has not seen NATS for 1m30s, "
+    "missing heartbeats are not being detected"
+)
+RESTORED_TEXT = "monitor mon-a sees heartbeats again after 2m5s blind"
+
+
+@pytest.mark.parametrize("channel", sorted(CHANNELS))
+async def test_monitor_notices_render_on_every_channel(
+    rec: Rec, session: aiohttp.ClientSession, channel: str
+) -> None:
+    from heartbeat.notification import monitor_notice
+
+    factory, _ = CHANNELS[channel]
+    notifier = factory(session, rec.url)
+    blind = monitor_notice(EventKind.BLIND, "mon-a", 1000.0, 1090.0)
+    back = monitor_notice(EventKind.SIGHT_RESTORED, "mon-a", 1000.0, 1125.0)
+    blind_req = await sent(notifier, rec, blind)
+    back_req = await sent(notifier, rec, back)
+    assert BLIND_TEXT in blind_req.body.decode()
+    for req in (blind_req, back_req):
+        text = req.body.decode()
+        assert "()" not in text and "(no subject)" not in text
+    if channel == "pagerduty":  # resolved by dedup_key alone
+        assert back_req.json()["event_action"] == "resolve"
+    else:
+        assert RESTORED_TEXT in back_req.body.decode()
+    if channel == "ntfy":
+        assert (blind_req.header("Tags"), blind_req.header("Priority")) == ("warning", "high")
+        assert (back_req.header("Tags"), back_req.header("Priority")) == ("eyes", "default")
+        assert back_req.header("Title") == "monitor mon-a sees heartbeats again"
+    if channel == "opsgenie":
+        assert blind_req.json()["alias"] == blind.alert_id
+        assert blind_req.json()["entity"] == "monitor mon-a"
+        assert blind_req.json()["priority"] == "P3"
+        assert back_req.path_qs == f"/v2/alerts/{blind.alert_id}/close?identifierType=alias"
