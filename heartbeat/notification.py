@@ -5,6 +5,7 @@ Kept apart from :mod:`heartbeat.notify` so the pure engine imports no HTTP clien
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -20,6 +21,7 @@ class EventKind(StrEnum):
     RESOLVED = "resolved"
     BLIND = "blind"
     SIGHT_RESTORED = "sight_restored"
+    GROUP = "group"
 
 
 class Notification(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,6 +31,11 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     (channels that support it send it as an idempotency key); ``alert_id`` is the
     same for an alert, its repeats and its resolved notice.  Times are epoch
     seconds, durations integer nanoseconds (as on the wire).
+
+    A ``group`` notification (see :func:`group_notice`) carries several others in
+    ``members`` and is delivered as one message by human channels; its own
+    per-subject fields are empty.  ``members`` defaults to empty, so records
+    stored before groups existed still decode.
     """
 
     event: EventKind
@@ -44,9 +51,24 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     notification_id: str
     created_at: float
     monitor: str
+    members: tuple[Notification, ...] = ()
 
     def body(self, sent_at: float | None = None) -> dict[str, object]:
-        """The webhook JSON body (durations as Go strings, times RFC 3339)."""
+        """The webhook JSON body (durations as Go strings, times RFC 3339).
+
+        A group's body holds ``count`` and each member's own body (with its own
+        ``notification_id``) under ``notifications``.
+        """
+        sent = epoch_rfc3339(sent_at if sent_at is not None else self.created_at)
+        if self.event is EventKind.GROUP:
+            return {
+                "event": str(self.event),
+                "count": len(self.members),
+                "notification_id": self.notification_id,
+                "notifications": [m.body(sent_at) for m in self.members],
+                "sent_at": sent,
+                "monitor": self.monitor,
+            }
         return {
             "event": str(self.event),
             "subject": self.subject,
@@ -59,34 +81,16 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
             "miss_count": self.miss_count,
             "alert_id": self.alert_id,
             "notification_id": self.notification_id,
-            "sent_at": epoch_rfc3339(sent_at if sent_at is not None else self.created_at),
+            "sent_at": sent,
             "monitor": self.monitor,
         }
 
     def summary(self) -> tuple[str, str]:
-        """A (title, message) pair for human channels (Pushover, log)."""
-        label = self.description or self.subject
-        missed = format_duration_ns(self.missed_for_ns)
-        if self.event in (EventKind.ALERT, EventKind.REPEAT):
-            title = (
-                "Heartbeat missed" if self.event is EventKind.ALERT else "Heartbeat still missing"
-            )
-            return title, (
-                f"{label} ({self.subject}): no heartbeat for {missed}, "
-                f"{self.miss_count} beat(s) missed (interval {format_duration_ns(self.interval_ns)}"
-                f", window {format_duration_ns(self.window_ns)})"
-            )
-        if self.event is EventKind.RESOLVED:
-            back = epoch_rfc3339(self.last_seen) if self.last_seen is not None else "now"
-            return "Heartbeat resolved", f"{label} ({self.subject}): beating again since {back}"
-        if self.event is EventKind.BLIND:
-            return "Heartbeat monitor blind", (
-                f"monitor {self.monitor} cannot see heartbeats (NATS unreachable) for {missed}; "
-                "missing beats are not being detected"
-            )
-        return "Heartbeat monitor sees again", (
-            f"monitor {self.monitor} sees heartbeats again after {missed} blind"
-        )
+        """A (title, message) pair for human channels; the wording lives in
+        :mod:`heartbeat.notify.words`."""
+        from heartbeat.notify import words  # the engine never renders: import on use
+
+        return words.summary(self)
 
 
 def epoch_rfc3339(ts: float) -> str:
@@ -111,4 +115,30 @@ def monitor_notice(kind: EventKind, monitor: str, blind_since: float, now: float
         notification_id=f"{alert_id}-{kind}",
         created_at=now,
         monitor=monitor,
+    )
+
+
+def group_notice(
+    members: Sequence[Notification], *, notification_id: str, created_at: float, monitor: str
+) -> Notification:
+    """One ``group`` notification carrying ``members`` (delivered as one message)."""
+    if not members:
+        raise ValueError("a group needs at least one member")
+    if any(m.event is EventKind.GROUP for m in members):
+        raise ValueError("groups do not nest")
+    return Notification(
+        event=EventKind.GROUP,
+        subject="",
+        description="",
+        host="",
+        last_seen=None,
+        interval_ns=0,
+        window_ns=0,
+        missed_for_ns=0,
+        miss_count=0,
+        alert_id=notification_id,
+        notification_id=notification_id,
+        created_at=created_at,
+        monitor=monitor,
+        members=tuple(members),
     )

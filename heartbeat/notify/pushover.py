@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import aiohttp
 
-from heartbeat.notify.base import EventKind, Notification
+from heartbeat.notify import words
+from heartbeat.notify.base import Notification
 from heartbeat.notify.http import post
 
 PUSHOVER_URL = "https://api.pushover.net/1/messages.json"
 _TITLE_MAX = 250
 _MESSAGE_MAX = 1024
-_URGENT = frozenset({EventKind.ALERT, EventKind.REPEAT, EventKind.BLIND})
 
 
 class PushoverNotifier:
     """Sends to one Pushover user or group key with one application token.
 
     ``priority`` is 1 (high, bypasses quiet hours) for alerts, repeats and blind
-    periods, 0 otherwise.  The token and user key never appear in errors.
+    periods (and groups holding one), 0 otherwise.  The token and user key never appear in errors.
     """
 
     def __init__(
@@ -27,6 +27,7 @@ class PushoverNotifier:
         user: str,
         token: str,
         url: str = PUSHOVER_URL,
+        name: str = "pushover",
     ) -> None:
         if not user or not token:
             raise ValueError("pushover needs both a user key and an application token")
@@ -34,30 +35,31 @@ class PushoverNotifier:
         self._user = user
         self._token = token
         self._url = url
+        self._name = name
 
     @property
     def name(self) -> str:
-        return "pushover"
+        return self._name
 
     def __repr__(self) -> str:
         return f"PushoverNotifier(url={self._url!r})"
 
     def form(self, notification: Notification) -> dict[str, str]:
         """The form fields of one message (without secrets redacted: do not log)."""
-        title, message = notification.summary()
+        title, message = words.summary(notification)
         return {
             "token": self._token,
             "user": self._user,
             "title": title[:_TITLE_MAX],
             "message": message[:_MESSAGE_MAX],
-            "priority": "1" if notification.event in _URGENT else "0",
+            "priority": "1" if words.urgent(notification) else "0",
             "timestamp": str(int(notification.created_at)),
         }
 
     async def send(self, notification: Notification) -> None:
         await post(
             self._session,
-            self.name,
+            self._name,
             self._url,
             data=self.form(notification),
             secrets=(self._token, self._user),

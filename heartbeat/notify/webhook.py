@@ -11,6 +11,7 @@ import msgspec
 
 from heartbeat.notify.base import Notification
 from heartbeat.notify.http import post
+from heartbeat.notify.jsonpost import url_secrets
 
 SIGNATURE_HEADER = "X-Heartbeat-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -32,14 +33,17 @@ class WebhookNotifier:
 
     The notification id goes in ``Idempotency-Key`` (the same on every retry);
     with a secret, ``X-Heartbeat-Signature`` signs the exact body bytes.
-    Errors name the channel by its hash, never the URL (it may hold a token).
+    Errors name the channel (by default ``webhook:<hash of the URL>``), never the
+    URL (it may hold a token).  A group is one request holding every member.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, *, secret: str = "") -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, *, secret: str = "", name: str = ""
+    ) -> None:
         self._session = session
         self._url = url
         self._secret = secret
-        self._name = webhook_name(url)
+        self._name = name or webhook_name(url)
 
     @property
     def name(self) -> str:
@@ -67,5 +71,5 @@ class WebhookNotifier:
             self._url,
             data=body,
             headers=headers,
-            secrets=(self._secret,),
+            secrets=(self._secret, *url_secrets(self._url)),
         )

@@ -247,7 +247,11 @@ async def http_get(
 
 def pushover_alerts(receiver: Receiver, subject: str) -> list[dict[str, str]]:
     forms = [r.form() for r in receiver.requests if r.path == PUSHOVER_PATH]
-    return [f for f in forms if f["title"] == "Heartbeat missed" and f"({subject})" in f["message"]]
+    return [
+        f
+        for f in forms
+        if f["title"].endswith(" is DOWN") and f["message"].startswith(f"{subject} ")
+    ]
 
 
 @dataclass

@@ -92,6 +92,29 @@ async def serve(
 # --- Pushover -------------------------------------------------------------------------
 
 
+DB1 = "heartbeat.db1 (primary database)"
+PUSHOVER_TEXT = {
+    EventKind.ALERT: (
+        f"{DB1} is DOWN",
+        f"{DB1} is DOWN: no heartbeat for 3m20s (host db1.example, window 5m)",
+    ),
+    EventKind.REPEAT: (
+        f"{DB1} is still DOWN",
+        f"{DB1} is still DOWN: no heartbeat for 3m20s (host db1.example, window 5m)",
+    ),
+    EventKind.BLIND: (
+        "monitor mon-a is BLIND",
+        "monitor mon-a is BLIND: it has not seen NATS for 3m20s, "
+        "missing heartbeats are not being detected",
+    ),
+    EventKind.RESOLVED: (f"{DB1} is UP again", f"{DB1} is UP again after 3m20s down"),
+    EventKind.SIGHT_RESTORED: (
+        "monitor mon-a sees heartbeats again",
+        "monitor mon-a sees heartbeats again after 3m20s blind",
+    ),
+}
+
+
 @pytest.mark.parametrize(
     ("event", "priority"),
     [
@@ -114,7 +137,8 @@ async def test_pushover_form_fields(
     assert req.method == "POST"
     assert req.path == "/1/m.json"
     assert header(req.headers, "Content-Type") == "application/x-www-form-urlencoded"
-    title, message = n.summary()
+    title, message = PUSHOVER_TEXT[event]
+    assert n.summary() == (title, message)
     assert req.form() == {
         "token": TOKEN,
         "user": USER,
@@ -535,5 +559,70 @@ async def test_log_notifier_line(caplog: pytest.LogCaptureFixture) -> None:
     assert record.levelno == logging.INFO
     assert record.getMessage() == (
         "notification event=alert subject=heartbeat.db1 id=notif-456 alert_id=alert-123 "
-        + n.summary()[1]
+        "heartbeat.db1 (primary database) is DOWN: no heartbeat for 3m20s "
+        "(host db1.example, window 5m)"
+    )
+
+
+# --- groups on the existing channels --------------------------------------------------
+
+
+def make_group(count: int) -> Notification:
+    from heartbeat.notification import group_notice
+
+    members = [
+        make_notification(
+            EventKind.RESOLVED if i == 1 else EventKind.ALERT,
+            subject=f"heartbeat.s{i}",
+            description="",
+            notification_id=f"n{i}",
+        )
+        for i in range(count)
+    ]
+    return group_notice(members, notification_id="grp", created_at=1_700_000_100.75, monitor="m")
+
+
+async def test_webhook_sends_a_group_as_one_body(
+    receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    g = make_group(2)
+    await WebhookNotifier(session, receiver.url, name="hook-a").send(g)
+    [req] = receiver.accepted()
+    assert header(req.headers, "Idempotency-Key") == "grp"
+    body = req.json()
+    sent_at = body.pop("sent_at")
+    members = body.pop("notifications")
+    assert body == {"event": "group", "count": 2, "notification_id": "grp", "monitor": "m"}
+    assert [m["notification_id"] for m in members] == ["n0", "n1"]
+    assert [m["event"] for m in members] == ["alert", "resolved"]
+    assert {m["sent_at"] for m in members} == {sent_at}
+    assert members[0] == {**make_group(2).members[0].body(), "sent_at": sent_at}
+
+
+async def test_pushover_and_log_render_a_group_as_one_message(
+    receiver: Receiver, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    g = make_group(7)
+    down = "is DOWN: no heartbeat for 3m20s (host db1.example, window 5m)"
+    lines = [
+        "7 heartbeat notifications: 6 DOWN, 1 UP",
+        f"- heartbeat.s0 {down}",
+        "- heartbeat.s1 is UP again after 3m20s down",
+        f"- heartbeat.s2 {down}",
+        f"- heartbeat.s3 {down}",
+        f"- heartbeat.s4 {down}",
+        "and 2 more",
+    ]
+    notifier = PushoverNotifier(session, user=USER, token=TOKEN, url=receiver.url, name="po-2")
+    assert notifier.name == "po-2"
+    await notifier.send(g)
+    form = receiver.accepted()[0].form()
+    assert form["title"] == lines[0]
+    assert form["message"] == "\n".join(lines)
+    assert form["priority"] == "1"
+    with caplog.at_level(logging.INFO, logger="nats-heartbeat.notify"):
+        await LogNotifier(name="log-2").send(g)
+    [record] = [r for r in caplog.records if r.name == "nats-heartbeat.notify"]
+    assert record.getMessage() == (
+        "notification event=group subject= id=grp alert_id=grp " + "; ".join(lines)
     )

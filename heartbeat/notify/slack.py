@@ -1,0 +1,68 @@
+"""Slack incoming webhook: a Block Kit message with a plain ``text`` fallback."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from heartbeat.notify import words
+from heartbeat.notify.base import Notification
+from heartbeat.notify.jsonpost import post_json, url_secrets
+from heartbeat.text import clip
+
+_HEADER_MAX = 150  # Slack's limit for a header block
+_SECTION_MAX = 3000  # and for a section's text
+
+
+def escape(text: str) -> str:
+    """Slack's mrkdwn escaping: only ``&``, ``<`` and ``>`` are special."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class SlackNotifier:
+    """POSTs to one incoming-webhook URL (the URL is the secret: never shown).
+
+    A header with the title, a section with the message (a group's first members
+    and ``and N more``) and a context line with the event, monitor and id.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, *, name: str, url: str) -> None:
+        if not url:
+            raise ValueError("slack needs a webhook URL")
+        self._session = session
+        self._name = name
+        self._url = url
+        self._secrets = url_secrets(url)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"SlackNotifier(name={self._name!r})"
+
+    def payload(self, n: Notification) -> dict[str, object]:
+        icon = ":red_circle:" if words.urgent(n) else ":large_green_circle:"
+        text = escape(words.message(n))
+        return {
+            "text": clip(text, _SECTION_MAX),
+            "blocks": [
+                {
+                    "type": "header",
+                    "text": {
+                        "type": "plain_text",
+                        "text": clip(f"{icon} {words.title(n)}", _HEADER_MAX),
+                        "emoji": True,
+                    },
+                },
+                {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, _SECTION_MAX)}},
+                {
+                    "type": "context",
+                    "elements": [{"type": "plain_text", "text": words.footer(n), "emoji": False}],
+                },
+            ],
+        }
+
+    async def send(self, notification: Notification) -> None:
+        await post_json(
+            self._session, self._name, self._url, self.payload(notification), secrets=self._secrets
+        )

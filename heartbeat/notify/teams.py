@@ -1,0 +1,56 @@
+"""Microsoft Teams via a Workflows webhook: one Adaptive Card in ``attachments``."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from heartbeat.notify import words
+from heartbeat.notify.base import Notification
+from heartbeat.notify.jsonpost import post_json, url_secrets
+
+CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+
+
+def _text(text: str, **style: object) -> dict[str, object]:
+    return {"type": "TextBlock", "text": text, "wrap": True, **style}
+
+
+class TeamsNotifier:
+    """POSTs a ``message`` with one Adaptive Card (1.4) to a Teams Workflows
+    ("When a Teams webhook request is received") URL; the URL is the secret.
+
+    The card: the title in bold (red for trouble, green otherwise), one text
+    block per message line, and a small footer.  Teams answers 202.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, *, name: str, url: str) -> None:
+        if not url:
+            raise ValueError("teams needs a Workflows webhook URL")
+        self._session = session
+        self._name = name
+        self._url = url
+        self._secrets = url_secrets(url)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"TeamsNotifier(name={self._name!r})"
+
+    def payload(self, n: Notification) -> dict[str, object]:
+        color = "Attention" if words.urgent(n) else "Good"
+        body: list[dict[str, object]] = [
+            _text(words.title(n), weight="Bolder", size="Medium", color=color)
+        ]
+        body.extend(_text(line) for line in words.lines(n))
+        body.append(_text(words.footer(n), isSubtle=True, size="Small"))
+        card = {"$schema": CARD_SCHEMA, "type": "AdaptiveCard", "version": "1.4", "body": body}
+        attachment = {"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": card}
+        return {"type": "message", "attachments": [attachment]}
+
+    async def send(self, notification: Notification) -> None:
+        await post_json(
+            self._session, self._name, self._url, self.payload(notification), secrets=self._secrets
+        )

@@ -1,0 +1,139 @@
+"""What a person reads: the one wording of every notification, on every channel.
+
+Every heartbeat-supplied string (subject, description, host, monitor name) goes
+through :func:`heartbeat.text.neutral` here, so no channel shows escapes, forged
+line breaks or invisible characters.  A channel may add markup around these
+strings but never rewords them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from heartbeat.durations import SECOND, format_duration_ns
+from heartbeat.notification import EventKind, Notification
+from heartbeat.text import MAX_DESCRIPTION, MAX_HOST, neutral
+
+GROUP_SHOWN = 5  # members listed by name in a group message; the rest are counted
+_SUBJECT_MAX = 256
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+URGENT = frozenset({EventKind.ALERT, EventKind.REPEAT, EventKind.BLIND})
+_STATE = {
+    EventKind.ALERT: "DOWN",
+    EventKind.REPEAT: "still DOWN",
+    EventKind.RESOLVED: "UP",
+    EventKind.BLIND: "BLIND",
+    EventKind.SIGHT_RESTORED: "seeing again",
+}
+
+
+def urgent(n: Notification) -> bool:
+    """Something is (still) wrong: an alert, a repeat, a blind monitor, or a group
+    holding one of these."""
+    if n.event is EventKind.GROUP:
+        return any(m.event in URGENT for m in n.members)
+    return n.event in URGENT
+
+
+def human_duration(ns: int) -> str:
+    """``3m12s``, ``1m``, ``2h5s``, ``1d3h``: whole seconds, zero units left out
+    (under a second: Go's form, ``250ms``)."""
+    if ns < SECOND:
+        return format_duration_ns(max(0, ns))
+    left = round(ns / SECOND)
+    parts = []
+    for unit, size in _UNITS:
+        count, left = divmod(left, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def label(n: Notification) -> str:
+    """``subject (description)``, or the subject alone when the description adds nothing."""
+    subject = neutral(n.subject, _SUBJECT_MAX)
+    description = neutral(n.description, MAX_DESCRIPTION).strip()
+    if not subject:
+        return description or "(no subject)"
+    return f"{subject} ({description})" if description and description != subject else subject
+
+
+def monitor_label(n: Notification) -> str:
+    return f"monitor {neutral(n.monitor, _SUBJECT_MAX) or '(unnamed)'}"
+
+
+def title(n: Notification) -> str:
+    """The short line: who and what state (a subject line, a card header)."""
+    if n.event is EventKind.GROUP:
+        counts = Counter(_STATE.get(m.event, str(m.event)) for m in n.members)
+        detail = ", ".join(f"{count} {state}" for state, count in counts.items())
+        return f"{len(n.members)} heartbeat notifications: {detail}"
+    if n.event is EventKind.ALERT:
+        return f"{label(n)} is DOWN"
+    if n.event is EventKind.REPEAT:
+        return f"{label(n)} is still DOWN"
+    if n.event is EventKind.RESOLVED:
+        return f"{label(n)} is UP again"
+    if n.event is EventKind.BLIND:
+        return f"{monitor_label(n)} is BLIND"
+    return f"{monitor_label(n)} sees heartbeats again"
+
+
+def headline(n: Notification) -> str:
+    """One sentence: what happened and since when."""
+    if n.event in (EventKind.ALERT, EventKind.REPEAT):
+        facts = [f"host {neutral(n.host, MAX_HOST)}"] if n.host.strip() else []
+        facts.append(f"window {human_duration(n.window_ns)}")
+        return (
+            f"{title(n)}: no heartbeat for {human_duration(n.missed_for_ns)} ({', '.join(facts)})"
+        )
+    if n.event is EventKind.RESOLVED:
+        return f"{title(n)} after {human_duration(n.missed_for_ns)} down"
+    if n.event is EventKind.BLIND:
+        return (
+            f"{title(n)}: it has not seen NATS for {human_duration(n.missed_for_ns)}, "
+            "missing heartbeats are not being detected"
+        )
+    if n.event is EventKind.SIGHT_RESTORED:
+        return f"{title(n)} after {human_duration(n.missed_for_ns)} blind"
+    return title(n)
+
+
+def lines(n: Notification, shown: int = GROUP_SHOWN) -> list[str]:
+    """The message as lines: the headline, and for a group the first ``shown``
+    members' headlines and ``and N more``."""
+    if n.event is not EventKind.GROUP:
+        return [headline(n)]
+    out = [headline(n)]
+    out.extend(f"- {headline(m)}" for m in n.members[:shown])
+    if len(n.members) > shown:
+        out.append(f"and {len(n.members) - shown} more")
+    return out
+
+
+def message(n: Notification) -> str:
+    """The message body of a human channel (one line, or several for a group)."""
+    return "\n".join(lines(n))
+
+
+def one_line(n: Notification) -> str:
+    """The message on one line (a log line)."""
+    return "; ".join(lines(n))
+
+
+def footer(n: Notification) -> str:
+    """The small print: event, monitor and notification id."""
+    return f"{n.event} · {monitor_label(n)} · id {neutral(n.notification_id, _SUBJECT_MAX)}"
+
+
+def details(n: Notification) -> dict[str, object]:
+    """The webhook body of one (non-group) notification with its strings neutralised,
+    for the "details" a person reads in an incident tool."""
+    body = n.body()
+    return {k: neutral(v, MAX_DESCRIPTION) if isinstance(v, str) else v for k, v in body.items()}
+
+
+def summary(n: Notification) -> tuple[str, str]:
+    """(title, message) for channels with both."""
+    return title(n), message(n)
