@@ -85,13 +85,6 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
             "monitor": self.monitor,
         }
 
-    def summary(self) -> tuple[str, str]:
-        """A (title, message) pair for human channels; the wording lives in
-        :mod:`heartbeat.notify.words`."""
-        from heartbeat.notify import words  # the engine never renders: import on use
-
-        return words.summary(self)
-
 
 def epoch_rfc3339(ts: float) -> str:
     return format_time(datetime.fromtimestamp(ts, UTC))

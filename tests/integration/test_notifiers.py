@@ -29,6 +29,7 @@ from heartbeat.notify import (
     fan_out,
     make_session,
     send_with_retry,
+    words,
 )
 from tests.harness import Receiver, free_port, recording_receiver
 
@@ -138,7 +139,7 @@ async def test_pushover_form_fields(
     assert req.path == "/1/m.json"
     assert header(req.headers, "Content-Type") == "application/x-www-form-urlencoded"
     title, message = PUSHOVER_TEXT[event]
-    assert n.summary() == (title, message)
+    assert words.summary(n) == (title, message)
     assert req.form() == {
         "token": TOKEN,
         "user": USER,

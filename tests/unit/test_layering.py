@@ -43,11 +43,15 @@ def test_library_modules_leave_process_concerns_to_the_cli() -> None:
 
 
 def _imports(path: Path) -> set[str]:
-    """The heartbeat modules ``path`` imports (at any level, TYPE_CHECKING included)."""
+    """The heartbeat modules ``path`` imports (at any level, TYPE_CHECKING included);
+    ``from pkg import mod`` counts as importing ``pkg.mod`` when that is a module."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("heartbeat"):
-            out.add(node.module)
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                is_module = (LIB.parent / sub.replace(".", "/")).with_suffix(".py").exists()
+                out.add(sub if is_module else node.module)
         elif isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name.startswith("heartbeat"))
     return out
