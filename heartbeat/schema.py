@@ -76,8 +76,9 @@ class Message(msgspec.Struct, kw_only=True, frozen=True):
         return self.interval
 
 
-class _Wire(msgspec.Struct, gc=False):
-    """The JSON object as Go's encoding/json reads it (nulls mean zero values).
+class _GoWire(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """The JSON object as Go's encoding/json reads it (nulls mean zero values), with no
+    other field: what the ingest fast path reads (a job field fails this decode).
 
     ``gc=False``: strings and numbers only; one is decoded per heartbeat, outside
     the cycle collector's bookkeeping.
@@ -89,6 +90,11 @@ class _Wire(msgspec.Struct, gc=False):
     grace_period: int | None = None
     host: str | None = None
     description: str | None = None
+
+
+class _Wire(_GoWire, forbid_unknown_fields=False):
+    """Go's fields and the job fields; unknown fields are ignored, as Go does."""
+
     kind: str | None = None
     run_id: str | None = None
     exit_code: int | None = None
@@ -121,6 +127,18 @@ def read_wire(data: bytes | str) -> _Wire | None:
     """The payload's fields as sent, unchecked; None when it is not such a JSON object."""
     try:
         return _decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+
+
+_go_decoder = msgspec.json.Decoder(_GoWire)
+
+
+def read_go_wire(data: bytes | str) -> _GoWire | None:
+    """Go's six fields as sent, unchecked; None when it is not such a JSON object or has
+    any other field (then :func:`read_wire` and the full checks apply)."""
+    try:
+        return _go_decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
 
