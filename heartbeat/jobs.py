@@ -171,7 +171,7 @@ class JobLink:
         except HeartbeatError as e:
             return str(e)
         except TimeoutError:
-            return f"no acknowledgement within {budget_s:g}s"
+            return f"NATS did not answer within {budget_s:g}s"
         return None
 
     async def _send(self, msg: Message) -> None:
