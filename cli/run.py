@@ -133,8 +133,9 @@ def run(
 
     The fail beat carries the exit code, the run time and the last 4 KiB of output;
     the output is also passed through as it comes. Signals (INT, TERM, HUP, QUIT,
-    USR1, USR2) are passed to the command, and its exit status is ours (128+N when
-    a signal N killed it). If NATS cannot be reached the command runs all the same:
+    USR1, USR2) are passed to the command's process group (it gets one of its own,
+    so it cannot read from a terminal), and its exit status is ours (128+N when a
+    signal N killed it). If NATS cannot be reached the command runs all the same:
     one line is logged, the start waits for no one and the exit for at most 5 s.
 
     A crontab line (the schedule is told to the monitor, which alerts when a run is

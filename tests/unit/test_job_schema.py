@@ -113,6 +113,9 @@ def test_go_sees_a_plain_beat(kind: str) -> None:
         max_runtime=timedelta(hours=1),
     )
     obj = json.loads(encode(msg))
+    # Go's decoder matches keys case-insensitively: no job key may fold onto a Go field
+    extra = [k for k in obj if k not in GO_KEYS]
+    assert extra and {k.casefold() for k in extra}.isdisjoint(GO_KEYS)
     go_view = {k: v for k, v in obj.items() if k in GO_KEYS}
     assert json.dumps(go_view, separators=(",", ":")).encode() == PLAIN_BYTES
     _same(decode(json.dumps(go_view)), PLAIN)
