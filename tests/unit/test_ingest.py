@@ -38,7 +38,7 @@ from heartbeat.schema import (
     validate_subject,
 )
 from heartbeat.store import _share_strings, encode_record, record_of
-from tests.unit.test_job_schema import job_like
+from tests.unit.test_job_schema import JOB_KEYS, job_like
 from tests.unit.test_schema import _time_like, heartbeat_like, subjects
 
 # ----- server_time: the float nats-py's datetime would give ---------------------------------
@@ -294,6 +294,11 @@ def test_job_beats_from_payload_are_the_checked_beat(
     expected = _outcome(_checked_beat, subject, data, 1.5)
     assert _outcome(beat_from_payload, subject, data, 1.5) == expected
     assert _outcome(beat_from_payload, subject, data, 1.5) == expected
+    if any(k in obj for k in JOB_KEYS):
+        assert _fast_beat(subject, data, 1.5, True) is None  # job beats are always checked
+    if not isinstance(expected, tuple):
+        job = expected.job
+        assert (job is None) == all(obj.get(k) in (None, "beat", "") for k in JOB_KEYS)
 
 
 _JOB_BEAT = {

@@ -17,8 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heartbeat.errors import InvalidHeartbeat
-from heartbeat.schema import OUTPUT_MAX, Message, decode, encode, validate
-from tests.unit.test_schema import _check_decoded, _same, heartbeat_like, texts
+from heartbeat.schema import OUTPUT_MAX, Message, decode, encode, format_time, validate
+from tests.unit.test_schema import (
+    _check_decoded,
+    _same,
+    aware_datetimes,
+    heartbeat_like,
+    subjects,
+    texts,
+)
 
 GO_KEYS = ["subject", "generated_at", "interval", "grace_period", "host", "description"]
 JOB_KEYS = [
@@ -230,9 +237,29 @@ _job_values: dict[str, Any] = {
     "timezone": st.sampled_from(["UTC", "Europe/Berlin", "Asia/Kolkata", "Mars/Base", "", ".."]),
     "max_runtime": _ns,
 }
-job_like = st.tuples(heartbeat_like, st.fixed_dictionaries({}, optional=_job_values)).map(
-    lambda pair: {**pair[0], **pair[1]}
+_wild = st.tuples(heartbeat_like, st.fixed_dictionaries({}, optional=_job_values))
+_sane_values: dict[str, Any] = {
+    "kind": st.sampled_from(["start", "success", "fail", "fail", "success", "beat", "x"]),
+    "run_id": st.one_of(st.text(alphabet="0123456789abcdef", max_size=32), st.text(max_size=4)),
+    "exit_code": st.one_of(st.just(0), st.integers(-3, 300)),
+    "duration": st.integers(-2, 10**13),
+    "output": texts,
+    "schedule": st.sampled_from(["0 3 * * *", "*/5 * * * * *", "0 9 * * MON-FRI", "bad"]),
+    "timezone": st.sampled_from(["UTC", "Europe/Berlin", "America/St_Johns", "Mars/Base"]),
+    "max_runtime": st.integers(-1, 10**13),
+}
+_sane = st.tuples(
+    st.fixed_dictionaries(
+        {
+            "subject": subjects,
+            "generated_at": aware_datetimes.map(format_time),
+            "interval": st.integers(1, 10**15),
+        }
+    ),
+    st.fixed_dictionaries({}, optional=_sane_values),
 )
+# wild values probe the rejections, sane ones the job beats that are accepted
+job_like = st.one_of(_wild, _sane).map(lambda pair: {**pair[0], **pair[1]})
 
 
 @settings(deadline=None, max_examples=300)
