@@ -310,15 +310,7 @@ def _validate_job(msg: Message) -> Message:
     if len(msg.run_id) > RUN_ID_MAX or not msg.run_id.isprintable():
         raise _job_error("run_id", f"must be printable and at most {RUN_ID_MAX} characters")
     if msg.kind not in FINISHED:
-        for field, unset in (
-            ("exit_code", msg.exit_code is None),
-            ("duration", msg.duration is None),
-            ("output", not msg.output),
-        ):
-            if not unset:
-                raise _job_error(
-                    field, f"belongs to a finished run (success or fail), not {msg.kind!r}"
-                )
+        _check_unfinished(msg)
     if msg.exit_code is not None:
         if not EXIT_CODE_MIN <= msg.exit_code <= EXIT_CODE_MAX:
             raise _job_error("exit_code", f"{msg.exit_code} is out of range")
@@ -335,6 +327,18 @@ def _validate_job(msg: Message) -> Message:
         raise _job_error("timezone", f"{msg.timezone[:TIMEZONE_MAX]!r} is not a known time zone")
     _check_span("max_runtime", msg.max_runtime, allow_zero=False)
     return msg
+
+
+def _check_unfinished(msg: Message) -> None:
+    """A run not finished has no exit code, duration or output."""
+    for field, value in (
+        ("exit_code", msg.exit_code),
+        ("duration", msg.duration),
+        ("output", msg.output or None),
+    ):
+        if value is not None:
+            problem = f"belongs to a finished run (success or fail), not {msg.kind!r}"
+            raise _job_error(field, problem)
 
 
 def _check_span(field: str, value: timedelta | None, *, allow_zero: bool) -> None:
