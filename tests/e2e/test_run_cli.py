@@ -288,3 +288,12 @@ async def test_schedule_zone_defaults_to_this_machines(
     start, end = one_run(await stored(nc, name), "success", 0)
     assert start.timezone == end.timezone == sent  # an unknown zone: the schedule is in UTC
     assert start.interval == timedelta(minutes=30)
+
+
+def test_no_stream_for_the_subject_is_one_line(nats_server: NatsServer, unique: str) -> None:
+    done = run_cli(
+        *run_args(nats_server.url, f"nostream{unique}.job", "--interval", "1m"), "--", "false"
+    )
+    assert done.returncode == 1
+    lines = warnings(done.stderr)
+    assert len(lines) == 1 and "no JetStream stream captures" in lines[0], done.stderr

@@ -199,3 +199,19 @@ async def test_no_stream_is_reported_not_raised(nc: NATS, unique: str) -> None:
     ) as run:
         pass
     assert len(run.errors) == 2 and "no JetStream stream" in run.errors[0]
+
+
+async def test_prefix_is_prepended_like_the_publishers(nc: NATS, unique: str) -> None:
+    name = f"HBJP_{unique}"
+    js = nc.jetstream()
+    await js.add_stream(name=name, subjects=[f"hbjp{unique}.>"])
+    try:
+        async with heartbeat.job(
+            nc, subject="nightly", prefix=f"hbjp{unique}", interval=timedelta(hours=24)
+        ) as run:
+            pass
+        msgs = await stored(nc, name)
+        check_run(msgs, run, "success", 0)
+        assert {m.subject for m in msgs} == {f"hbjp{unique}.nightly"}
+    finally:
+        await js.delete_stream(name)
