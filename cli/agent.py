@@ -194,7 +194,7 @@ def beat(
     Exit 0 when a JetStream stream acknowledged it, 1 with a one-line reason when
     not. For cron jobs:
 
-        backup.sh && nats-heartbeat beat --subject heartbeat.backup --interval 24h --grace 2h
+        backup.sh && nats-heartbeat beat --subject heartbeat.backup --interval 24h --grace 26h
     """
     msg = _message(subject, interval, grace, description, host)
     setup_logging(debug)

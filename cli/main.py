@@ -9,6 +9,7 @@ import click
 from cli.agent import agent, beat
 from cli.monitor import monitor
 from cli.retire import retire
+from cli.run import run
 from cli.status import status
 
 
@@ -27,6 +28,7 @@ cli.add_command(agent)
 cli.add_command(beat)
 cli.add_command(monitor)
 cli.add_command(retire)
+cli.add_command(run)
 cli.add_command(status)
 
 

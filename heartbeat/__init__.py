@@ -16,6 +16,7 @@ from heartbeat.errors import (
     NoStreamError,
     PublishError,
 )
+from heartbeat.jobs import Job, Run, job
 from heartbeat.publisher import Beater, Publisher, beat_once, beat_once_async, beating
 from heartbeat.schema import Message, decode, encode, validate, validate_subject
 
@@ -27,10 +28,12 @@ __all__ = [
     "InvalidDuration",
     "InvalidHeartbeat",
     "InvalidSubject",
+    "Job",
     "Message",
     "NoStreamError",
     "PublishError",
     "Publisher",
+    "Run",
     "beat_once",
     "beat_once_async",
     "beating",
@@ -40,6 +43,7 @@ __all__ = [
     "encode",
     "format_duration",
     "format_duration_ns",
+    "job",
     "parse_duration",
     "parse_duration_ns",
     "validate",

@@ -163,6 +163,9 @@ async def _first_connect(
         done, _ = await asyncio.wait(
             {attempt, fatal}, timeout=budget_s, return_when=asyncio.FIRST_COMPLETED
         )
+    except BaseException:  # cancelled (a caller's time limit): leave no attempt behind
+        attempt.cancel()
+        raise
     finally:
         fatal.cancel()
     if attempt in done:

@@ -79,6 +79,20 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
         return window_of(self.interval_ns, self.grace_ns)
 
 
+class Job(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """The job fields of a beat (wire rules: heartbeat.schema, docs "Job beats");
+    durations in integer nanoseconds, truncated to microseconds as ``interval_ns``."""
+
+    kind: str = "beat"
+    run_id: str = ""
+    exit_code: int | None = None
+    duration_ns: int | None = None
+    output: str = ""
+    schedule: str = ""
+    timezone: str = ""
+    max_runtime_ns: int | None = None
+
+
 class Beat(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """The newest heartbeat seen on the stream for a subject."""
 
@@ -88,6 +102,7 @@ class Beat(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     host: str
     description: str
     generated_at: str
+    job: Job | None = None  # None for a plain beat (one slot, not eight, per subject)
 
     @property
     def window_ns(self) -> int:

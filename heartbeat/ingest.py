@@ -17,15 +17,17 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from heartbeat.durations import MAX_DURATION_NS, MICROSECOND, micro_ns, to_ns
-from heartbeat.engine import Beat, shared_ns
+from heartbeat.engine import Beat, Job, shared_ns
 from heartbeat.errors import InvalidHeartbeat, InvalidSubject
 from heartbeat.feed import Feed
 from heartbeat.schema import (
+    Message,
     decode,
     is_valid_subject,
     kept_time,
     known_valid_time,
     learn_minute,
+    read_go_wire,
     read_wire,
     validate_subject,
 )
@@ -73,7 +75,25 @@ def _checked_beat(nats_subject: str, data: bytes, last_seen: float) -> Beat:
         host=msg.host,
         description=msg.description,
         generated_at=kept_time(wire.generated_at, msg.generated_at),
+        job=None if wire.plain else _job(msg),  # None too for an explicit plain beat
     )
+
+
+_NO_JOB = Job()
+
+
+def _job(msg: Message) -> Job | None:
+    job = Job(
+        kind=msg.kind,
+        run_id=msg.run_id,
+        exit_code=msg.exit_code,
+        duration_ns=None if msg.duration is None else to_ns(msg.duration),
+        output=msg.output,
+        schedule=msg.schedule,
+        timezone=msg.timezone,
+        max_runtime_ns=None if msg.max_runtime is None else to_ns(msg.max_runtime),
+    )
+    return None if job == _NO_JOB else job
 
 
 def _fast_beat(
@@ -83,9 +103,10 @@ def _fast_beat(
 
     Accepts only what :func:`_checked_beat` accepts, with the same result: durations
     truncated to microseconds (at least 1 µs when positive), ``generated_at`` as sent
-    once :func:`known_valid_time` vouches for it, the subject checked.
+    once :func:`known_valid_time` vouches for it, the subject checked.  A beat with any
+    job field (or any field Go does not send) set takes the checked path.
     """
-    wire = read_wire(data)
+    wire = read_go_wire(data)
     if wire is None or wire.subject != nats_subject or wire.generated_at is None:
         return None
     interval, grace = wire.interval, wire.grace_period

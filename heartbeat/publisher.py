@@ -40,13 +40,11 @@ def prepare(msg: Message, prefix: str = "", now: datetime | None = None) -> Mess
     prefix = prefix.rstrip(".")
     subject = validate_subject(f"{prefix}.{msg.subject}" if prefix else msg.subject)
     return validate(
-        Message(
+        replace(
+            msg,
             subject=subject,
-            interval=msg.interval,
             generated_at=msg.generated_at or now or datetime.now(UTC),
-            grace_period=msg.grace_period,
             host=msg.host or local_hostname(),
-            description=msg.description,
         )
     )
 

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import msgspec
+from cronsim import CronSim, CronSimError
 
 from heartbeat.durations import (
     MAX_DURATION_NS,
@@ -57,6 +60,15 @@ class Message(msgspec.Struct, kw_only=True, frozen=True):
     grace_period: timedelta | None = None
     host: str = ""
     description: str = ""
+    # Job fields (docs/architecture.md "Job beats"); unset ones are not sent.
+    kind: str = "beat"  # beat | start | success | fail
+    run_id: str = ""
+    exit_code: int | None = None  # success and fail only
+    duration: timedelta | None = None  # success and fail only
+    output: str = ""  # success and fail only: the run's last output, <= OUTPUT_MAX bytes
+    schedule: str = ""  # cron, 5 fields (or 6 with seconds first)
+    timezone: str = ""  # IANA zone of the schedule; "" is UTC
+    max_runtime: timedelta | None = None
 
     @property
     def window(self) -> timedelta:
@@ -64,8 +76,9 @@ class Message(msgspec.Struct, kw_only=True, frozen=True):
         return window_of(self.interval, self.grace_period)
 
 
-class _Wire(msgspec.Struct, gc=False):
-    """The JSON object as Go's encoding/json reads it (nulls mean zero values).
+class _GoWire(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """The JSON object as Go's encoding/json reads it (nulls mean zero values), with no
+    other field: what the ingest fast path reads (a job field fails this decode).
 
     ``gc=False``: strings and numbers only; one is decoded per heartbeat, outside
     the cycle collector's bookkeeping.
@@ -79,6 +92,33 @@ class _Wire(msgspec.Struct, gc=False):
     description: str | None = None
 
 
+class _Wire(_GoWire, forbid_unknown_fields=False):
+    """Go's fields and the job fields; unknown fields are ignored, as Go does."""
+
+    kind: str | None = None
+    run_id: str | None = None
+    exit_code: int | None = None
+    duration: int | None = None
+    output: str | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    max_runtime: int | None = None
+
+    @property
+    def plain(self) -> bool:
+        """No job field is set: a beat as the Go tool sends it."""
+        return (
+            self.kind is None
+            and self.run_id is None
+            and self.exit_code is None
+            and self.duration is None
+            and self.output is None
+            and self.schedule is None
+            and self.timezone is None
+            and self.max_runtime is None
+        )
+
+
 _decoder = msgspec.json.Decoder(_Wire)
 _encoder = msgspec.json.Encoder()
 
@@ -87,6 +127,18 @@ def read_wire(data: bytes | str) -> _Wire | None:
     """The payload's fields as sent, unchecked; None when it is not such a JSON object."""
     try:
         return _decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+
+
+_go_decoder = msgspec.json.Decoder(_GoWire)
+
+
+def read_go_wire(data: bytes | str) -> _GoWire | None:
+    """Go's six fields as sent, unchecked; None when it is not such a JSON object or has
+    any other field (then :func:`read_wire` and the full checks apply)."""
+    try:
+        return _go_decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
 
@@ -233,7 +285,93 @@ def validate(msg: Message) -> Message:
         raise InvalidHeartbeat("grace period cannot be negative", "bad_grace")
     if msg.grace_period is not None and to_ns(msg.grace_period) > MAX_DURATION_NS:
         raise InvalidHeartbeat("grace period overflows a Go duration", "bad_grace")
+    return _validate_job(msg)
+
+
+# ----- job fields: optional, after Go's, omitted when unset (a plain beat is unchanged) -----
+
+KINDS = ("beat", "start", "success", "fail")
+FINISHED = ("success", "fail")
+OUTPUT_MAX = 4096  # bytes of UTF-8: the tail of a run's output
+RUN_ID_MAX = 128
+SCHEDULE_MAX = 256
+TIMEZONE_MAX = 64
+EXIT_CODE_MIN, EXIT_CODE_MAX = -(1 << 31), (1 << 32) - 1  # POSIX statuses, Windows codes
+
+
+def _job_error(field: str, problem: str) -> InvalidHeartbeat:
+    return InvalidHeartbeat(f"{field} {problem}", f"bad_{field}")
+
+
+def _validate_job(msg: Message) -> Message:
+    """Reject job fields that make no sense; the rules are in docs/architecture.md."""
+    if msg.kind not in KINDS:
+        raise _job_error("kind", f"{msg.kind!r} is not one of {', '.join(KINDS)}")
+    if len(msg.run_id) > RUN_ID_MAX or not msg.run_id.isprintable():
+        raise _job_error("run_id", f"must be printable and at most {RUN_ID_MAX} characters")
+    if msg.kind not in FINISHED:
+        _check_unfinished(msg)
+    if msg.exit_code is not None:
+        if not EXIT_CODE_MIN <= msg.exit_code <= EXIT_CODE_MAX:
+            raise _job_error("exit_code", f"{msg.exit_code} is out of range")
+        if msg.kind == "success" and msg.exit_code != 0:
+            raise _job_error("exit_code", f"{msg.exit_code} is not a success")
+    _check_span("duration", msg.duration, allow_zero=True)
+    if len(msg.output) > OUTPUT_MAX or len(msg.output.encode(errors="replace")) > OUTPUT_MAX:
+        raise _job_error("output", f"is longer than {OUTPUT_MAX} bytes (send the tail)")
+    if msg.schedule and not _valid_schedule(msg.schedule):
+        raise _job_error("schedule", f"{msg.schedule[:SCHEDULE_MAX]!r} is not a cron expression")
+    if msg.timezone and not msg.schedule:
+        raise _job_error("timezone", "needs a schedule")
+    if msg.timezone and not _valid_zone(msg.timezone):
+        raise _job_error("timezone", f"{msg.timezone[:TIMEZONE_MAX]!r} is not a known time zone")
+    _check_span("max_runtime", msg.max_runtime, allow_zero=False)
     return msg
+
+
+def _check_unfinished(msg: Message) -> None:
+    """A run not finished has no exit code, duration or output."""
+    for field, value in (
+        ("exit_code", msg.exit_code),
+        ("duration", msg.duration),
+        ("output", msg.output or None),
+    ):
+        if value is not None:
+            problem = f"belongs to a finished run (success or fail), not {msg.kind!r}"
+            raise _job_error(field, problem)
+
+
+def _check_span(field: str, value: timedelta | None, *, allow_zero: bool) -> None:
+    if value is None:
+        return
+    if value < timedelta(0) or (value == timedelta(0) and not allow_zero):
+        raise _job_error(field, "must be >= 0" if allow_zero else "must be > 0")
+    if to_ns(value) > MAX_DURATION_NS:
+        raise _job_error(field, "overflows a Go duration")
+
+
+@lru_cache(maxsize=256)
+def _valid_schedule(expr: str) -> bool:
+    """Whether cronsim reads ``expr``: 5 fields (minute first) or 6 (second first)."""
+    if len(expr) > SCHEDULE_MAX or not (expr.isascii() and expr.isprintable()):
+        return False
+    try:
+        CronSim(expr, datetime(2000, 1, 1))
+    except (CronSimError, ValueError, LookupError, ArithmeticError):
+        return False
+    return True
+
+
+@lru_cache(maxsize=256)
+def _valid_zone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone this machine (or the tzdata package) knows."""
+    if len(name) > TIMEZONE_MAX or not (name.isascii() and name.isprintable()):
+        return False
+    try:
+        ZoneInfo(name)
+    except (KeyError, ValueError, OSError, UnicodeError):  # ZoneInfoNotFoundError is a KeyError
+        return False
+    return True
 
 
 def encode(msg: Message) -> bytes:
@@ -251,6 +389,23 @@ def encode(msg: Message) -> bytes:
         obj["host"] = msg.host
     if msg.description:
         obj["description"] = msg.description
+    if msg.kind != "beat":
+        obj["kind"] = msg.kind
+    if msg.run_id:
+        obj["run_id"] = msg.run_id
+    if msg.exit_code is not None:
+        obj["exit_code"] = msg.exit_code
+    if msg.duration is not None:
+        obj["duration"] = to_ns(msg.duration)
+    for field, text in (
+        ("output", msg.output),
+        ("schedule", msg.schedule),
+        ("timezone", msg.timezone),
+    ):
+        if text:
+            obj[field] = text
+    if msg.max_runtime is not None:
+        obj["max_runtime"] = to_ns(msg.max_runtime)
     data = _encoder.encode(obj)
     for raw, escaped in _GO_ESCAPES:
         if raw in data:
@@ -296,4 +451,28 @@ def decode(data: bytes | str) -> Message:
         host=wire.host or "",
         description=wire.description or "",
     )
+    if not wire.plain:
+        msg = _with_job(msg, wire)
     return validate(msg)
+
+
+def _span(ns: int | None, field: str) -> timedelta | None:
+    if ns is not None and _duration(ns, field) < 0:  # before truncation: -1ns is not 0
+        raise _job_error(field, "must not be negative")
+    return None if ns is None else _positive_timedelta(ns)
+
+
+def _with_job(msg: Message, wire: _Wire) -> Message:
+    """``msg`` with the job fields of ``wire`` (durations as for interval)."""
+    duration, max_runtime = _span(wire.duration, "duration"), _span(wire.max_runtime, "max_runtime")
+    return msgspec.structs.replace(
+        msg,
+        kind="beat" if wire.kind is None else wire.kind,
+        run_id=wire.run_id or "",
+        exit_code=wire.exit_code,
+        duration=duration,
+        output=wire.output or "",
+        schedule=wire.schedule or "",
+        timezone=wire.timezone or "",
+        max_runtime=max_runtime,
+    )

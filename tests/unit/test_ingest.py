@@ -20,7 +20,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from nats.aio.msg import Msg
 
-from heartbeat.engine import Record
+from heartbeat.engine import Job, Record
 from heartbeat.errors import InvalidHeartbeat, InvalidSubject
 from heartbeat.feed import delivery_of
 from heartbeat.ingest import (
@@ -38,6 +38,7 @@ from heartbeat.schema import (
     validate_subject,
 )
 from heartbeat.store import _share_strings, encode_record, record_of
+from tests.unit.test_job_schema import JOB_KEYS, job_like
 from tests.unit.test_schema import _time_like, heartbeat_like, subjects
 
 # ----- server_time: the float nats-py's datetime would give ---------------------------------
@@ -274,3 +275,102 @@ def test_share_strings_keeps_values_and_shares_the_key() -> None:
     assert got == rec
     assert got.subject is key
     assert msgspec.json.decode(encode_record(got)) == msgspec.json.decode(encode_record(rec))
+
+
+# ----- job beats: the checked path, with the job fields carried into the Beat -------------------
+
+
+@settings(deadline=None, max_examples=300)
+@given(job_like, st.booleans(), st.booleans(), subjects)
+def test_job_beats_from_payload_are_the_checked_beat(
+    obj: dict[str, Any], own_subject: bool, learn: bool, other: str
+) -> None:
+    subject = obj.get("subject") if own_subject else other
+    assume(isinstance(subject, str) and subject)
+    stamp = obj.get("generated_at")
+    if learn and isinstance(stamp, str) and _reference_format(stamp) is not None:
+        learn_minute(parse_time(stamp))
+    data = json.dumps(obj).encode()
+    expected = _outcome(_checked_beat, subject, data, 1.5)
+    assert _outcome(beat_from_payload, subject, data, 1.5) == expected
+    assert _outcome(beat_from_payload, subject, data, 1.5) == expected
+    if any(k in obj for k in JOB_KEYS):
+        assert _fast_beat(subject, data, 1.5, True) is None  # job beats are always checked
+    if not isinstance(expected, tuple):
+        job = expected.job
+        assert (job is None) == all(obj.get(k) in (None, "beat", "") for k in JOB_KEYS)
+
+
+_JOB_BEAT = {
+    "subject": "hb.job",
+    "generated_at": "2026-12-01T03:00:05Z",
+    "interval": 86_400 * 10**9,
+    "kind": "fail",
+    "run_id": "r1",
+    "exit_code": 3,
+    "duration": 1_500_000_999,
+    "output": "no space left\n",
+    "schedule": "0 3 * * *",
+    "timezone": "Europe/Berlin",
+    "max_runtime": 60 * 10**9,
+}
+
+
+@pytest.mark.parametrize(
+    "field", [k for k in _JOB_BEAT if k not in ("subject", "generated_at", "interval")]
+)
+def test_any_job_field_leaves_the_fast_path(field: str) -> None:
+    obj = {k: _JOB_BEAT[k] for k in ("subject", "generated_at", "interval")}
+    obj[field] = _JOB_BEAT[field]
+    if field in ("exit_code", "duration", "output"):
+        obj["kind"] = "fail"
+    if field == "timezone":
+        obj["schedule"] = "0 3 * * *"
+    data = json.dumps(obj).encode()
+    plain = json.dumps({k: obj[k] for k in ("subject", "generated_at", "interval")}).encode()
+    beat_from_payload("hb.job", plain, 1.0)  # learns the minute
+    assert _fast_beat("hb.job", plain, 1.0, True) is not None
+    assert _fast_beat("hb.job", data, 1.0, True) is None
+    beat = beat_from_payload("hb.job", data, 1.0)
+    assert beat == _checked_beat("hb.job", data, 1.0)
+    assert beat.job is not None
+
+
+def test_job_fields_reach_the_beat() -> None:
+    beat = beat_from_payload("hb.job", json.dumps(_JOB_BEAT).encode(), 2.0)
+    assert beat.job == Job(
+        kind="fail",
+        run_id="r1",
+        exit_code=3,
+        duration_ns=1_500_000_000,  # truncated to the microsecond, as interval
+        output="no space left\n",
+        schedule="0 3 * * *",
+        timezone="Europe/Berlin",
+        max_runtime_ns=60 * 10**9,
+    )
+    assert beat.interval_ns == 86_400 * 10**9 and beat.grace_ns is None
+
+
+def test_an_explicit_plain_beat_has_no_job() -> None:
+    plain = {k: _JOB_BEAT[k] for k in ("subject", "generated_at", "interval")}
+    marked = json.dumps({**plain, "kind": "beat", "run_id": None}).encode()
+    beat = beat_from_payload("hb.job", marked, 1.0)
+    assert beat.job is None
+    assert beat == beat_from_payload("hb.job", json.dumps(plain).encode(), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"kind": "finished"}, "bad_kind"),
+        ({"kind": "start"}, "bad_exit_code"),
+        ({"schedule": "0 25 * * *"}, "bad_schedule"),
+        ({"timezone": "Europe/Atlantis"}, "bad_timezone"),
+        ({"duration": -1}, "bad_duration"),
+    ],
+)
+def test_job_nonsense_is_rejected_with_its_reason(changes: dict[str, Any], reason: str) -> None:
+    data = json.dumps({**_JOB_BEAT, **changes}).encode()
+    with pytest.raises(InvalidHeartbeat) as e:
+        beat_from_payload("hb.job", data, 1.0)
+    assert e.value.reason == reason
