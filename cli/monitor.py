@@ -171,6 +171,32 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     "Kubernetes restarts it.",
 )
 @option(
+    "--group-over",
+    envvar="GROUP_OVER",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    help="Storms: past this many notifications for one channel within --group-wait, the "
+    "rest go out as one grouped notification (0: group from the first).",
+)
+@option(
+    "--group-wait",
+    envvar="GROUP_WAIT",
+    type=POSITIVE_DURATION,
+    default="2s",
+    show_default=True,
+    help="The window --group-over counts in, and the longest a notification waits for its group.",
+)
+@option(
+    "--max-subjects",
+    envvar="MAX_SUBJECTS",
+    type=click.IntRange(1),
+    default=1_000_000,
+    show_default=True,
+    help="Track at most this many subjects; beats of new ones past it are counted, logged "
+    "and announced once, not monitored.",
+)
+@option(
     "--reconcile-every",
     envvar="RECONCILE_EVERY",
     type=DURATION,
@@ -245,6 +271,9 @@ def monitor(
     lease_ttl: timedelta,
     blind_after: timedelta,
     unhealthy_after: timedelta,
+    group_over: int,
+    group_wait: timedelta,
+    max_subjects: int,
     reconcile_every: timedelta,
     status_addr: str,
     status_token: str,
@@ -286,6 +315,9 @@ def monitor(
         lease_ttl_s=lease_ttl.total_seconds(),
         blind_after_s=blind_after.total_seconds(),
         unhealthy_after_s=unhealthy_after.total_seconds(),
+        group_over=group_over,
+        group_wait_s=group_wait.total_seconds(),
+        max_subjects=max_subjects,
         reconcile_every_s=reconcile_every.total_seconds(),
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )

@@ -31,17 +31,20 @@ from heartbeat.delivery import Deliveries
 from heartbeat.election import Election, lease_view
 from heartbeat.engine import Beat, EngineConfig, Outcome, Record, evaluate, health
 from heartbeat.feed import Feed
+from heartbeat.groups import GROUP_PREFIX, Batcher, group_size
 from heartbeat.ingest import Ingestor
 from heartbeat.metrics import Snapshot, TickTimer
-from heartbeat.notification import EventKind, monitor_notice
+from heartbeat.notification import EventKind, capacity_notice, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
+from heartbeat.ratelog import RateLog
 from heartbeat.retire import Janitor
 from heartbeat.sight import Sight
 from heartbeat.status import build_report
 from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
     LEASE_KEY,
+    RESERVED,
     StateConflict,
     StateStore,
     StoreConfig,
@@ -49,10 +52,12 @@ from heartbeat.store import (
     ensure_stream,
 )
 from heartbeat.subjects import Held, Subjects, Track
+from heartbeat.text import for_log
 
 log = logging.getLogger(__name__)
 
 Reconnect = Callable[[], Awaitable[NATS | None]]
+MAX_WRITE_BACKOFF_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class MonitorConfig:
     delivery_deadline_s: float = 10.0
     delivery_retry_s: float = 5.0
     max_writes_per_tick: int = 5000
+    max_subjects: int = 1_000_000
+    group_over: int = 10  # more than this many due for one channel within group_wait_s: group
+    group_wait_s: float = 2.0
     reconcile_every_s: float = 30.0
 
 
@@ -109,7 +117,7 @@ class Monitor:
         self.cfg = cfg
         self.notifiers = {n.name: n for n in notifiers}
         self.clock = clock
-        self.subjects = Subjects(cfg.engine)
+        self.subjects = Subjects(cfg.engine, max_subjects=cfg.max_subjects)
         self.sight = Sight(blind_after_s=cfg.blind_after_s, stall_check_s=cfg.stall_check_s)
         self.ready_event = asyncio.Event()
         self.counters = Counters()
@@ -119,6 +127,10 @@ class Monitor:
         self._terms_seen = 0
         self._last_tick: float | None = None
         self._reconnect: Reconnect | None = None
+        self._write_failures: dict[str, int] = {}  # subject -> failed commits in a row
+        self._write_log = RateLog(log, what="state writes")
+        self._refused_logged = 0
+        self._capacity_told = False
         self._replacing: asyncio.Task[None] | None = None
 
     @property
@@ -151,6 +163,13 @@ class Monitor:
                 retry_s=cfg.delivery_retry_s,
                 leading=election.leading,
                 clock=self.clock,
+                batcher=Batcher(
+                    over=cfg.group_over,
+                    wait_s=cfg.group_wait_s,
+                    max_size=group_size(int(nc.max_payload or 0)),
+                ),
+                monitor=cfg.replica_id,
+                max_entry_bytes=int(nc.max_payload or 1 << 20) // 2,
             )
         else:  # a new connection: the same election and deliveries, on the new store
             election, deliveries = old.election, old.deliveries
@@ -213,10 +232,17 @@ class Monitor:
         campaign = asyncio.create_task(parts.election.run(campaign_stop))
         while not stop.is_set():
             started = time.monotonic()
-            try:
-                await self.tick()
-            except Exception:  # the loop must go on; each subject's errors are handled below
-                log.exception("tick failed")
+            tick = asyncio.ensure_future(self.tick())
+            await wait_any(_done(tick), stop)
+            if not tick.done():
+                # A stop does not wait out a storm's tick: a commit cut short either
+                # landed (its delivery is pending in KV for the next leader) or did not.
+                tick.cancel()
+                await asyncio.wait([tick], timeout=1.0)
+                break
+            if not tick.cancelled() and tick.exception() is not None:
+                # The loop must go on; each subject's errors are handled inside.
+                log.error("tick failed", exc_info=tick.exception())
             await wait_event(stop, self.cfg.poll_s - (time.monotonic() - started))
         # Hand over: send nothing more, let attempts under way finish, then step down.
         if self._replacing is not None:
@@ -306,7 +332,9 @@ class Monitor:
             ready=self.ready()[0],
             kv_writes=self.kv_writes(),
             conflicts=self.counters.conflicts + d.conflicts,
+            write_errors=self.counters.store_errors,
             ignored_records=self.subjects.ignored_records,
+            refused_subjects=self.subjects.refused,
             tick_buckets=tuple(self.tick_timer.buckets()),
             tick_total_s=self.tick_timer.total_s,
         )
@@ -340,6 +368,10 @@ class Monitor:
         parts = self.parts
         if key == LEASE_KEY:
             parts.election.observe(lease_view(msg.data, msg.headers, rev))
+        elif key.startswith(GROUP_PREFIX):
+            parts.deliveries.observe_group(key, msg.data, msg.headers, rev)
+        elif key.startswith(RESERVED):
+            return  # the monitor's own keys; none is a subject
         elif rec is not None:
             self.subjects.set_record(key, rec, rev)
         elif (t := self.subjects.get(key)) is not None and t.record is not None and rev > t.rev:
@@ -407,6 +439,29 @@ class Monitor:
                 )
                 self._eligible()
 
+    async def _check_capacity(self, now: float) -> None:
+        """New subjects past --max-subjects: a line every 10 s at most, one notice."""
+        refused = self.subjects.refused
+        if refused == self._refused_logged:
+            return
+        if self._write_log.log(
+            "capacity",
+            logging.WARNING,
+            "monitor %s tracks %d subjects (--max-subjects): %d beat(s) of new subjects "
+            "refused so far, e.g. %s",
+            self.cfg.replica_id,
+            len(self.subjects),
+            refused,
+            for_log(self.subjects.first_refused),
+        ):
+            self._refused_logged = refused
+        if not self._capacity_told:
+            self._capacity_told = True
+            notice = capacity_notice(self.cfg.replica_id, self.cfg.max_subjects, refused, now)
+            await fan_out(
+                list(self.notifiers.values()), notice, deadline_s=self.cfg.delivery_deadline_s
+            )
+
     async def _notice(self, kind: EventKind, blind_since: float, now: float) -> None:
         """Blind notices go straight to the channels: notifiers do not need NATS."""
         notice = monitor_notice(kind, self.cfg.replica_id, blind_since, now)
@@ -431,6 +486,7 @@ class Monitor:
                 return  # a new leader judges nothing before it has seen everything
             self._terms_seen = election.terms
             log.info("monitor %s leads; caught up, evaluating", self.cfg.replica_id)
+        await self._check_capacity(now)
         started = time.perf_counter()
         await self._evaluate_due(now)
         self.tick_timer.observe(time.perf_counter() - started)
@@ -450,6 +506,7 @@ class Monitor:
             await asyncio.gather(*writes)
         for subject in list(self.subjects.pending):
             parts.deliveries.start(subject)
+        parts.deliveries.flush()
 
     def _decide(self, track: Track, rec: Record | None, now: float, alert_id: str) -> Outcome:
         self.counters.evaluations += 1
@@ -509,16 +566,31 @@ class Monitor:
 
         try:
             done = await self.parts.store.modify(subject, change, held)
-        except StoreError as e:  # a race lost ten times over is one too
-            if isinstance(e, StateConflict):
-                self.counters.conflicts += 1
-            else:
-                self.counters.store_errors += 1
-            log.warning("committing %s failed, will retry: %s", subject, e)
+        except StateConflict as e:  # lost ten times over: decide again next tick
+            self.counters.conflicts += 1
+            self._write_log.log("conflict", logging.WARNING, "committing %s: %s", subject, e)
             self.subjects.later(subject)
+            return
+        except StoreError as e:
+            # A write that keeps failing (a server limit, an outage) is retried with
+            # backoff per subject, never on every tick.
+            self.counters.store_errors += 1
+            failures = self._write_failures[subject] = self._write_failures.get(subject, 0) + 1
+            delay = min(MAX_WRITE_BACKOFF_S, self.cfg.poll_s * 2 ** min(failures, 16))
+            self._write_log.log(
+                "error",
+                logging.WARNING,
+                "committing %s failed (%d time(s)), retrying in %.0fs: %s",
+                subject,
+                failures,
+                delay,
+                e,
+            )
+            self.subjects.push(track, now + delay)
             return
         finally:
             self.busy.discard(subject)
+        self._write_failures.pop(subject, None)
         self.counters.conflicts += done.conflicts
         self.subjects.hold(subject, done.held)
         if not done.wrote:
@@ -526,6 +598,13 @@ class Monitor:
         self.counters.kv_writes += 1
         if (n := latest.notification) is not None:
             log.info("%s %s (id %s)", n.event, subject, n.notification_id)
+
+
+def _done(task: asyncio.Future[None]) -> asyncio.Event:
+    """An event set when ``task`` finishes."""
+    event = asyncio.Event()
+    task.add_done_callback(lambda _: event.set())
+    return event
 
 
 async def _wait_all(stop: asyncio.Event, *events: asyncio.Event) -> None:

@@ -22,6 +22,7 @@ class EventKind(StrEnum):
     BLIND = "blind"
     SIGHT_RESTORED = "sight_restored"
     GROUP = "group"
+    OVER_CAPACITY = "over_capacity"
 
 
 class Notification(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +107,29 @@ def monitor_notice(kind: EventKind, monitor: str, blind_since: float, now: float
         miss_count=0,
         alert_id=alert_id,
         notification_id=f"{alert_id}-{kind}",
+        created_at=now,
+        monitor=monitor,
+    )
+
+
+def capacity_notice(monitor: str, max_subjects: int, refused: int, now: float) -> Notification:
+    """The one notice that new subjects are refused: ``max_subjects`` are tracked."""
+    notice_id = f"capacity-{monitor}-{int(now * 1000)}"
+    return Notification(
+        event=EventKind.OVER_CAPACITY,
+        subject="",
+        description=(
+            f"tracks {max_subjects} subjects (--max-subjects); {refused} beat(s) of new "
+            "subjects refused so far, and new subjects are not monitored"
+        ),
+        host="",
+        last_seen=None,
+        interval_ns=0,
+        window_ns=0,
+        missed_for_ns=0,
+        miss_count=refused,
+        alert_id=notice_id,
+        notification_id=notice_id,
         created_at=now,
         monitor=monitor,
     )

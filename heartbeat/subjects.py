@@ -118,8 +118,11 @@ class Subjects:
     blind period, which deadlines count from (set by the monitor).
     """
 
-    def __init__(self, engine: EngineConfig) -> None:
+    def __init__(self, engine: EngineConfig, *, max_subjects: int = 1_000_000) -> None:
         self.engine = engine
+        self.max_subjects = max_subjects
+        self.refused = 0  # beats of new subjects past max_subjects, counted, not tracked
+        self.first_refused = ""
         self.tracks: dict[str, Track] = {}
         self.schedule = Schedule()
         self.dirty: set[str] = set()
@@ -162,6 +165,10 @@ class Subjects:
         """Every valid beat comes here (the hot path: one table lookup, no allocation)."""
         track = self.tracks.get(subject)
         if track is None:
+            if len(self.tracks) >= self.max_subjects:
+                self.refused += 1
+                self.first_refused = self.first_refused or subject
+                return
             # One string per subject, shared with the record the bucket feed holds.
             subject = sys.intern(subject)
             self.tracks[subject] = Track(subject=subject, beat=beat)

@@ -18,13 +18,14 @@ GROUP_SHOWN = 5  # members listed by name in a group message; the rest are count
 _SUBJECT_MAX = 256
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
-URGENT = frozenset({EventKind.ALERT, EventKind.REPEAT, EventKind.BLIND})
+URGENT = frozenset({EventKind.ALERT, EventKind.REPEAT, EventKind.BLIND, EventKind.OVER_CAPACITY})
 _STATE = {
     EventKind.ALERT: "DOWN",
     EventKind.REPEAT: "still DOWN",
     EventKind.RESOLVED: "UP",
     EventKind.BLIND: "BLIND",
     EventKind.SIGHT_RESTORED: "seeing again",
+    EventKind.OVER_CAPACITY: "over capacity",
 }
 
 
@@ -77,6 +78,8 @@ def title(n: Notification) -> str:
         return f"{label(n)} is UP again"
     if n.event is EventKind.BLIND:
         return f"{monitor_label(n)} is BLIND"
+    if n.event is EventKind.OVER_CAPACITY:
+        return f"{monitor_label(n)} is over capacity"
     return f"{monitor_label(n)} sees heartbeats again"
 
 
@@ -97,6 +100,8 @@ def headline(n: Notification) -> str:
         )
     if n.event is EventKind.SIGHT_RESTORED:
         return f"{title(n)} after {human_duration(n.missed_for_ns)} blind"
+    if n.event is EventKind.OVER_CAPACITY:
+        return f"{title(n)}: it {neutral(n.description, MAX_DESCRIPTION)}"
     return title(n)
 
 
