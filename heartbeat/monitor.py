@@ -580,7 +580,7 @@ class Monitor:
             self._write_log.log(
                 "error",
                 logging.WARNING,
-                "committing %s failed (%d time(s)), retrying in %.0fs: %s",
+                "committing %s failed (%d time(s)), retrying in %.1fs: %s",
                 subject,
                 failures,
                 delay,

@@ -15,7 +15,13 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
+from heartbeat.durations import SECOND
+from heartbeat.engine import EngineConfig, Record, evaluate
+from heartbeat.groups import GROUP_PREFIX, GroupEntry, encode_group
+from heartbeat.notification import group_notice
+from heartbeat.notify.webhook import webhook_name
 from heartbeat.schema import Message, encode
+from heartbeat.store import StateStore, ensure_stream
 from tests.harness import NatsServer, Receiver, eventually, monitor_config, names, webhook_monitor
 
 N = 10_000
@@ -110,3 +116,61 @@ async def test_ten_thousand_subjects_stop_and_return_at_once(
             f"{len(receiver.requests) - posts} POSTs for the resolved"
         )
         await asyncio.sleep(0)
+
+
+async def test_a_group_committed_before_a_crash_is_delivered_once_by_the_next_leader(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    """The group entry was written, its members were not crossed off yet (the process
+    died): the next leader sends the group once and crosses the members off unsent."""
+    n = names(unique)
+    cfg = monitor_config(unique, poll_s=0.05, reconcile_every_s=0)  # records without beats
+    channel = webhook_name(receiver.url)
+    js = nc.jetstream()
+    await ensure_stream(js, cfg.store)
+    store = await StateStore.open(js, cfg.store)
+    members = []
+    for i in range(3):
+        subject = f"{n['prefix']}crashed{i}"
+        rec = Record(subject=subject, interval_ns=3600 * SECOND, last_seen=time.time())
+        out = evaluate(
+            subject,
+            rec,
+            None,
+            time.time() + 7200,
+            EngineConfig(),
+            monitor="dead",
+            channels=[channel],
+            new_alert_id=f"alert{i}",
+        )
+        assert out.record is not None and out.notification is not None
+        await store.put(out.record, None)
+        members.append((subject, out.notification))
+    group = group_notice(
+        [m for _, m in members], notification_id="group-dead", created_at=time.time(), monitor="x"
+    )
+    entry = GroupEntry(
+        notification=group,
+        channel=channel,
+        members=[(s, m.notification_id) for s, m in members],
+    )
+    await store.create_entry(GROUP_PREFIX + "group-dead", encode_group(entry))
+    await nc.flush()
+
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
+        await eventually(
+            lambda: all(
+                (r := mon.subjects.record(s)) is not None and not r.pending for s, _ in members
+            ),
+            10,
+            what="members crossed off",
+        )
+        await eventually(lambda: not mon.parts.deliveries.groups, 10, what="group recorded")
+        await asyncio.sleep(0.3)  # more ticks: nothing else goes out
+        bodies = [r.json() for r in receiver.requests]
+        assert [b["event"] for b in bodies] == ["group"]
+        assert bodies[0]["notification_id"] == "group-dead"
+        assert receiver.requests[0].headers.get("Idempotency-Key") == "group-dead"
+        assert sorted(x["subject"] for x in bodies[0]["notifications"]) == [s for s, _ in members]
+        assert await store.read_raw(GROUP_PREFIX + "group-dead") is not None  # a tombstone
+        assert (await store.read_raw(GROUP_PREFIX + "group-dead"))[0] == b""  # type: ignore[index]
