@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,10 +28,11 @@ from heartbeat.aio import wait_any, wait_event
 from heartbeat.connection import close_connection
 from heartbeat.delivery import Deliveries
 from heartbeat.election import Election, lease_view
-from heartbeat.engine import Beat, EngineConfig, Outcome, Record, evaluate, health
+from heartbeat.engine import EngineConfig, Record, health
 from heartbeat.feed import Feed
 from heartbeat.groups import GROUP_PREFIX, Batcher, group_size
 from heartbeat.ingest import Ingestor
+from heartbeat.judge import Judge
 from heartbeat.metrics import Snapshot, TickTimer
 from heartbeat.notification import EventKind, capacity_notice, monitor_notice
 from heartbeat.notify.base import Notifier
@@ -45,19 +45,17 @@ from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
     LEASE_KEY,
     RESERVED,
-    StateConflict,
     StateStore,
     StoreConfig,
     StoreError,
     ensure_stream,
 )
-from heartbeat.subjects import Held, Subjects, Track
+from heartbeat.subjects import Subjects
 from heartbeat.text import for_log
 
 log = logging.getLogger(__name__)
 
 Reconnect = Callable[[], Awaitable[NATS | None]]
-MAX_WRITE_BACKOFF_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -77,14 +75,6 @@ class MonitorConfig:
     group_over: int = 10  # more than this many due for one channel within group_wait_s: group
     group_wait_s: float = 2.0
     reconcile_every_s: float = 30.0
-
-
-@dataclass
-class Counters:
-    evaluations: int = 0
-    kv_writes: int = 0
-    conflicts: int = 0
-    store_errors: int = 0
 
 
 @dataclass
@@ -120,15 +110,15 @@ class Monitor:
         self.subjects = Subjects(cfg.engine, max_subjects=cfg.max_subjects)
         self.sight = Sight(blind_after_s=cfg.blind_after_s, stall_check_s=cfg.stall_check_s)
         self.ready_event = asyncio.Event()
-        self.counters = Counters()
+        self.judge = Judge(self.subjects, cfg.engine, cfg.replica_id, list(self.notifiers))
+        self.judge.poll_s, self.judge.max_writes = cfg.poll_s, cfg.max_writes_per_tick
+        self.counters = self.judge.counters
         self.tick_timer = TickTimer()
-        self.busy: set[str] = set()  # subjects with a write in flight
         self._parts: _Parts | None = None
         self._terms_seen = 0
         self._last_tick: float | None = None
         self._reconnect: Reconnect | None = None
-        self._write_failures: dict[str, int] = {}  # subject -> failed commits in a row
-        self._write_log = RateLog(log, what="state writes")
+        self._capacity_log = RateLog(log, what="refused subjects")
         self._refused_logged = 0
         self._capacity_told = False
         self._replacing: asyncio.Task[None] | None = None
@@ -444,7 +434,7 @@ class Monitor:
         refused = self.subjects.refused
         if refused == self._refused_logged:
             return
-        if self._write_log.log(
+        if self._capacity_log.log(
             "capacity",
             logging.WARNING,
             "monitor %s tracks %d subjects (--max-subjects): %d beat(s) of new subjects "
@@ -494,110 +484,10 @@ class Monitor:
     async def _evaluate_due(self, now: float) -> None:
         parts = self.parts
         parts.janitor.kick()
-        writes: list[asyncio.Future[None]] = []
-        for subject in self.subjects.take_due(now):
-            if subject in self.busy or len(writes) >= self.cfg.max_writes_per_tick:
-                self.subjects.later(subject)
-                continue
-            work = self._evaluate(subject, now)
-            if work is not None:
-                writes.append(work)
-        if writes:
-            await asyncio.gather(*writes)
+        await self.judge.judge_due(now, parts.store)
         for subject in list(self.subjects.pending):
             parts.deliveries.start(subject)
         parts.deliveries.flush()
-
-    def _decide(self, track: Track, rec: Record | None, now: float, alert_id: str) -> Outcome:
-        self.counters.evaluations += 1
-        return evaluate(
-            track.subject,
-            rec,
-            track.beat,
-            now,
-            self.cfg.engine,
-            sight_since=self.subjects.sight_since,
-            monitor=self.cfg.replica_id,
-            channels=list(self.notifiers),
-            new_alert_id=alert_id,
-        )
-
-    def _evaluate(self, subject: str, now: float) -> asyncio.Future[None] | None:
-        track = self.subjects.get(subject)
-        if track is None:
-            return None  # retired since it was queued
-        alert_id = uuid.uuid4().hex[:16]
-        try:
-            out = self._decide(track, track.record, now, alert_id)
-        except Exception:
-            log.exception("evaluating %s failed; retrying in %.0fs", subject, self.cfg.poll_s * 10)
-            self.subjects.push(track, now + self.cfg.poll_s * 10)
-            return None
-        self.subjects.push(track, out.due)
-        if out.record is None:
-            return None
-        self.busy.add(subject)
-        basis = (track.held, track.beat)
-        return asyncio.ensure_future(self._commit(track, out, basis, now, alert_id))
-
-    async def _commit(
-        self,
-        track: Track,
-        first: Outcome,
-        basis: tuple[Held, Beat | None],
-        now: float,
-        alert_id: str,
-    ) -> None:
-        """Commit ``first``, decided on ``basis`` (record and beat); after a lost race
-        (or news since), decide again on what the bucket holds now, until a write wins
-        or nothing is left to write."""
-        subject = track.subject
-        held, beat = basis
-        decided_on = held[0] if held else None
-        latest = first
-
-        def change(rec: Record | None) -> Record | None:
-            nonlocal latest
-            if self.subjects.get(subject) is not track:
-                return None  # retired meanwhile
-            if rec is not decided_on or track.beat is not beat:
-                latest = self._decide(track, rec, now, alert_id)
-            return latest.record
-
-        try:
-            done = await self.parts.store.modify(subject, change, held)
-        except StateConflict as e:  # lost ten times over: decide again next tick
-            self.counters.conflicts += 1
-            self._write_log.log("conflict", logging.WARNING, "committing %s: %s", subject, e)
-            self.subjects.later(subject)
-            return
-        except StoreError as e:
-            # A write that keeps failing (a server limit, an outage) is retried with
-            # backoff per subject, never on every tick.
-            self.counters.store_errors += 1
-            failures = self._write_failures[subject] = self._write_failures.get(subject, 0) + 1
-            delay = min(MAX_WRITE_BACKOFF_S, self.cfg.poll_s * 2 ** min(failures, 16))
-            self._write_log.log(
-                "error",
-                logging.WARNING,
-                "committing %s failed (%d time(s)), retrying in %.1fs: %s",
-                subject,
-                failures,
-                delay,
-                e,
-            )
-            self.subjects.push(track, now + delay)
-            return
-        finally:
-            self.busy.discard(subject)
-        self._write_failures.pop(subject, None)
-        self.counters.conflicts += done.conflicts
-        self.subjects.hold(subject, done.held)
-        if not done.wrote:
-            return
-        self.counters.kv_writes += 1
-        if (n := latest.notification) is not None:
-            log.info("%s %s (id %s)", n.event, subject, n.notification_id)
 
 
 def _done(task: asyncio.Future[None]) -> asyncio.Event:

@@ -563,7 +563,7 @@ async def bench_evaluate(run: MonitorRun, sizes: Sizes) -> list[Result]:
     assert run.mon is not None
     mon = run.mon
     await eventually(
-        lambda: not mon.subjects.pending and not mon.subjects.dirty and not mon.busy,
+        lambda: not mon.subjects.pending and not mon.subjects.dirty and not mon.judge.busy,
         30, "deliveries to settle",
     )  # fmt: skip
     samples = await run.next_ticks(sizes.eval_ticks, sizes.eval_ticks * sizes.poll_s * 3 + 10)

@@ -38,12 +38,15 @@ async def test_a_record_that_never_fits_backs_off_and_leaves_others_alone(
     port = free_port()
     server = nats_factory(
         port=port,
-        config=f'listen: 127.0.0.1:{port}\nmax_payload: 1500\njetstream {{ store_dir: "{tmp_path}/js" }}\n',
+        config=(
+            f"listen: 127.0.0.1:{port}\nmax_payload: 1500\n"
+            f'jetstream {{ store_dir: "{tmp_path}/js" }}\n'
+        ),
     )
     prefix = names(unique)["prefix"]
     big, small = prefix + "big." + "b" * 1200, prefix + "small"
     cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05)
-    caplog.set_level(logging.WARNING, logger="heartbeat.monitor")
+    caplog.set_level(logging.WARNING, logger="heartbeat.judge")
     async with webhook_monitor(server.url, cfg, receiver) as (mon, _):
         await eventually(mon.leading, what="leadership")
         nc = await connect(ConnectOptions(servers=(server.url,)))
