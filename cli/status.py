@@ -79,11 +79,13 @@ def subject_row(s: SubjectStatus) -> tuple[str, str, str, str, str, str]:
 def summarize(s: SubjectStatus) -> tuple[str, str]:
     """The status word and DETAILS text, worded as the Go tool words them."""
     beats = f" ({s.miss_count} beats)" if s.miss_count else ""
+    nobody = "; no channel is routed" if s.unrouted else ""
     if s.alert_active:
-        return "ALERT!", f"missed {_fallback(s.miss_for, f'past {s.allowed_window}')}{beats}"
+        missed = _fallback(s.miss_for, f"past {s.allowed_window}")
+        return "ALERT!", f"missed {missed}{beats}{nobody}"
     if s.missing:
-        return "LATE", f"late by {_fallback(s.miss_for, s.allowed_window)}{beats}"
-    return "OK", f"interval {s.interval}, window {s.allowed_window}"
+        return "LATE", f"late by {_fallback(s.miss_for, s.allowed_window)}{beats}{nobody}"
+    return "OK", f"interval {s.interval}, window {s.allowed_window}{nobody}"
 
 
 def format_rfc3339(value: datetime) -> str:

@@ -67,10 +67,10 @@ class Judge:
             rec,
             track.beat,
             now,
-            self.engine,
+            self.subjects.engine_for(track.subject),
             sight_since=self.subjects.sight_since,
             monitor=self.replica_id,
-            channels=self.channels,
+            channels=self.subjects.channels_for(track.subject, self.channels),
             new_alert_id=alert_id,
         )
 

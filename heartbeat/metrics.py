@@ -64,6 +64,8 @@ class Snapshot:
     write_errors: int
     ignored_records: int
     refused_subjects: int
+    unrouted: int  # subjects no route sends anywhere
+    pending: Mapping[str, int]  # channel -> notifications it still owes
     tick_buckets: tuple[tuple[str, float], ...]  # cumulative, as Prometheus wants them
     tick_total_s: float
 
@@ -123,6 +125,14 @@ class _Collector(Collector):
             "ignored_records",
             "State bucket records ignored: their key is not a heartbeat subject.",
             s.ignored_records,
+        )
+        yield _gauge("unrouted_subjects", "Subjects that no route sends anywhere.", s.unrouted)
+        yield _labelled(
+            GaugeMetricFamily,
+            "pending_notifications",
+            "Committed notifications a channel still owes (groups count once).",
+            ["channel"],
+            (((channel,), n) for channel, n in s.pending.items()),
         )
         yield _counter(
             "refused_subjects",

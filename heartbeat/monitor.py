@@ -39,6 +39,7 @@ from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
 from heartbeat.ratelog import RateLog
 from heartbeat.retire import Janitor
+from heartbeat.routing import Route, Router
 from heartbeat.sight import Sight
 from heartbeat.status import build_report
 from heartbeat.status_schema import StatusReport
@@ -72,6 +73,7 @@ class MonitorConfig:
     delivery_retry_s: float = 5.0
     max_writes_per_tick: int = 5000
     max_subjects: int = 1_000_000
+    routes: tuple[Route, ...] = ()  # none: every subject to every channel
     group_over: int = 10  # more than this many due for one channel within group_wait_s: group
     group_wait_s: float = 2.0
     reconcile_every_s: float = 30.0
@@ -107,7 +109,8 @@ class Monitor:
         self.cfg = cfg
         self.notifiers = {n.name: n for n in notifiers}
         self.clock = clock
-        self.subjects = Subjects(cfg.engine, max_subjects=cfg.max_subjects)
+        self.router = Router(list(self.notifiers), cfg.routes)
+        self.subjects = Subjects(cfg.engine, max_subjects=cfg.max_subjects, router=self.router)
         self.sight = Sight(blind_after_s=cfg.blind_after_s, stall_check_s=cfg.stall_check_s)
         self.ready_event = asyncio.Event()
         self.judge = Judge(self.subjects, cfg.engine, cfg.replica_id, list(self.notifiers))
@@ -302,12 +305,23 @@ class Monitor:
             monitor=self.cfg.replica_id,
             leader=self.leading(),
             leader_id=election.leader_id if election is not None else None,
+            router=self.router if self.cfg.routes else None,
         )
 
     def snapshot(self) -> Snapshot:
         """Every figure for /metrics, at once."""
         now = self.clock()
         states = Counter(health(t.view(), now) for t in self.subjects)
+        owed: Counter[str] = Counter()
+        for subject in self.subjects.pending:
+            rec = self.subjects.record(subject)
+            owed.update(c for p in (rec.pending if rec else ()) for c in p.channels)
+        owed.update(entry.channel for entry, _ in self.parts.deliveries.groups.values())
+        unrouted = (
+            sum(1 for t in self.subjects if self.router.route(t.subject).unrouted)
+            if self.cfg.routes
+            else 0
+        )
         parts = self.parts
         d = parts.deliveries
         return Snapshot(
@@ -325,6 +339,8 @@ class Monitor:
             write_errors=self.counters.store_errors,
             ignored_records=self.subjects.ignored_records,
             refused_subjects=self.subjects.refused,
+            unrouted=unrouted,
+            pending=dict(owed),
             tick_buckets=tuple(self.tick_timer.buckets()),
             tick_total_s=self.tick_timer.total_s,
         )

@@ -13,15 +13,16 @@ from aiohttp import web
 
 from heartbeat.durations import SECOND, format_duration_ns
 from heartbeat.engine import Record, is_late, miss_count
+from heartbeat.routing import Router
 from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
 from heartbeat.subjects import Track
 
 log = logging.getLogger(__name__)
 
 
-def subject_status(cur: Record, now: float) -> SubjectStatus:
+def subject_status(cur: Record, now: float, *, unrouted: bool = False) -> SubjectStatus:
     """One row of the status report (``cur``: the subject's current view), as the Go
-    monitor computes it."""
+    monitor computes it; ``unrouted``: no channel hears of it."""
     subject = cur.subject
     window_ns = cur.window_ns
     elapsed = now - cur.last_seen
@@ -38,6 +39,7 @@ def subject_status(cur: Record, now: float) -> SubjectStatus:
         miss_for=format_duration_ns(round(elapsed * SECOND)) if missing else None,
         miss_count=miss_count(cur, now) if missing else None,
         alert_active=cur.alert_active,
+        unrouted=True if unrouted else None,
     )
 
 
@@ -48,8 +50,14 @@ def build_report(
     monitor: str | None = None,
     leader: bool | None = None,
     leader_id: str | None = None,
+    router: Router | None = None,
 ) -> StatusReport:
-    rows = [subject_status(t.view(), now) for t in sorted(tracks, key=lambda t: t.subject)]
+    rows = [
+        subject_status(
+            t.view(), now, unrouted=router is not None and router.route(t.subject).unrouted
+        )
+        for t in sorted(tracks, key=lambda t: t.subject)
+    ]
     return StatusReport(
         observed_at=datetime.fromtimestamp(now, UTC),
         subjects=rows,

@@ -44,6 +44,8 @@ class SubjectStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tru
     miss_for: str | None = None
     miss_count: int | None = None
     alert_active: bool
+    # Ours: True when no route sends this subject's notifications anywhere.
+    unrouted: bool | None = None
 
 
 class StatusReport(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
@@ -76,6 +78,7 @@ class _WireSubject(msgspec.Struct, kw_only=True, frozen=True):
     miss_for: str | None = None
     miss_count: NonNegative | None = None
     alert_active: bool
+    unrouted: bool | None = None
 
 
 class _WireReport(msgspec.Struct, kw_only=True, frozen=True):
@@ -140,6 +143,7 @@ def _subject(w: _WireSubject, where: str) -> SubjectStatus:
         miss_for=None if w.miss_for is None else _duration(w.miss_for, f"{where}.miss_for"),
         miss_count=w.miss_count,
         alert_active=w.alert_active,
+        unrouted=w.unrouted,
     )
 
 

@@ -10,14 +10,16 @@ Nothing here does I/O; the monitor's loop and the watch feed it.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import sys
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterator, Sequence
 
 import msgspec
 
 from heartbeat.engine import NEVER, Beat, EngineConfig, Record, merged, meta_differs, next_due
+from heartbeat.routing import Router
 from heartbeat.schema import is_valid_subject
 
 log = logging.getLogger(__name__)
@@ -118,8 +120,16 @@ class Subjects:
     blind period, which deadlines count from (set by the monitor).
     """
 
-    def __init__(self, engine: EngineConfig, *, max_subjects: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        engine: EngineConfig,
+        *,
+        max_subjects: int = 1_000_000,
+        router: Router | None = None,
+    ) -> None:
         self.engine = engine
+        self.router = router
+        self._engines: dict[float, EngineConfig] = {}
         self.max_subjects = max_subjects
         self.refused = 0  # beats of new subjects past max_subjects, counted, not tracked
         self.first_refused = ""
@@ -184,7 +194,25 @@ class Subjects:
         elif track.due is None:
             # With a deadline already set, a newer beat only moves it later: the early
             # entry pops, the engine finds nothing to do and pushes the true one.
-            self.schedule.push(track, next_due(track.view(), self.engine, self.sight_since))
+            self.schedule.push(
+                track, next_due(track.view(), self.engine_for(subject), self.sight_since)
+            )
+
+    def engine_for(self, subject: str) -> EngineConfig:
+        """The rules for ``subject``: the monitor's, with its route's repeat interval."""
+        if self.router is None or not self.router.routes:
+            return self.engine
+        repeat = self.router.route(subject).repeat_every_s
+        if repeat is None:
+            return self.engine
+        got = self._engines.get(repeat)
+        if got is None:
+            got = self._engines[repeat] = dataclasses.replace(self.engine, repeat_every_s=repeat)
+        return got
+
+    def channels_for(self, subject: str, default: Sequence[str]) -> Sequence[str]:
+        """The channels ``subject``'s notifications go to (``default`` without routes)."""
+        return default if self.router is None else self.router.route(subject).channels
 
     def hold(self, subject: str, held: Held) -> None:
         """What the bucket holds for ``subject`` now (None: no record)."""
@@ -213,7 +241,9 @@ class Subjects:
             self.pending.add(subject)
         else:
             self.pending.discard(subject)
-        self.schedule.push(track, next_due(track.view(), self.engine, self.sight_since))
+        self.schedule.push(
+            track, next_due(track.view(), self.engine_for(subject), self.sight_since)
+        )
 
     def forget_record(self, subject: str) -> None:
         self.pending.discard(subject)

@@ -44,6 +44,8 @@ def mksnapshot(**changes: Any) -> Snapshot:
         write_errors=5,
         ignored_records=1,
         refused_subjects=0,
+        unrouted=2,
+        pending={"webhook": 3},
         tick_buckets=tuple(t.buckets()),
         tick_total_s=t.total_s,
     )
@@ -80,6 +82,8 @@ def test_every_family_is_there() -> None:
             "cas_conflicts",
             "state_write_errors",
             "ignored_records",
+            "unrouted_subjects",
+            "pending_notifications",
             "refused_subjects",
             "evaluation_seconds",
         )
