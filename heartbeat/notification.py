@@ -25,7 +25,7 @@ class EventKind(StrEnum):
     OVER_CAPACITY = "over_capacity"
 
 
-class Notification(msgspec.Struct, frozen=True, kw_only=True):
+class Notification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One notification, decided and committed to KV before any channel sends it.
 
     ``notification_id`` is unique per notification and the same on every retry

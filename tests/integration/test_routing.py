@@ -48,8 +48,10 @@ async def test_routes_send_each_subject_only_to_its_channels(
             for s in (db, web, lost):
                 await pub.publish(heartbeat.Message(subject=s, interval=100 * MS))
             await eventually(
-                lambda: [e["event"] for e in webhook_events(oncall, db)][:3]
-                == ["alert", "repeat", "repeat"],
+                lambda: (
+                    [e["event"] for e in webhook_events(oncall, db)][:3]
+                    == ["alert", "repeat", "repeat"]
+                ),
                 10,
                 what="db alert and the route's quick repeats",
             )
