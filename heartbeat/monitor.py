@@ -41,7 +41,7 @@ from heartbeat.ratelog import RateLog
 from heartbeat.retire import Janitor
 from heartbeat.routing import Route, Router
 from heartbeat.sight import Sight
-from heartbeat.status import build_report
+from heartbeat.status import Filter, build_report
 from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
     LEASE_KEY,
@@ -297,7 +297,7 @@ class Monitor:
         delivered = self._parts.deliveries.kv_writes if self._parts is not None else 0
         return self.counters.kv_writes + delivered
 
-    def report(self) -> StatusReport:
+    def report(self, only: Filter | None = None) -> StatusReport:
         election = self._parts.election if self._parts is not None else None
         return build_report(
             self.subjects,
@@ -306,6 +306,7 @@ class Monitor:
             leader=self.leading(),
             leader_id=election.leader_id if election is not None else None,
             router=self.router if self.cfg.routes else None,
+            only=only,
         )
 
     def snapshot(self) -> Snapshot:
