@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from heartbeat.notify.base import Notification
+from heartbeat.text import neutral
 
 DEFAULT_LOGGER = "nats-heartbeat.notify"
 
@@ -24,8 +25,8 @@ class LogNotifier:
         self._logger.info(
             "notification event=%s subject=%s id=%s alert_id=%s %s",
             notification.event,
-            notification.subject,
+            neutral(notification.subject),
             notification.notification_id,
             notification.alert_id,
-            message,
+            neutral(message),  # heartbeat text: no forged lines or terminal escapes
         )

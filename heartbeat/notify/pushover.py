@@ -6,6 +6,7 @@ import aiohttp
 
 from heartbeat.notify.base import EventKind, Notification
 from heartbeat.notify.http import post
+from heartbeat.text import neutral
 
 PUSHOVER_URL = "https://api.pushover.net/1/messages.json"
 _TITLE_MAX = 250
@@ -43,13 +44,16 @@ class PushoverNotifier:
         return f"PushoverNotifier(url={self._url!r})"
 
     def form(self, notification: Notification) -> dict[str, str]:
-        """The form fields of one message (without secrets redacted: do not log)."""
+        """The form fields of one message (without secrets redacted: do not log).
+
+        Title and message are neutralised (heartbeat text is shown to a person) and cut
+        to Pushover's limits."""
         title, message = notification.summary()
         return {
             "token": self._token,
             "user": self._user,
-            "title": title[:_TITLE_MAX],
-            "message": message[:_MESSAGE_MAX],
+            "title": neutral(title, _TITLE_MAX),
+            "message": neutral(message, _MESSAGE_MAX),
             "priority": "1" if notification.event in _URGENT else "0",
             "timestamp": str(int(notification.created_at)),
         }
