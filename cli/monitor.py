@@ -15,6 +15,8 @@ import click
 from cli.common import (
     DURATION,
     POSITIVE_DURATION,
+    check_host_port,
+    check_http_url,
     connect_options,
     debug_option,
     fail,
@@ -173,6 +175,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     envvar="STATUS_ADDR",
     default="127.0.0.1:8080",
     show_default=True,
+    callback=check_host_port,
     help="host:port for the status JSON and probes; empty disables.",
 )
 @secret_option(
@@ -187,12 +190,14 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     envvar="PUSHOVER_URL",
     default=PUSHOVER_URL,
     show_default=True,
+    callback=check_http_url,
     help="Pushover messages endpoint.",
 )
 @option(
     "--webhook-url",
     envvar="WEBHOOK_URL",
     multiple=True,
+    callback=check_http_url,
     help="POST JSON notifications here; repeatable (comma-separated in the env).",
 )
 @secret_option(
@@ -258,8 +263,10 @@ def monitor(
         pushover_user, pushover_token, pushover_url, _split(webhook_url), webhook_secret, notify_log
     )
     channels.check()
-    if status_addr and not status_addr.rpartition(":")[2].isdigit():
-        raise click.UsageError(f"--status-addr {status_addr!r} must be host:port")
+    if status_token and not (status_token.isascii() and status_token.isprintable()):
+        raise click.UsageError("--status-token must be printable ASCII (it is an HTTP header)")
+    if replica_id and not (replica_id.isprintable() and len(replica_id) <= 128):
+        raise click.UsageError("--replica-id must be printable and at most 128 characters")
     if not subject_prefix or "*" in subject_prefix or ">" in subject_prefix:
         raise click.UsageError(f"--subject-prefix {subject_prefix!r} must be a literal prefix")
     cfg = MonitorConfig(

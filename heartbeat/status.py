@@ -194,6 +194,8 @@ async def serve(app: web.Application, addr: str) -> web.AppRunner:
     ``request_errors(app).counts``, logged at a bounded rate, never with a traceback.
     """
     host, _, port = addr.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):  # [::1]:8080
+        host = host[1:-1]
     runner = web.AppRunner(app, access_log=None, logger=cast(logging.Logger, request_errors(app)))
     await runner.setup()
     site = web.TCPSite(runner, host or "0.0.0.0", int(port))
