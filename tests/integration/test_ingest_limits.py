@@ -19,10 +19,11 @@ import nats.js.errors
 import pytest
 from nats.aio.client import Client as NATS
 
+from heartbeat.connection import ConnectOptions, close_connection, connect
 from heartbeat.engine import Beat, Record
 from heartbeat.ingest import IngestLimits, Ingestor
 from heartbeat.store import StateStore, StoreConfig
-from tests.harness import eventually, names
+from tests.harness import NatsServer, eventually, names
 
 NOW = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -126,3 +127,37 @@ async def test_junk_flood_is_counted_and_logs_a_handful_of_lines(
         assert r.exc_info is None and len(text) < 600, text
         assert "\n" not in text and "\x1b" not in text, text
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+async def test_a_subject_that_is_not_utf8_does_not_stop_the_connection(
+    nats_server: NatsServer, stream: StoreConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """nats-server relays any bytes; nats-py's read loop used to die on such a subject."""
+    caplog.set_level(logging.INFO)
+    nc = await connect(ConnectOptions(servers=(nats_server.url,), name="utf8-test"))
+    try:
+        seen: dict[str, Beat] = {}
+        ingestor = Ingestor(nc.jetstream(), stream.stream, stream.filter_subject, seen.__setitem__)
+        await ingestor.start()
+        p = stream.subject_prefix.encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", nats_server.port)
+        await reader.readline()  # INFO
+        junk = beat("x")
+        writer.write(
+            b'CONNECT {"verbose":false}\r\n'
+            + b"PUB " + p + b"\xff\xfe %d\r\n%s\r\n" % (len(junk), junk)
+            + b"PUB " + p + b"\xc3 2\r\n{}\r\nPING\r\n"
+        )  # fmt: skip
+        await writer.drain()
+        assert await reader.readline() == b"PONG\r\n"
+        writer.close()
+        ok = stream.subject_prefix + "ok"
+        await nc.publish(ok, beat(ok))
+        await eventually(lambda: ok in seen, 10, "the good beat after the bad subjects")
+        assert sum(ingestor.rejected.values()) == 2, ingestor.rejected
+        assert (await nc.jetstream().stream_info(stream.stream)).state.messages == 3
+        lines = [r.getMessage() for r in caplog.records if r.name == "heartbeat.ingest"]
+        assert lines and all(line.encode() for line in lines)  # printable: no surrogates
+        await ingestor.stop()
+    finally:
+        await close_connection(nc)
