@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import os
-import re
 import sys
 import threading
 import urllib.error
@@ -26,13 +25,13 @@ from cli.common import POSITIVE_DURATION, fail, option, read_secret
 from heartbeat.durations import format_duration
 from heartbeat.routing import valid_pattern
 from heartbeat.status_schema import InvalidStatus, StatusReport, SubjectStatus, decode_status
+from heartbeat.text import MAX_DESCRIPTION, MAX_HOST, neutral
 
 DEFAULT_STATUS_URL = "http://127.0.0.1:8080/"
 MAX_BODY = 64 * 1024 * 1024
 HEADER = ("STATUS", "SUBJECT", "DESCRIPTION", "HOST", "LAST SEEN", "DETAILS")
 _PADDING = 2  # Go: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 _COLORS = {"ALERT!": 31, "LATE": 33, "OK": 32}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 # ---------------------------------------------------------------- rendering (pure)
@@ -70,8 +69,8 @@ def subject_row(s: SubjectStatus) -> tuple[str, str, str, str, str, str]:
     return (
         status,
         _printable(s.subject),
-        _printable(s.description),
-        _printable(s.host or "-"),
+        _printable(s.description, MAX_DESCRIPTION),
+        _printable(s.host or "-", MAX_HOST),
         last_seen,
         _printable(details),
     )
@@ -113,12 +112,12 @@ def _by_subject(s: SubjectStatus) -> str:
     return s.subject  # code point order == UTF-8 byte order == Go's string order
 
 
-def _printable(text: str) -> str:
-    """Control characters (tab, newline, ESC, C1) shown escaped, never sent to the terminal:
-    they would break the columns or drive the terminal."""
-    if not _CONTROL.search(text):
-        return text
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+def _printable(text: str, limit: int | None = None) -> str:
+    """Text from a monitor (so from heartbeats) as the terminal may show it: escape
+    sequences, control characters, bidi overrides and zero-width characters removed,
+    line breaks as spaces (they would break the columns, drive the terminal or make one
+    subject read as another), cut to ``limit``."""
+    return neutral(text, limit)
 
 
 def use_color(stream: Any = None) -> bool:

@@ -31,7 +31,7 @@ from heartbeat.election import Election, lease_view
 from heartbeat.engine import EngineConfig, Record, health
 from heartbeat.feed import Feed
 from heartbeat.groups import GROUP_PREFIX, Batcher, group_size
-from heartbeat.ingest import Ingestor
+from heartbeat.ingest import IngestLimits, Ingestor
 from heartbeat.judge import Judge
 from heartbeat.metrics import Snapshot, TickTimer
 from heartbeat.notification import EventKind, capacity_notice, monitor_notice
@@ -73,6 +73,7 @@ class MonitorConfig:
     delivery_retry_s: float = 5.0
     max_writes_per_tick: int = 5000
     max_subjects: int = 1_000_000
+    max_payload: int = 8192  # a heartbeat larger than this is rejected unread
     routes: tuple[Route, ...] = ()  # none: every subject to every channel
     group_over: int = 10  # more than this many due for one channel within group_wait_s: group
     group_wait_s: float = 2.0
@@ -177,6 +178,10 @@ class Monitor:
                 cfg.store.filter_subject,
                 self.subjects.on_beat,
                 self.subjects.known,
+                limits=IngestLimits.for_bucket(
+                    cfg.store.bucket,
+                    max_payload=min(cfg.max_payload, int(nc.max_payload or cfg.max_payload)),
+                ),
             ),
             watch=store.watch(self._on_entry),
             deliveries=deliveries,

@@ -6,20 +6,25 @@ import functools
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from heartbeat.durations import SECOND, format_duration_ns
 from heartbeat.engine import Health, Record, health, is_late, miss_count
+from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
 from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
 from heartbeat.subjects import Track
+from heartbeat.text import for_log
 
 log = logging.getLogger(__name__)
+BAD_REQUEST_LOG_EVERY_S = 10.0
 
 # Intervals and windows repeat across subjects: format each once.
 _duration_text = functools.lru_cache(maxsize=4096)(format_duration_ns)
@@ -178,6 +183,7 @@ def make_app(
         return web.Response(status=200 if ok else 503, text=why + "\n")
 
     app = web.Application(middlewares=[auth])
+    request_errors(app)
     app.router.add_get("/", index)
     app.router.add_get("/status", index)
     app.router.add_get("/healthz", healthz)
@@ -192,10 +198,69 @@ def make_app(
     return app
 
 
+class RequestErrors(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger aiohttp's server gets for our listener.
+
+    aiohttp logs every malformed request (bad request line, method or version,
+    oversized headers, garbage bytes) with a traceback at ERROR.  Here such a request
+    is counted by kind in ``counts`` and logged as one short line at most once per
+    10 s; anything else (a bug in a handler) is logged as aiohttp meant it.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        every_s: float = BAD_REQUEST_LOG_EVERY_S,
+    ) -> None:
+        super().__init__(logger, {})
+        self.counts: Counter[str] = Counter()
+        self.ratelog = RateLog(logger, every_s=every_s, clock=clock, what="malformed requests")
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            kind = type(exc).__name__
+            self.counts[kind] += 1
+            self.ratelog.log(
+                "malformed",
+                logging.WARNING,
+                "malformed HTTP request from %s (%s, HTTP %s): %s",
+                for_log(args[0] if args else "?", 64),
+                kind,
+                exc.code,
+                for_log(exc.message, 160),
+            )
+            return
+        super().log(level, msg, *args, **kwargs)
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        return msg, kwargs
+
+
+REQUEST_ERRORS = web.AppKey("request_errors", RequestErrors)
+
+
+def request_errors(app: web.Application) -> RequestErrors:
+    """Where ``app``'s listener counts malformed requests (``.counts``, by kind)."""
+    if REQUEST_ERRORS not in app:
+        app[REQUEST_ERRORS] = RequestErrors(log)
+    return app[REQUEST_ERRORS]
+
+
 async def serve(app: web.Application, addr: str) -> web.AppRunner:
-    """Start ``app`` on ``host:port`` (port 0 picks a free one); return the runner."""
+    """Start ``app`` on ``host:port`` (port 0 picks a free one); return the runner.
+
+    Malformed requests are answered 400 by aiohttp and counted in
+    ``request_errors(app).counts``, logged at a bounded rate, never with a traceback.
+    """
     host, _, port = addr.rpartition(":")
-    runner = web.AppRunner(app, access_log=None)
+    if host.startswith("[") and host.endswith("]"):  # [::1]:8080
+        host = host[1:-1]
+    runner = web.AppRunner(app, access_log=None, logger=cast(logging.Logger, request_errors(app)))
     await runner.setup()
     site = web.TCPSite(runner, host or "0.0.0.0", int(port))
     await site.start()

@@ -30,6 +30,7 @@ from nats.js.kv import KeyValue
 from heartbeat.engine import Record, shared_ns
 from heartbeat.errors import HeartbeatError
 from heartbeat.feed import Feed
+from heartbeat.text import for_log
 
 log = logging.getLogger(__name__)
 
@@ -377,5 +378,5 @@ def record_of(key: str, msg: Msg) -> Record | None:
     try:
         return decode_record(msg.data)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        log.error("ignoring undecodable record %s: %s", key, e)
+        log.error("ignoring undecodable record %s: %s", for_log(key), for_log(str(e)))
         return None
