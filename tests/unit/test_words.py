@@ -149,3 +149,16 @@ def test_group_rejects_empty_and_nested() -> None:
     g = group_notice(members(1), notification_id="g", created_at=1.0, monitor="m")
     with pytest.raises(ValueError, match="nest"):
         group_notice([g], notification_id="g2", created_at=1.0, monitor="m")
+
+
+def test_a_test_notice_reads_as_a_test_on_every_channel() -> None:
+    from heartbeat.notification import channel_test_notice
+
+    n = channel_test_notice("oncall", "notify-test on h1", 1_700_000_000.0)
+    assert n.event is EventKind.TEST and not words.urgent(n)
+    assert words.summary(n) == (
+        "Test notification from nats-heartbeat (notify-test on h1)",
+        "Test notification from nats-heartbeat (notify-test on h1): "
+        "channel oncall works; nothing is wrong",
+    )
+    assert n.notification_id.endswith("-oncall") and n.body()["event"] == "test"
