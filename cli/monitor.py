@@ -26,7 +26,7 @@ from cli.common import (
     storage_options,
 )
 from heartbeat.aio import retry_until_stopped
-from heartbeat.config import Config, ConfigError, build_notifiers
+from heartbeat.config import Config, ConfigError, build_notifiers, unreachable
 from heartbeat.connection import close_connection, connect_with_retry
 from heartbeat.engine import EngineConfig
 from heartbeat.errors import HeartbeatError
@@ -246,6 +246,14 @@ def monitor(
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
     setup_logging(debug, log_format)
+    for key, pattern in unreachable(channels, subject_prefix):
+        log.warning(
+            "%s: %s %r matches no subject under --subject-prefix %r; that route never applies",
+            channels.path,
+            key,
+            pattern,
+            subject_prefix,
+        )
     raise SystemExit(asyncio.run(_run(nats_url, cfg, channels, status_addr, status_token)))
 
 

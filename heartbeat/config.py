@@ -485,6 +485,33 @@ def _repeat(path: str, where: str, text: Any) -> float:
     return d.total_seconds()
 
 
+def can_match_under(pattern: str, prefix: str) -> bool:
+    """Whether ``pattern`` can match some subject under the literal ``prefix`` (one that
+    ends with a dot, like ``heartbeat.``; any other prefix: assume it can)."""
+    if not prefix.endswith("."):
+        return True
+    head, tokens = prefix[:-1].split("."), pattern.split(".")
+    for i, want in enumerate(head):
+        if i >= len(tokens):
+            return False
+        if tokens[i] == ">":
+            return True
+        if tokens[i] not in ("*", want):
+            return False
+    return len(tokens) > len(head)
+
+
+def unreachable(config: Config, prefix: str) -> list[tuple[str, str]]:
+    """``(key, pattern)`` of every route pattern no subject under ``prefix`` can match
+    (worth a warning: the route is dead)."""
+    return [
+        (f"routes[{i}].subjects[{j}]", p)
+        for i, r in enumerate(config.routes, 1)
+        for j, p in enumerate(r.subjects, 1)
+        if not can_match_under(p, prefix)
+    ]
+
+
 # --- building --------------------------------------------------------------------------
 
 

@@ -14,12 +14,15 @@ from heartbeat.config import (
     Config,
     ConfigError,
     build_notifiers,
+    can_match_under,
     load_config,
     merge_flags,
+    unreachable,
 )
 from heartbeat.routing import Route
 
 PATH = "/etc/hb/config.toml"
+LOG = (ChannelSpec("log", "log", {}, FLAGS),)
 FILES = {
     "/run/secrets/pd": "R0KEY\n",
     "/etc/hb/relative": "  relsecret  \n",
@@ -362,3 +365,26 @@ async def test_a_constructor_refusal_is_a_config_error_naming_the_channel() -> N
         with pytest.raises(ConfigError) as e:
             build_notifiers([spec], session)
     assert e.value.path == PATH and e.value.key == "channels.bad"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "ok"),
+    [
+        (">", True),
+        ("heartbeat.>", True),
+        ("heartbeat.db.>", True),
+        ("*.db.main", True),
+        ("heartbeat.*", True),
+        ("heartbeat", False),
+        ("hb.db.>", False),
+        ("*", False),
+    ],
+)
+def test_route_patterns_that_can_never_apply_under_the_prefix(pattern: str, ok: bool) -> None:
+    assert can_match_under(pattern, "heartbeat.") is ok
+    assert can_match_under(pattern, "heartbeat") is True  # not a token prefix: no opinion
+
+
+def test_unreachable_names_the_route_key() -> None:
+    cfg = load('[[routes]]\nsubjects = [">", "hb.db.>"]\nchannels = ["log"]\n', LOG)
+    assert unreachable(cfg, "heartbeat.") == [("routes[1].subjects[2]", "hb.db.>")]
