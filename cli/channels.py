@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from cli.common import fail, option, read_secret
+from cli.common import check_http_url, fail, option, read_secret
 from heartbeat.config import FLAGS, ChannelSpec, Config, ConfigError, load_config, merge_flags
 from heartbeat.notify.pushover import PUSHOVER_URL
 from heartbeat.notify.webhook import webhook_name
@@ -35,9 +35,14 @@ def _store_secret(ctx: click.Context, param: click.Parameter, value: str) -> str
     return str(_store(ctx, param, read_secret(ctx, param, value)))
 
 
-def _opt(*decls: str, secret: bool = False, **attrs: Any) -> Callable[[F], F]:
+def _store_url(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    return _store(ctx, param, check_http_url(ctx, param, value))
+
+
+def _opt(*decls: str, secret: bool = False, url: bool = False, **attrs: Any) -> Callable[[F], F]:
     attrs.setdefault("default", "")
-    return option(*decls, expose_value=False, callback=_store_secret if secret else _store, **attrs)
+    callback = _store_secret if secret else _store_url if url else _store
+    return option(*decls, expose_value=False, callback=callback, **attrs)
 
 
 def channel_options(f: F) -> F:
@@ -68,6 +73,7 @@ def channel_options(f: F) -> F:
                 envvar="PUSHOVER_URL",
                 default=PUSHOVER_URL,
                 show_default=True,
+                url=True,
                 help="Pushover messages endpoint.",
             ),
             _opt(
@@ -75,6 +81,7 @@ def channel_options(f: F) -> F:
                 envvar="WEBHOOK_URL",
                 multiple=True,
                 default=(),
+                url=True,
                 help="POST JSON notifications here (channel webhook:<hash>); repeatable "
                 "(comma-separated in the env).",
             ),

@@ -15,6 +15,7 @@ from cli.channels import channel_options, config_fail, describe, load_channels
 from cli.common import (
     DURATION,
     POSITIVE_DURATION,
+    check_host_port,
     connect_options,
     debug_option,
     fail,
@@ -135,6 +136,14 @@ log = logging.getLogger("nats-heartbeat.monitor")
     help="The window --group-over counts in, and the longest a notification waits for its group.",
 )
 @option(
+    "--max-payload",
+    envvar="MAX_PAYLOAD",
+    type=click.IntRange(256, 1 << 20),
+    default=8192,
+    show_default=True,
+    help="Reject heartbeats larger than this many bytes, unread (a Go agent's is ~150).",
+)
+@option(
     "--max-subjects",
     envvar="MAX_SUBJECTS",
     type=click.IntRange(1),
@@ -156,6 +165,7 @@ log = logging.getLogger("nats-heartbeat.monitor")
     envvar="STATUS_ADDR",
     default="127.0.0.1:8080",
     show_default=True,
+    callback=check_host_port,
     help="host:port for the status JSON and probes; empty disables.",
 )
 @secret_option(
@@ -194,6 +204,7 @@ def monitor(
     unhealthy_after: timedelta,
     group_over: int,
     group_wait: timedelta,
+    max_payload: int,
     max_subjects: int,
     reconcile_every: timedelta,
     status_addr: str,
@@ -221,8 +232,10 @@ def monitor(
             "--pushover-user and --pushover-token (PUSHOVER_USER/PUSHOVER_TOKEN), "
             "--webhook-url (WEBHOOK_URL) or --notify-log (NOTIFY_LOG=1)"
         )
-    if status_addr and not status_addr.rpartition(":")[2].isdigit():
-        raise click.UsageError(f"--status-addr {status_addr!r} must be host:port")
+    if status_token and not (status_token.isascii() and status_token.isprintable()):
+        raise click.UsageError("--status-token must be printable ASCII (it is an HTTP header)")
+    if replica_id and not (replica_id.isprintable() and len(replica_id) <= 128):
+        raise click.UsageError("--replica-id must be printable and at most 128 characters")
     if not subject_prefix or "*" in subject_prefix or ">" in subject_prefix:
         raise click.UsageError(f"--subject-prefix {subject_prefix!r} must be a literal prefix")
     cfg = MonitorConfig(
@@ -241,6 +254,7 @@ def monitor(
         group_over=group_over,
         group_wait_s=group_wait.total_seconds(),
         max_subjects=max_subjects,
+        max_payload=max_payload,
         reconcile_every_s=reconcile_every.total_seconds(),
         routes=channels.routes,
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",

@@ -223,7 +223,8 @@ class Deliveries:
             self.retry_at.pop(key, None)
             self.last_error.pop(key, None)
             return True
-        self.retry_at[key] = self.clock() + self.retry_s
+        # Never sooner than the channel asked (Retry-After), nor than our own retry time.
+        self.retry_at[key] = self.clock() + max(self.retry_s, result.retry_after_s or 0.0)
         self.last_error[key] = result.error
         return False
 

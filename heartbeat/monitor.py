@@ -31,7 +31,7 @@ from heartbeat.election import Election, lease_view
 from heartbeat.engine import EngineConfig, Record, health
 from heartbeat.feed import Feed
 from heartbeat.groups import GROUP_PREFIX, Batcher, group_size
-from heartbeat.ingest import Ingestor
+from heartbeat.ingest import IngestLimits, Ingestor
 from heartbeat.judge import Judge
 from heartbeat.metrics import Snapshot, TickTimer
 from heartbeat.notification import EventKind, capacity_notice, monitor_notice
@@ -41,7 +41,7 @@ from heartbeat.ratelog import RateLog
 from heartbeat.retire import Janitor
 from heartbeat.routing import Route, Router
 from heartbeat.sight import Sight
-from heartbeat.status import build_report
+from heartbeat.status import Filter, build_report
 from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
     LEASE_KEY,
@@ -73,6 +73,7 @@ class MonitorConfig:
     delivery_retry_s: float = 5.0
     max_writes_per_tick: int = 5000
     max_subjects: int = 1_000_000
+    max_payload: int = 8192  # a heartbeat larger than this is rejected unread
     routes: tuple[Route, ...] = ()  # none: every subject to every channel
     group_over: int = 10  # more than this many due for one channel within group_wait_s: group
     group_wait_s: float = 2.0
@@ -177,6 +178,10 @@ class Monitor:
                 cfg.store.filter_subject,
                 self.subjects.on_beat,
                 self.subjects.known,
+                limits=IngestLimits.for_bucket(
+                    cfg.store.bucket,
+                    max_payload=min(cfg.max_payload, int(nc.max_payload or cfg.max_payload)),
+                ),
             ),
             watch=store.watch(self._on_entry),
             deliveries=deliveries,
@@ -297,7 +302,7 @@ class Monitor:
         delivered = self._parts.deliveries.kv_writes if self._parts is not None else 0
         return self.counters.kv_writes + delivered
 
-    def report(self) -> StatusReport:
+    def report(self, only: Filter | None = None) -> StatusReport:
         election = self._parts.election if self._parts is not None else None
         return build_report(
             self.subjects,
@@ -306,6 +311,7 @@ class Monitor:
             leader=self.leading(),
             leader_id=election.leader_id if election is not None else None,
             router=self.router if self.cfg.routes else None,
+            only=only,
         )
 
     def snapshot(self) -> Snapshot:

@@ -30,6 +30,7 @@ from nats.js.kv import KeyValue
 from heartbeat.engine import Record, shared_ns
 from heartbeat.errors import HeartbeatError
 from heartbeat.feed import Feed
+from heartbeat.text import for_log
 
 log = logging.getLogger(__name__)
 
@@ -269,14 +270,22 @@ class StateStore:
         raise StateConflict(f"{subject} kept changing; gave up after {attempts} attempts")
 
     async def publish_expected(
-        self, key: str, data: bytes, last: int, headers: Mapping[str, str] | None = None
+        self,
+        key: str,
+        data: bytes,
+        last: int,
+        headers: Mapping[str, str] | None = None,
+        *,
+        timeout_s: float = 5.0,
     ) -> int:
         """Publish raw ``data`` on ``key`` if its last sequence is still ``last`` (0: the
         key has none); returns the new sequence.  For the lease, whose writes carry a
         per-message TTL or a delete marker that the KV API cannot send."""
         hdrs = {EXPECTED_LAST: str(last), **(headers or {})}
         try:
-            ack = await self.js.publish(self.key_subject(key), data, headers=hdrs)
+            ack = await self.js.publish(
+                self.key_subject(key), data, headers=hdrs, timeout=timeout_s
+            )
         except nats.js.errors.APIError as e:
             if is_cas_conflict(e):
                 raise StateConflict(f"{key} changed since sequence {last}") from e
@@ -377,5 +386,5 @@ def record_of(key: str, msg: Msg) -> Record | None:
     try:
         return decode_record(msg.data)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        log.error("ignoring undecodable record %s: %s", key, e)
+        log.error("ignoring undecodable record %s: %s", for_log(key), for_log(str(e)))
         return None

@@ -109,6 +109,17 @@ class Schedule:
 
 
 Held = tuple[Record, int] | None
+CHECKPOINTS_PER_S = 500.0  # healthy subjects' last_seen writes, at most, whatever the fleet
+
+
+def checkpoint_period(base_s: float, subjects: int) -> float:
+    """How often a healthy subject's last_seen is saved: ``base_s``, doubled until the
+    whole fleet's checkpoints stay under :data:`CHECKPOINTS_PER_S` (1M subjects at a
+    60 s base: every 3840 s).  The stream holds every subject's newest beat anyway."""
+    period = base_s
+    while period > 0 and subjects / period > CHECKPOINTS_PER_S:
+        period *= 2
+    return period
 
 
 class Subjects:
@@ -129,7 +140,7 @@ class Subjects:
     ) -> None:
         self.engine = engine
         self.router = router
-        self._engines: dict[float, EngineConfig] = {}
+        self._engines: dict[tuple[float | None, float], EngineConfig] = {}
         self.max_subjects = max_subjects
         self.refused = 0  # beats of new subjects past max_subjects, counted, not tracked
         self.first_refused = ""
@@ -199,15 +210,22 @@ class Subjects:
             )
 
     def engine_for(self, subject: str) -> EngineConfig:
-        """The rules for ``subject``: the monitor's, with its route's repeat interval."""
-        if self.router is None or not self.router.routes:
+        """The rules for ``subject``: the monitor's, with its route's repeat interval and
+        the checkpoint period for the fleet's size (:func:`checkpoint_period`)."""
+        repeat = None
+        if self.router is not None and self.router.routes:
+            repeat = self.router.route(subject).repeat_every_s
+        period = checkpoint_period(self.engine.checkpoint_every_s, len(self.tracks))
+        if repeat is None and period == self.engine.checkpoint_every_s:
             return self.engine
-        repeat = self.router.route(subject).repeat_every_s
-        if repeat is None:
-            return self.engine
-        got = self._engines.get(repeat)
+        key = (repeat, period)
+        got = self._engines.get(key)
         if got is None:
-            got = self._engines[repeat] = dataclasses.replace(self.engine, repeat_every_s=repeat)
+            got = self._engines[key] = dataclasses.replace(
+                self.engine,
+                repeat_every_s=self.engine.repeat_every_s if repeat is None else repeat,
+                checkpoint_every_s=period,
+            )
         return got
 
     def channels_for(self, subject: str, default: Sequence[str]) -> Sequence[str]:
