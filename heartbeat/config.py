@@ -30,6 +30,7 @@ from __future__ import annotations
 import os.path
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -385,9 +386,18 @@ def _check_str(path: str, where: str, spec: Key, value: Any) -> str:
         raise ConfigError(path, where, "must not be empty")
     if spec.choices and value not in spec.choices:
         raise ConfigError(path, where, f"{value!r} is not one of {', '.join(spec.choices)}")
-    if spec.url and not value.startswith(("http://", "https://")):
-        raise ConfigError(path, where, "must be an http:// or https:// URL")
+    if spec.url and not _http_url(value):
+        raise ConfigError(path, where, "must be an http:// or https:// URL with a host")
     return value
+
+
+def _http_url(value: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018  (raises for a port that is not 0-65535)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and value.isprintable()
 
 
 def _check_str_int(path: str, where: str, spec: Key, value: Any) -> str:

@@ -200,6 +200,16 @@ ERRORS = [
         "must be an http:// or https:// URL",
     ),
     (
+        '[channels.a]\ntype = "slack"\nurl = "https://"',
+        "channels.a.url",
+        "must be an http:// or https:// URL with a host",
+    ),
+    (
+        '[channels.a]\ntype = "webhook"\nurl = "http://h:99999/"',
+        "channels.a.url",
+        "must be an http:// or https:// URL with a host",
+    ),
+    (
         '[channels.a]\ntype = "telegram"\ntoken="t"\nchat_id = true',
         "channels.a.chat_id",
         "must be a string or an integer, not a boolean",
