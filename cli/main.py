@@ -8,6 +8,7 @@ import click
 
 from cli.agent import agent, beat
 from cli.monitor import monitor
+from cli.notify_test import notify_test, routes
 from cli.retire import retire
 from cli.run import run
 from cli.status import status
@@ -27,7 +28,9 @@ def cli() -> None:
 cli.add_command(agent)
 cli.add_command(beat)
 cli.add_command(monitor)
+cli.add_command(notify_test)
 cli.add_command(retire)
+cli.add_command(routes)
 cli.add_command(run)
 cli.add_command(status)
 

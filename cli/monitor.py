@@ -6,18 +6,16 @@ import asyncio
 import logging
 import os
 import socket
-from dataclasses import dataclass
 from datetime import timedelta
 
-import aiohttp
 import click
 from nats.aio.client import Client as NATS
 
+from cli.channels import channel_options, config_fail, describe, load_channels
 from cli.common import (
     DURATION,
     POSITIVE_DURATION,
     check_host_port,
-    check_http_url,
     connect_options,
     debug_option,
     fail,
@@ -29,69 +27,17 @@ from cli.common import (
     storage_options,
 )
 from heartbeat.aio import retry_until_stopped
+from heartbeat.config import Config, ConfigError, build_notifiers, unreachable
 from heartbeat.connection import close_connection, connect_with_retry
 from heartbeat.engine import EngineConfig
 from heartbeat.errors import HeartbeatError
 from heartbeat.metrics import render
 from heartbeat.monitor import Monitor, MonitorConfig
-from heartbeat.notify import LogNotifier, PushoverNotifier, WebhookNotifier, make_session
-from heartbeat.notify.base import Notifier
-from heartbeat.notify.pushover import PUSHOVER_URL
+from heartbeat.notify import make_session
 from heartbeat.status import make_app, serve
 from heartbeat.store import ConfigConflict, StoreConfig
 
 log = logging.getLogger("nats-heartbeat.monitor")
-
-
-@dataclass(frozen=True)
-class Channels:
-    pushover_user: str
-    pushover_token: str
-    pushover_url: str
-    webhook_urls: tuple[str, ...]
-    webhook_secret: str
-    notify_log: bool
-
-    def check(self) -> None:
-        if bool(self.pushover_user) != bool(self.pushover_token):
-            missing = (
-                "--pushover-token (PUSHOVER_TOKEN)"
-                if self.pushover_user
-                else ("--pushover-user (PUSHOVER_USER)")
-            )
-            raise click.UsageError(f"Pushover needs both user and token: set {missing}")
-        for url in self.webhook_urls:
-            if not url.startswith(("http://", "https://")):
-                raise click.UsageError(f"--webhook-url {url!r} must be an http:// or https:// URL")
-        if not (self.pushover_user or self.webhook_urls or self.notify_log):
-            raise click.UsageError(
-                "no notifier configured: set --pushover-user and --pushover-token "
-                "(PUSHOVER_USER/PUSHOVER_TOKEN), --webhook-url (WEBHOOK_URL) or --notify-log "
-                "(NOTIFY_LOG=1)"
-            )
-
-    def build(self, session: aiohttp.ClientSession) -> list[Notifier]:
-        out: list[Notifier] = []
-        if self.pushover_user:
-            out.append(
-                PushoverNotifier(
-                    session,
-                    user=self.pushover_user,
-                    token=self.pushover_token,
-                    url=self.pushover_url,
-                )
-            )
-        out.extend(
-            WebhookNotifier(session, url, secret=self.webhook_secret) for url in self.webhook_urls
-        )
-        if self.notify_log:
-            out.append(LogNotifier())
-        return out
-
-
-def _split(values: tuple[str, ...]) -> tuple[str, ...]:
-    """Repeated and comma-separated values, each once."""
-    return tuple(dict.fromkeys(u.strip() for v in values for u in v.split(",") if u.strip()))
 
 
 @click.command()
@@ -227,35 +173,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     envvar="STATUS_TOKEN",
     help="Require 'Authorization: Bearer <token>' on the status listener (not the probes)",
 )
-@secret_option("--pushover-user", envvar="PUSHOVER_USER", help="Pushover user key")
-@secret_option("--pushover-token", envvar="PUSHOVER_TOKEN", help="Pushover app token")
-@option(
-    "--pushover-url",
-    envvar="PUSHOVER_URL",
-    default=PUSHOVER_URL,
-    show_default=True,
-    callback=check_http_url,
-    help="Pushover messages endpoint.",
-)
-@option(
-    "--webhook-url",
-    envvar="WEBHOOK_URL",
-    multiple=True,
-    callback=check_http_url,
-    help="POST JSON notifications here; repeatable (comma-separated in the env).",
-)
-@secret_option(
-    "--webhook-secret",
-    envvar="WEBHOOK_SECRET",
-    help="Sign webhook bodies: X-Heartbeat-Signature: sha256=<HMAC>",
-)
-@option(
-    "--notify-log",
-    envvar="NOTIFY_LOG",
-    is_flag=True,
-    default=False,
-    help="Also write every notification as a log line.",
-)
+@channel_options
 @option(
     "--replica-id",
     envvar="REPLICA_ID",
@@ -291,12 +209,6 @@ def monitor(
     reconcile_every: timedelta,
     status_addr: str,
     status_token: str,
-    pushover_user: str,
-    pushover_token: str,
-    pushover_url: str,
-    webhook_url: tuple[str, ...],
-    webhook_secret: str,
-    notify_log: bool,
     replica_id: str,
     log_format: str,
     debug: bool,
@@ -307,11 +219,19 @@ def monitor(
     tolerance passes without a beat, repeats every --repeat-every while missing,
     and sends a resolved notice when beats resume. State lives in the KV bucket,
     so restarts keep alerts and repeat timing.
+
+    Channels come from --config (TOML: [channels.NAME] and [[routes]] that send
+    subjects to them) and from the pushover, webhook and log flags; without
+    [[routes]] every subject goes to every channel. Check a config with
+    `nats-heartbeat routes --subject S` and `nats-heartbeat notify-test`.
     """
-    channels = Channels(
-        pushover_user, pushover_token, pushover_url, _split(webhook_url), webhook_secret, notify_log
-    )
-    channels.check()
+    channels = load_channels()
+    if not channels.channels:
+        raise click.UsageError(
+            "no notifier configured: set --config (CONFIG) with [channels.NAME], "
+            "--pushover-user and --pushover-token (PUSHOVER_USER/PUSHOVER_TOKEN), "
+            "--webhook-url (WEBHOOK_URL) or --notify-log (NOTIFY_LOG=1)"
+        )
     if status_token and not (status_token.isascii() and status_token.isprintable()):
         raise click.UsageError("--status-token must be printable ASCII (it is an HTTP header)")
     if replica_id and not (replica_id.isprintable() and len(replica_id) <= 128):
@@ -336,9 +256,18 @@ def monitor(
         max_subjects=max_subjects,
         max_payload=max_payload,
         reconcile_every_s=reconcile_every.total_seconds(),
+        routes=channels.routes,
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
     setup_logging(debug, log_format)
+    for key, pattern in unreachable(channels, subject_prefix):
+        log.warning(
+            "%s: %s %r matches no subject under --subject-prefix %r; that route never applies",
+            channels.path,
+            key,
+            pattern,
+            subject_prefix,
+        )
     raise SystemExit(asyncio.run(_run(nats_url, cfg, channels, status_addr, status_token)))
 
 
@@ -365,12 +294,17 @@ async def _start(mon: Monitor, nc: NATS, stop: asyncio.Event) -> bool:
 
 
 async def _run(
-    nats_url: str, cfg: MonitorConfig, channels: Channels, status_addr: str, status_token: str
+    nats_url: str, cfg: MonitorConfig, channels: Config, status_addr: str, status_token: str
 ) -> int:
     stop = asyncio.Event()
     install_stop_signals(stop)
     async with make_session() as session:
-        mon = Monitor(cfg, channels.build(session))
+        try:
+            notifiers = build_notifiers(channels.channels, session)
+        except ConfigError as e:
+            config_fail(e)
+        log.info("channels: %s", describe(channels))
+        mon = Monitor(cfg, notifiers)
         options = connect_options(nats_url, f"monitor {cfg.replica_id}")
 
         async def reconnect() -> NATS | None:

@@ -23,6 +23,7 @@ class EventKind(StrEnum):
     SIGHT_RESTORED = "sight_restored"
     GROUP = "group"
     OVER_CAPACITY = "over_capacity"
+    TEST = "test"  # nats-heartbeat notify-test; never committed to KV
 
 
 class Notification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -150,6 +151,29 @@ def capacity_notice(monitor: str, max_subjects: int, refused: int, now: float) -
             "subjects refused so far, and new subjects are not monitored"
         ),
         miss_count=refused,
+    )
+
+
+def channel_test_notice(channel: str, sender: str, now: float) -> Notification:
+    """The one-off notice ``notify-test`` sends to ``channel``: nothing is wrong.
+
+    Incident tools (PagerDuty, Opsgenie) get it as a resolve/close of an alert that
+    never existed, which checks the endpoint and key without paging anyone."""
+    notice_id = f"test-{sender}-{int(now * 1000)}"
+    return Notification(
+        event=EventKind.TEST,
+        subject="",
+        description=f"channel {channel} works; nothing is wrong",
+        host="",
+        last_seen=None,
+        interval_ns=0,
+        window_ns=0,
+        missed_for_ns=0,
+        miss_count=0,
+        alert_id=notice_id,
+        notification_id=f"{notice_id}-{channel}",
+        created_at=now,
+        monitor=sender,
     )
 
 

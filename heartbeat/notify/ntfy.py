@@ -20,6 +20,8 @@ _TAGS = {
     EventKind.RESOLVED: "white_check_mark",
     EventKind.BLIND: "warning",
     EventKind.SIGHT_RESTORED: "eyes",
+    EventKind.OVER_CAPACITY: "warning",
+    EventKind.TEST: "test_tube",
 }
 
 
@@ -68,7 +70,7 @@ class NtfyNotifier:
         if n.event is EventKind.GROUP:
             tag = "rotating_light" if words.urgent(n) else "white_check_mark"
         else:
-            tag = _TAGS[n.event]
+            tag = _TAGS.get(n.event, "warning")
         headers = {
             "Content-Type": "text/plain; charset=utf-8",
             "Title": header_text(clip(words.title(n), _TITLE_MAX)),

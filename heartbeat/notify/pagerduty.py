@@ -19,7 +19,8 @@ from heartbeat.text import clip, neutral
 PAGERDUTY_API = "https://events.pagerduty.com"
 SEVERITIES = frozenset({"critical", "error", "warning", "info"})
 _SUMMARY_MAX = 1024
-_RESOLVING = frozenset({EventKind.RESOLVED, EventKind.SIGHT_RESTORED})
+# A test resolves an incident that never existed: PagerDuty checks the key, pages nobody.
+_RESOLVING = frozenset({EventKind.RESOLVED, EventKind.SIGHT_RESTORED, EventKind.TEST})
 
 
 class PagerDutyNotifier:

@@ -26,6 +26,7 @@ _STATE = {
     EventKind.BLIND: "BLIND",
     EventKind.SIGHT_RESTORED: "seeing again",
     EventKind.OVER_CAPACITY: "over capacity",
+    EventKind.TEST: "test",
 }
 
 
@@ -80,6 +81,8 @@ def title(n: Notification) -> str:
         return f"{monitor_label(n)} is BLIND"
     if n.event is EventKind.OVER_CAPACITY:
         return f"{monitor_label(n)} is over capacity"
+    if n.event is EventKind.TEST:
+        return f"Test notification from nats-heartbeat ({neutral(n.monitor, _SUBJECT_MAX)})"
     return f"{monitor_label(n)} sees heartbeats again"
 
 
@@ -102,6 +105,8 @@ def headline(n: Notification) -> str:
         return f"{title(n)} after {human_duration(n.missed_for_ns)} blind"
     if n.event is EventKind.OVER_CAPACITY:
         return f"{title(n)}: it {neutral(n.description, MAX_DESCRIPTION)}"
+    if n.event is EventKind.TEST:
+        return f"{title(n)}: {neutral(n.description, MAX_DESCRIPTION)}"
     return title(n)
 
 

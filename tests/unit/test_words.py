@@ -149,3 +149,60 @@ def test_group_rejects_empty_and_nested() -> None:
     g = group_notice(members(1), notification_id="g", created_at=1.0, monitor="m")
     with pytest.raises(ValueError, match="nest"):
         group_notice([g], notification_id="g2", created_at=1.0, monitor="m")
+
+
+def test_a_test_notice_reads_as_a_test_on_every_channel() -> None:
+    from heartbeat.notification import channel_test_notice
+
+    n = channel_test_notice("oncall", "notify-test on h1", 1_700_000_000.0)
+    assert n.event is EventKind.TEST and not words.urgent(n)
+    assert words.summary(n) == (
+        "Test notification from nats-heartbeat (notify-test on h1)",
+        "Test notification from nats-heartbeat (notify-test on h1): "
+        "channel oncall works; nothing is wrong",
+    )
+    assert n.notification_id.endswith("-oncall") and n.body()["event"] == "test"
+
+
+@pytest.mark.parametrize("kind", [k for k in EventKind if k is not EventKind.GROUP])
+def test_every_channel_renders_every_event_kind(kind: EventKind) -> None:
+    """No channel fails on a kind it has no special case for (ntfy's tags did)."""
+    from heartbeat.notify import (
+        DiscordNotifier,
+        EmailNotifier,
+        NtfyNotifier,
+        OpsgenieNotifier,
+        PagerDutyNotifier,
+        PushoverNotifier,
+        SlackNotifier,
+        TeamsNotifier,
+        TelegramNotifier,
+        WebhookNotifier,
+    )
+
+    n = note(kind)
+    session: Any = None  # building a request needs no session
+    url = "https://x.example/hook"
+    rendered: list[object] = [
+        SlackNotifier(session, name="s", url=url).payload(n),
+        TeamsNotifier(session, name="t", url=url).payload(n),
+        DiscordNotifier(session, name="d", url=url).payload(n),
+        TelegramNotifier(session, name="g", token="1:a", chat_id="1").payload(n),
+        NtfyNotifier(session, name="n", url=url).request(n),
+        PagerDutyNotifier(session, name="p", routing_key="k").event(n),
+        OpsgenieNotifier(session, name="o", api_key="k").request(n),
+        PushoverNotifier(session, user="u", token="t").form(n),
+        WebhookNotifier(session, url).request(n, 0.0),
+        EmailNotifier(name="e", host="h", sender="s@x", recipients=["r@x"]).message(n),
+    ]
+    assert all(rendered)
+    assert words.title(n) and words.headline(n).startswith(words.title(n))
+    if kind is EventKind.TEST:
+        assert PagerDutyNotifier(session, name="p", routing_key="k").event(n)["event_action"] == (
+            "resolve"
+        )
+        assert (
+            OpsgenieNotifier(session, name="o", api_key="k")
+            .request(n)[0]
+            .endswith("/close?identifierType=alias")
+        )
