@@ -303,7 +303,6 @@ async def _run(
             notifiers = build_notifiers(channels.channels, session)
         except ConfigError as e:
             config_fail(e)
-        log.info("channels: %s", describe(channels))
         mon = Monitor(cfg, notifiers)
         options = connect_options(nats_url, f"monitor {cfg.replica_id}")
 
@@ -318,6 +317,7 @@ async def _run(
             fail(str(e), 1)
         if nc is None:
             return 0
+        log.info("channels: %s", describe(channels))
         try:
             if not await _start(mon, nc, stop):
                 return 0

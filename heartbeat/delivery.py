@@ -124,6 +124,7 @@ class Deliveries:
         self.claimed: set[Key] = set()
         self.group_owed: dict[str, set[str]] = {}
         self.groups_sent = 0
+        self._dropped: dict[str, int] = {}  # group id -> revision we deleted
 
     def start(self, subject: str) -> None:
         """Start delivering what the subject's committed record still owes."""
@@ -173,9 +174,14 @@ class Deliveries:
     ) -> None:
         """A change of a ``_group.<id>`` entry, from the bucket watch."""
         gid = key[len(GROUP_PREFIX) :]
-        self._forget_group(gid)
         if is_tombstone(data, headers):
+            self._dropped.pop(gid, None)
+            self._forget_group(gid)
             return
+        held = self.groups.get(gid)
+        if rev <= max(self._dropped.get(gid, 0), held[1] if held else 0):
+            return  # our own write's echo, or one that our delete has overtaken
+        self._forget_group(gid)
         try:
             entry = decode_group(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
@@ -328,6 +334,7 @@ class Deliveries:
             log.warning("recording delivery of %s failed: %s", gid, e)
             return
         self.kv_writes += 1
+        self._dropped[gid] = got[1]  # until its tombstone comes back on the feed
         self._forget_group(gid)
 
     async def _cross_off(self, subject: str, nid: str, channel: str) -> None:

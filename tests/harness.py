@@ -510,8 +510,16 @@ async def webhook_monitor(url: str, cfg: Any, receiver: Receiver) -> Any:
             yield mon, hook
 
 
+def notification_bodies(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A webhook body's notifications: a group's members, or the body itself."""
+    return list(body["notifications"]) if body.get("event") == "group" else [body]
+
+
 def webhook_events(receiver: Receiver, subject: str | None = None) -> list[dict[str, Any]]:
-    out = [r.json() for r in receiver.requests if r.method == "POST"]
+    """Every notification POSTed to ``receiver`` (group members each on their own)."""
+    out = [
+        b for r in receiver.requests if r.method == "POST" for b in notification_bodies(r.json())
+    ]
     return [b for b in out if subject is None or b.get("subject") == subject]
 
 

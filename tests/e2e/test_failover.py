@@ -40,6 +40,7 @@ from tests.harness import (
     eventually,
     free_port,
     names,
+    notification_bodies,
     publish_when_ready,
 )
 
@@ -83,13 +84,14 @@ def notes(receiver: Receiver, subject: str | None = None) -> list[Note]:
     for r in list(receiver.requests):
         if r.method != "POST":
             continue
-        b = r.json()
-        assert r.headers.get("Idempotency-Key") == b["notification_id"]
-        if subject is None or b["subject"] == subject:
-            out.append(
-                Note(r.at, b["event"], b["subject"], b["alert_id"], b["notification_id"],
-                     b["monitor"])
-            )  # fmt: skip
+        body = r.json()
+        assert r.headers.get("Idempotency-Key") == body["notification_id"]
+        for b in notification_bodies(body):  # a group's members arrive with it
+            if subject is None or b["subject"] == subject:
+                out.append(
+                    Note(r.at, b["event"], b["subject"], b["alert_id"], b["notification_id"],
+                         b["monitor"])
+                )  # fmt: skip
     return out
 
 
