@@ -99,6 +99,14 @@ class Feed:
         self.last_pending = int(info.num_pending or 0)
         return self.last_pending
 
+    async def unhandled(self) -> int | None:
+        """Messages not yet handled: still at the server, or received and queued here
+        (a busy process has not run their handler yet); None if the server cannot say."""
+        pending = await self.pending()
+        if pending is None or self._sub is None:
+            return None
+        return pending + self._sub.pending_msgs
+
     async def _on_msg(self, msg: Msg) -> None:
         self.last_stream_seq, stamp_ns, drained = delivery_of(msg)
         try:

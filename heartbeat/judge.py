@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from heartbeat.engine import Beat, EngineConfig, Outcome, Record, evaluate
+from heartbeat.engine import Beat, EngineConfig, Outcome, Reason, Record, evaluate
 from heartbeat.ratelog import RateLog
 from heartbeat.store import StateConflict, StateStore, StoreError
 from heartbeat.subjects import Held, Subjects, Track
@@ -22,6 +22,20 @@ from heartbeat.subjects import Held, Subjects, Track
 log = logging.getLogger(__name__)
 
 MAX_WRITE_BACKOFF_S = 60.0
+Evidence = Callable[[], Awaitable[int | None]]
+"""Beats the stream still has to hand the consumer (None: it cannot say)."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """An outcome to commit, with what it was decided on."""
+
+    track: Track
+    first: Outcome
+    held: Held
+    beat: Beat | None
+    now: float
+    alert_id: str
 
 
 @dataclass
@@ -45,20 +59,53 @@ class Judge:
         self.counters = Counters()
         self.busy: set[str] = set()  # subjects with a write in flight
         self.write_failures: dict[str, int] = {}  # subject -> failed commits in a row
+        self.held_alerts = 0  # alerts decided but held: the consumer was behind
         self.write_log = RateLog(log, what="state writes")
 
-    async def judge_due(self, now: float, store: StateStore) -> None:
-        """Evaluate every subject due at ``now`` and wait for the commits."""
+    async def judge_due(self, now: float, store: StateStore, evidence: Evidence) -> None:
+        """Evaluate every subject due at ``now`` and wait for the commits.
+
+        A new alert is an accusation: it is committed only once ``evidence`` says the
+        heartbeat consumer has been handed everything the stream holds.  A feed that
+        stalls (a NATS node died under it, the consumer is being recreated) delivers
+        no beats without any disconnect, and silence seen through it proves nothing.
+        """
         writes: list[asyncio.Future[None]] = []
+        accusations: list[Commit] = []
         for subject in self.subjects.take_due(now):
-            if subject in self.busy or len(writes) >= self.max_writes:
+            if subject in self.busy or len(writes) + len(accusations) >= self.max_writes:
                 self.subjects.later(subject)
                 continue
-            work = self._evaluate(subject, now, store)
-            if work is not None:
-                writes.append(work)
+            work = self._evaluate(subject, now)
+            if work is None:
+                continue
+            if work.first.reason is Reason.ALERT:
+                accusations.append(work)
+            else:
+                writes.append(self._start(store, work))
+        if accusations:
+            pending = await evidence()
+            if pending == 0:
+                writes.extend(self._start(store, w) for w in accusations)
+            else:
+                self.held_alerts += len(accusations)
+                self.write_log.log(
+                    "evidence",
+                    logging.WARNING,
+                    "holding %d alert(s): the heartbeat consumer %s",
+                    len(accusations),
+                    "cannot say what it has not been handed yet"
+                    if pending is None
+                    else f"has {pending} beat(s) still to be handed over",
+                )
+                for w in accusations:
+                    self.busy.discard(w.track.subject)
+                    self.subjects.later(w.track.subject)
         if writes:
             await asyncio.gather(*writes)
+
+    def _start(self, store: StateStore, work: Commit) -> asyncio.Future[None]:
+        return asyncio.ensure_future(self._commit(store, work))
 
     def _decide(self, track: Track, rec: Record | None, now: float, alert_id: str) -> Outcome:
         self.counters.evaluations += 1
@@ -74,7 +121,7 @@ class Judge:
             new_alert_id=alert_id,
         )
 
-    def _evaluate(self, subject: str, now: float, store: StateStore) -> asyncio.Future[None] | None:
+    def _evaluate(self, subject: str, now: float) -> Commit | None:
         track = self.subjects.get(subject)
         if track is None:
             return None  # retired since it was queued
@@ -89,25 +136,16 @@ class Judge:
         if out.record is None:
             return None
         self.busy.add(subject)
-        basis = (track.held, track.beat)
-        return asyncio.ensure_future(self._commit(store, track, out, basis, now, alert_id))
+        return Commit(track, out, track.held, track.beat, now, alert_id)
 
-    async def _commit(
-        self,
-        store: StateStore,
-        track: Track,
-        first: Outcome,
-        basis: tuple[Held, Beat | None],
-        now: float,
-        alert_id: str,
-    ) -> None:
-        """Commit ``first``, decided on ``basis`` (record and beat); after a lost race
-        (or news since), decide again on what the bucket holds now, until a write wins
-        or nothing is left to write."""
+    async def _commit(self, store: StateStore, work: Commit) -> None:
+        """Commit ``work.first``, decided on ``work.held`` and ``work.beat``; after a
+        lost race (or news since), decide again on what the bucket holds now, until a
+        write wins or nothing is left to write."""
+        track, held, beat, now, alert_id = work.track, work.held, work.beat, work.now, work.alert_id
         subject = track.subject
-        held, beat = basis
         decided_on = held[0] if held else None
-        latest = first
+        latest = work.first
 
         def change(rec: Record | None) -> Record | None:
             nonlocal latest

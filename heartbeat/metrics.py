@@ -64,6 +64,7 @@ class Snapshot:
     write_errors: int
     ignored_records: int
     refused_subjects: int
+    held_alerts: int
     unrouted: int  # subjects no route sends anywhere
     pending: Mapping[str, int]  # channel -> notifications it still owes
     tick_buckets: tuple[tuple[str, float], ...]  # cumulative, as Prometheus wants them
@@ -133,6 +134,11 @@ class _Collector(Collector):
             "Committed notifications a channel still owes (groups count once).",
             ["channel"],
             (((channel,), n) for channel, n in s.pending.items()),
+        )
+        yield _counter(
+            "held_alerts",
+            "Alerts decided but held for a tick: the heartbeat consumer was behind the stream.",
+            s.held_alerts,
         )
         yield _counter(
             "refused_subjects",

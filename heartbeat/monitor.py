@@ -345,6 +345,7 @@ class Monitor:
             write_errors=self.counters.store_errors,
             ignored_records=self.subjects.ignored_records,
             refused_subjects=self.subjects.refused,
+            held_alerts=self.judge.held_alerts,
             unrouted=unrouted,
             pending=dict(owed),
             tick_buckets=tuple(self.tick_timer.buckets()),
@@ -506,7 +507,7 @@ class Monitor:
     async def _evaluate_due(self, now: float) -> None:
         parts = self.parts
         parts.janitor.kick()
-        await self.judge.judge_due(now, parts.store)
+        await self.judge.judge_due(now, parts.store, parts.ingestor.feed.unhandled)
         for subject in list(self.subjects.pending):
             parts.deliveries.start(subject)
         parts.deliveries.flush()

@@ -3,6 +3,7 @@ replaced, and a monitor cut off for long fails /healthz."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -59,3 +60,29 @@ async def test_healthz_fails_once_blind_longer_than_unhealthy_after(
         await eventually(lambda: mon.sight.blind, 10, what="blind")
         await eventually(lambda: not mon.healthy()[0], 5, what="unhealthy")
         assert "blind for" in mon.healthy()[1]
+
+
+async def test_no_alert_on_silence_seen_through_a_stalled_feed(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    """The consumer stops delivering (as when a NATS node dies under it) while the
+    subject goes on beating: no alert, only held ones; once it delivers again, none."""
+    cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05)
+    subject = names(unique)["prefix"] + "beating"
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
+        await eventually(mon.leading, what="leadership")
+        async with heartbeat.beating(nc, subject, interval=100 * MS):
+            await eventually(lambda: mon.subjects.record(subject) is not None, 10, what="record")
+            feed = mon.ingestor.feed
+            await feed.stop()  # no more beats reach the monitor; the stream still gets them
+            await eventually(
+                lambda: mon.judge.held_alerts >= 3 or webhook_events(receiver, subject),
+                10,
+                what="an alert decided",
+            )
+            assert webhook_events(receiver, subject) == []  # held, not sent
+            await feed.start()
+            seen = mon.subjects.beat(subject)
+            await eventually(lambda: mon.subjects.beat(subject) is not seen, 10, what="beats again")
+            await asyncio.sleep(0.5)  # ticks with the feed delivering: nothing to tell
+        assert webhook_events(receiver, subject) == []

@@ -44,6 +44,7 @@ def mksnapshot(**changes: Any) -> Snapshot:
         write_errors=5,
         ignored_records=1,
         refused_subjects=0,
+        held_alerts=0,
         unrouted=2,
         pending={"webhook": 3},
         tick_buckets=tuple(t.buckets()),
@@ -84,6 +85,7 @@ def test_every_family_is_there() -> None:
             "ignored_records",
             "unrouted_subjects",
             "pending_notifications",
+            "held_alerts",
             "refused_subjects",
             "evaluation_seconds",
         )
