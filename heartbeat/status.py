@@ -9,14 +9,18 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
+import msgspec
 from aiohttp import web
 
 from heartbeat.durations import SECOND, format_duration_ns
 from heartbeat.engine import Record, is_late, miss_count
+from heartbeat.jobrules import next_scheduled
 from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
 from heartbeat.subjects import Track
+from heartbeat.text import ELLIPSIS, neutral
 
 log = logging.getLogger(__name__)
+OUTPUT_STATUS = 200  # characters of a run's output tail in the status JSON (its end)
 
 
 def subject_status(cur: Record, now: float) -> SubjectStatus:
@@ -26,7 +30,7 @@ def subject_status(cur: Record, now: float) -> SubjectStatus:
     window_ns = cur.window_ns
     elapsed = now - cur.last_seen
     missing = is_late(cur, now)
-    return SubjectStatus(
+    row = SubjectStatus(
         subject=subject,
         description=cur.description or subject,
         host=cur.host or None,
@@ -38,6 +42,32 @@ def subject_status(cur: Record, now: float) -> SubjectStatus:
         miss_for=format_duration_ns(round(elapsed * SECOND)) if missing else None,
         miss_count=miss_count(cur, now) if missing else None,
         alert_active=cur.alert_active,
+    )
+    return row if cur.job is None else _with_job(row, cur)
+
+
+def _when(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def _with_job(row: SubjectStatus, cur: Record) -> SubjectStatus:
+    """``row`` with the job's last run, its job alert and its next scheduled run."""
+    job = cur.job
+    assert job is not None
+    output = neutral(job.output).strip()
+    if len(output) > OUTPUT_STATUS:
+        output = ELLIPSIS + output[-(OUTPUT_STATUS - 1) :]
+    return msgspec.structs.replace(
+        row,
+        job_alert=job.alert or None,
+        last_run="running" if job.running else (job.last_result or None),
+        exit_code=job.exit_code,
+        run_duration=None if job.duration_ns is None else format_duration_ns(job.duration_ns),
+        output=output or None,
+        running_since=_when(job.running_since),
+        schedule=job.schedule or None,
+        timezone=job.timezone or None,
+        next_run_due=_when(next_scheduled(job, cur.last_seen, cur.interval_ns)),
     )
 
 
