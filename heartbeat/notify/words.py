@@ -174,7 +174,10 @@ def details(n: Notification) -> dict[str, object]:
     """The webhook body of one (non-group) notification with its strings neutralised,
     for the "details" a person reads in an incident tool."""
     body = n.body()
-    return {k: neutral(v, MAX_DESCRIPTION) if isinstance(v, str) else v for k, v in body.items()}
+    out = {k: neutral(v, MAX_DESCRIPTION) if isinstance(v, str) else v for k, v in body.items()}
+    if n.output:
+        out["output"] = output_tail(n)  # its end, where the error is
+    return out
 
 
 def summary(n: Notification) -> tuple[str, str]:
