@@ -104,3 +104,31 @@ async def test_a_missed_scheduled_run_alerts_at_its_time_plus_grace(
         body = got[0].json()
         assert body["event"] == "alert" and body["subject"] == subject
         assert due + TOLERANCE_S <= got[0].at <= due + TOLERANCE_S + POLL_S + 1.0
+
+
+async def test_a_restarted_monitor_does_not_send_a_job_alert_again(
+    nats_server: NatsServer, receiver: Receiver, unique: str
+) -> None:
+    """The failed alert is committed in the record; a new monitor (a restart, or a
+    failover) holds it and the stream's last beat, and decides nothing new."""
+    cfg = monitor_config(unique, poll_s=POLL_S, tolerance_s=TOLERANCE_S)
+    subject = names(unique)["prefix"] + "once"
+    async with webhook_monitor(nats_server.url, cfg, receiver):
+        done = await asyncio.to_thread(
+            run, nats_server.url, subject, "--interval", "1h", "--", "false"
+        )
+        assert done.returncode == 1
+        await receiver.wait_for(1)
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
+        await eventually(mon.leading, what="leadership")
+        # Its first ticks as leader evaluate the subject (new to its table: dirty).
+        await eventually(lambda: mon.counters.evaluations > 0, what="an evaluation")
+        rec = mon.subjects.record(subject)
+        assert rec is not None and rec.job is not None and rec.job.alert == "failed"
+        assert not rec.pending and events(receiver, subject) == ["failed"]
+        ok = await asyncio.to_thread(
+            run, nats_server.url, subject, "--interval", "1h", "--", "true"
+        )
+        assert ok.returncode == 0
+        await receiver.wait_for(2)
+        assert events(receiver, subject) == ["failed", "resolved"]
