@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import sys
+import urllib.parse
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -48,6 +51,115 @@ class DurationType(click.ParamType):  # type: ignore[type-arg]
 
 DURATION = DurationType()
 POSITIVE_DURATION = DurationType(allow_zero=False)
+
+
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+HTTP_SCHEMES = ("http", "https")
+_HOSTNAME = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")  # a JetStream stream or KV bucket name
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit for an error message: any user and password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
+def url_problem(url: str, schemes: tuple[str, ...], *, default_scheme: str = "") -> str | None:
+    """Why ``url`` is not a usable ``scheme://host[:port]`` URL, or None if it is.
+
+    With ``default_scheme``, a bare ``host[:port]`` (as nats-py and the ``nats`` CLI
+    accept) means ``<default_scheme>://host[:port]``.
+    """
+    listed = ", ".join(f"{s}://" for s in schemes)
+    if not url or any(c.isspace() or not c.isprintable() for c in url):
+        return "must not be empty or contain spaces or control characters"
+    target = url if "://" in url or not default_scheme else f"{default_scheme}://{url}"
+    try:
+        parts = urllib.parse.urlsplit(target)
+        parts.port  # noqa: B018  (raises for a port that is not 0-65535)
+    except ValueError:
+        return "has an invalid port (it must be a number from 0 to 65535)"
+    if parts.scheme.lower() not in schemes:
+        return f"must start with {listed}"
+    host = parts.hostname
+    if not host or not host_is_valid(host):
+        return "has no valid host"
+    return None
+
+
+def host_is_valid(host: str) -> bool:
+    """A DNS name or an IPv4/IPv6 address (brackets around IPv6 allowed)."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(bare)
+        return True
+    except ValueError:
+        return bare == host and _HOSTNAME.fullmatch(host) is not None
+
+
+def host_port(value: str) -> tuple[str, int]:
+    """``host:port`` (host may be empty: all interfaces; ``[v6]:port`` for IPv6) as
+    (host without brackets, port); ValueError saying what is wrong otherwise."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        raise ValueError("must be host:port (e.g. 127.0.0.1:8080, or :8080 for all interfaces)")
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"has port {port!r}: it must be a number from 0 to 65535")
+    if host and not host_is_valid(host):
+        raise ValueError(f"has host {host!r}: it must be a name or an IP address")
+    if host.startswith("["):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("needs brackets around an IPv6 address: [::1]:8080")
+    return host, int(port)
+
+
+def check_host_port(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Callback: ``value`` empty or a valid ``host:port``."""
+    if value:
+        try:
+            host_port(value)
+        except ValueError as e:
+            raise click.BadParameter(f"{value!r} {e}", ctx, param) from e
+    return value
+
+
+def check_nats_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Callback: every comma-separated server is a nats://, tls://, ws:// or wss:// URL."""
+    for url in ConnectOptions.split_servers(value or ""):
+        problem = url_problem(url, NATS_SCHEMES, default_scheme="nats")
+        if problem:
+            raise click.BadParameter(f"{shown_url(url)!r} {problem}", ctx, param)
+    return value
+
+
+def check_http_url(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Callback: an http:// or https:// URL; for a repeatable option, each of the
+    values and of their comma-separated parts."""
+    if isinstance(value, tuple):
+        urls = [u.strip() for v in value for u in v.split(",") if u.strip()]
+    else:
+        urls = [value]
+    for url in urls:
+        problem = url_problem(url, HTTP_SCHEMES)
+        if problem:
+            raise click.BadParameter(f"{shown_url(url)!r} {problem}", ctx, param)
+    return value
+
+
+def check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Callback: a stream or bucket name (letters, digits, ``_`` and ``-``)."""
+    if not _NAME.fullmatch(value):
+        raise click.BadParameter(f"{value!r} must be 1-255 letters, digits, '_' or '-'", ctx, param)
+    return value
 
 
 def option(*param_decls: str, **attrs: Any) -> Callable[[F], F]:
@@ -109,7 +221,9 @@ def nats_options(f: F) -> F:
                 envvar="NATS_URL",
                 default=DEFAULT_URL,
                 show_default=True,
-                help="NATS server URL; a comma-separated list for a cluster.",
+                callback=check_nats_url,
+                help="NATS server URL (nats://, tls://, ws:// or wss://); a comma-separated "
+                "list for a cluster.",
             ),
             _auth_option("--creds", envvar="NATS_CREDS", help="NATS credentials (JWT) file."),
             _auth_option("--nkey", envvar="NATS_NKEY", help="NATS nkey seed file."),
@@ -143,6 +257,7 @@ def storage_options(f: F) -> F:
         envvar="STATE_BUCKET",
         default="HEARTBEAT_STATE",
         show_default=True,
+        callback=check_name,
         help="KV bucket of per-subject alert records (the monitor creates it).",
     )(f)
     return option(
@@ -152,6 +267,7 @@ def storage_options(f: F) -> F:
         envvar=["STREAM", "PRIME_STREAM"],
         default="HEARTBEATS",
         show_default=True,
+        callback=check_name,
         help="JetStream stream with the last beat per subject (the monitor creates it).",
     )(f)
 

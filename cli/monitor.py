@@ -16,6 +16,8 @@ from nats.aio.client import Client as NATS
 from cli.common import (
     DURATION,
     POSITIVE_DURATION,
+    check_host_port,
+    check_http_url,
     connect_options,
     debug_option,
     fail,
@@ -171,6 +173,40 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     "Kubernetes restarts it.",
 )
 @option(
+    "--group-over",
+    envvar="GROUP_OVER",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    help="Storms: past this many notifications for one channel within --group-wait, the "
+    "rest go out as one grouped notification (0: group from the first).",
+)
+@option(
+    "--group-wait",
+    envvar="GROUP_WAIT",
+    type=POSITIVE_DURATION,
+    default="2s",
+    show_default=True,
+    help="The window --group-over counts in, and the longest a notification waits for its group.",
+)
+@option(
+    "--max-payload",
+    envvar="MAX_PAYLOAD",
+    type=click.IntRange(256, 1 << 20),
+    default=8192,
+    show_default=True,
+    help="Reject heartbeats larger than this many bytes, unread (a Go agent's is ~150).",
+)
+@option(
+    "--max-subjects",
+    envvar="MAX_SUBJECTS",
+    type=click.IntRange(1),
+    default=1_000_000,
+    show_default=True,
+    help="Track at most this many subjects; beats of new ones past it are counted, logged "
+    "and announced once, not monitored.",
+)
+@option(
     "--reconcile-every",
     envvar="RECONCILE_EVERY",
     type=DURATION,
@@ -183,6 +219,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     envvar="STATUS_ADDR",
     default="127.0.0.1:8080",
     show_default=True,
+    callback=check_host_port,
     help="host:port for the status JSON and probes; empty disables.",
 )
 @secret_option(
@@ -197,12 +234,14 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     envvar="PUSHOVER_URL",
     default=PUSHOVER_URL,
     show_default=True,
+    callback=check_http_url,
     help="Pushover messages endpoint.",
 )
 @option(
     "--webhook-url",
     envvar="WEBHOOK_URL",
     multiple=True,
+    callback=check_http_url,
     help="POST JSON notifications here; repeatable (comma-separated in the env).",
 )
 @secret_option(
@@ -245,6 +284,10 @@ def monitor(
     lease_ttl: timedelta,
     blind_after: timedelta,
     unhealthy_after: timedelta,
+    group_over: int,
+    group_wait: timedelta,
+    max_payload: int,
+    max_subjects: int,
     reconcile_every: timedelta,
     status_addr: str,
     status_token: str,
@@ -269,8 +312,10 @@ def monitor(
         pushover_user, pushover_token, pushover_url, _split(webhook_url), webhook_secret, notify_log
     )
     channels.check()
-    if status_addr and not status_addr.rpartition(":")[2].isdigit():
-        raise click.UsageError(f"--status-addr {status_addr!r} must be host:port")
+    if status_token and not (status_token.isascii() and status_token.isprintable()):
+        raise click.UsageError("--status-token must be printable ASCII (it is an HTTP header)")
+    if replica_id and not (replica_id.isprintable() and len(replica_id) <= 128):
+        raise click.UsageError("--replica-id must be printable and at most 128 characters")
     if not subject_prefix or "*" in subject_prefix or ">" in subject_prefix:
         raise click.UsageError(f"--subject-prefix {subject_prefix!r} must be a literal prefix")
     cfg = MonitorConfig(
@@ -286,6 +331,10 @@ def monitor(
         lease_ttl_s=lease_ttl.total_seconds(),
         blind_after_s=blind_after.total_seconds(),
         unhealthy_after_s=unhealthy_after.total_seconds(),
+        group_over=group_over,
+        group_wait_s=group_wait.total_seconds(),
+        max_subjects=max_subjects,
+        max_payload=max_payload,
         reconcile_every_s=reconcile_every.total_seconds(),
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )

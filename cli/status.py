@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import os
-import re
 import sys
 import threading
 import urllib.error
@@ -25,7 +24,9 @@ import msgspec
 
 from cli.common import POSITIVE_DURATION, fail, option, read_secret
 from heartbeat.durations import format_duration
+from heartbeat.routing import valid_pattern
 from heartbeat.status_schema import InvalidStatus, StatusReport, SubjectStatus, decode_status
+from heartbeat.text import MAX_DESCRIPTION, MAX_HOST, neutral
 
 DEFAULT_STATUS_URL = "http://127.0.0.1:8080/"
 MAX_BODY = 64 * 1024 * 1024
@@ -33,7 +34,6 @@ HEADER = ("STATUS", "SUBJECT", "DESCRIPTION", "HOST", "LAST SEEN", "DETAILS")
 _PADDING = 2  # Go: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 _COLORS = {"ALERT!": 31, "FAILED": 31, "RUNNING LONG": 31, "LATE": 33, "OK": 32}
 _OUTPUT_SHOWN = 60  # characters of a failed run's output tail in DETAILS (its end)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 # ---------------------------------------------------------------- rendering (pure)
@@ -74,8 +74,8 @@ def subject_row(
     return (
         status,
         _printable(s.subject),
-        _printable(s.description),
-        _printable(s.host or "-"),
+        _printable(s.description, MAX_DESCRIPTION),
+        _printable(s.host or "-", MAX_HOST),
         last_seen,
         _printable(details),
     )
@@ -85,19 +85,21 @@ def summarize(s: SubjectStatus, observed_at: datetime | None = None) -> tuple[st
     """The status word and DETAILS text, worded as the Go tool words them (a job adds
     its last run and, on a schedule, the next run due)."""
     beats = f" ({s.miss_count} beats)" if s.miss_count else ""
+    nobody = "; no channel is routed" if s.unrouted else ""
     job = _job_details(s, observed_at)
     if s.alert_active:
-        return "ALERT!", f"missed {_fallback(s.miss_for, f'past {s.allowed_window}')}{beats}"
+        missed = _fallback(s.miss_for, f"past {s.allowed_window}")
+        return "ALERT!", f"missed {missed}{beats}{nobody}"
     if s.job_alert == "failed":
-        return "FAILED", job
+        return "FAILED", f"{job}{nobody}"
     if s.job_alert == "running_long":
-        return "RUNNING LONG", job
+        return "RUNNING LONG", f"{job}{nobody}"
     if s.missing:
-        return "LATE", f"late by {_fallback(s.miss_for, s.allowed_window)}{beats}"
+        return "LATE", f"late by {_fallback(s.miss_for, s.allowed_window)}{beats}{nobody}"
     if s.next_run_due is not None:
-        return "OK", job
+        return "OK", f"{job}{nobody}"
     plain = f"interval {s.interval}, window {s.allowed_window}"
-    return "OK", f"{plain}, {job}" if job else plain
+    return "OK", (f"{plain}, {job}" if job else plain) + nobody
 
 
 def _job_details(s: SubjectStatus, observed_at: datetime | None) -> str:
@@ -156,12 +158,12 @@ def _by_subject(s: SubjectStatus) -> str:
     return s.subject  # code point order == UTF-8 byte order == Go's string order
 
 
-def _printable(text: str) -> str:
-    """Control characters (tab, newline, ESC, C1) shown escaped, never sent to the terminal:
-    they would break the columns or drive the terminal."""
-    if not _CONTROL.search(text):
-        return text
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+def _printable(text: str, limit: int | None = None) -> str:
+    """Text from a monitor (so from heartbeats) as the terminal may show it: escape
+    sequences, control characters, bidi overrides and zero-width characters removed,
+    line breaks as spaces (they would break the columns, drive the terminal or make one
+    subject read as another), cut to ``limit``."""
+    return neutral(text, limit)
 
 
 def use_color(stream: Any = None) -> bool:
@@ -322,6 +324,12 @@ def _check_token(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value or None
 
 
+def _check_pattern(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and (why := valid_pattern(value)) is not None:
+        raise click.BadParameter(f"{value!r} {why}")
+    return value
+
+
 @click.command()
 @option(
     "--url",
@@ -355,12 +363,34 @@ def _check_token(ctx: click.Context, param: click.Parameter, value: str | None) 
     help="Bearer token sent as 'Authorization: Bearer ...' (prefer the environment "
     "variable, or a file named by STATUS_TOKEN_FILE).",
 )
-def status(url: str, timeout: timedelta, as_json: bool, token: str | None) -> int:
+@option(
+    "--state",
+    type=click.Choice(["alert", "late", "ok"]),
+    default=None,
+    help="List only subjects in this state (filtered by the monitor).",
+)
+@option(
+    "--subject",
+    "pattern",
+    default=None,
+    callback=_check_pattern,
+    help="List only subjects matching this NATS pattern (heartbeat.db.>, heartbeat.*.api).",
+)
+def status(
+    url: str,
+    timeout: timedelta,
+    as_json: bool,
+    token: str | None,
+    state: str | None,
+    pattern: str | None,
+) -> int:
     """Show what a monitor sees and highlight firing alerts.
 
-    Exit status 0 when no alert fires, 1 when at least one does, 2 when the
-    monitor cannot be reached or does not answer with its status JSON.
+    Exit status 0 when no alert fires (among the subjects listed), 1 when at least
+    one does, 2 when the monitor cannot be reached or does not answer with its
+    status JSON.
     """
+    url = with_query(url, state=state, subject=pattern)
     try:
         body = fetch_status(url, timeout, token or None)
         report = _decode(url, body)
@@ -373,6 +403,16 @@ def status(url: str, timeout: timedelta, as_json: bool, token: str | None) -> in
         color = use_color()
         click.echo(render_table(report, color=color), nl=False, color=color)
     return 1 if report.alerts_firing else 0
+
+
+def with_query(url: str, **params: str | None) -> str:
+    """``url`` with the given parameters (those not None) added to its query."""
+    extra = {k: v for k, v in params.items() if v is not None}
+    if not extra:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query) + list(extra.items())
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 def _decode(url: str, body: bytes) -> StatusReport:

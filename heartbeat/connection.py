@@ -200,6 +200,35 @@ def describe_error(e: BaseException) -> str:
     return text or type(e).__name__
 
 
+class _Client(NATS):
+    """nats-py's client, except that a subject that is not UTF-8 cannot stop it.
+
+    nats-py decodes every delivered subject strictly; one message published on
+    ``heartbeat.\\xff`` (nats-server takes any bytes) raised inside its read loop,
+    which then stopped for good: the connection looked up but delivered nothing
+    more, and the beat stayed in the stream for the next start.  Here undecodable
+    bytes become lone surrogates, which no valid subject contains, so the message is
+    rejected like any other bad one.
+    """
+
+    def _build_message(
+        self,
+        sid: int,
+        subject: bytes,
+        reply: bytes,
+        data: bytes,
+        headers: dict[str, str] | None,
+    ) -> Any:
+        return self.msg_class(
+            subject=subject.decode(errors="surrogateescape"),
+            reply=reply.decode(errors="surrogateescape"),
+            data=data,
+            headers=headers,
+            _client=self,
+            _sid=sid,
+        )
+
+
 async def connect(
     options: ConnectOptions,
     *,
@@ -212,7 +241,7 @@ async def connect(
     With ``reconnect_forever`` the connection, once made, reconnects without limit.
     """
     events = _Events(on_disconnect, on_reconnect)
-    nc = NATS()
+    nc = _Client()
     events.nc = nc
     # nats-py annotates these timeouts as int but accepts float seconds.
     kwargs: dict[str, Any] = {

@@ -205,7 +205,8 @@ class Election:
             return
         rev, self.revision, self.valid_until = self.revision, 0, 0.0
         try:
-            await self.store.publish_expected(LEASE_KEY, b"", rev, {KV_OP: "DEL"})
+            # Briefly: a stop must not wait out a server that does not answer.
+            await self.store.publish_expected(LEASE_KEY, b"", rev, {KV_OP: "DEL"}, timeout_s=1.0)
             log.info("replica %s stepped down", self.replica_id)
         except StoreError as e:
             log.info("stepping down: lease left to expire (%s)", e)

@@ -61,7 +61,11 @@ class Snapshot:
     ready: bool
     kv_writes: int
     conflicts: int
+    write_errors: int
     ignored_records: int
+    refused_subjects: int
+    unrouted: int  # subjects no route sends anywhere
+    pending: Mapping[str, int]  # channel -> notifications it still owes
     tick_buckets: tuple[tuple[str, float], ...]  # cumulative, as Prometheus wants them
     tick_total_s: float
 
@@ -113,9 +117,27 @@ class _Collector(Collector):
         yield _counter("kv_writes", "Compare-and-set writes to the state bucket.", s.kv_writes)
         yield _counter("cas_conflicts", "Lost compare-and-set races.", s.conflicts)
         yield _counter(
+            "state_write_errors",
+            "State bucket writes that failed (not lost races); each is retried with backoff.",
+            s.write_errors,
+        )
+        yield _counter(
             "ignored_records",
             "State bucket records ignored: their key is not a heartbeat subject.",
             s.ignored_records,
+        )
+        yield _gauge("unrouted_subjects", "Subjects that no route sends anywhere.", s.unrouted)
+        yield _labelled(
+            GaugeMetricFamily,
+            "pending_notifications",
+            "Committed notifications a channel still owes (groups count once).",
+            ["channel"],
+            (((channel,), n) for channel, n in s.pending.items()),
+        )
+        yield _counter(
+            "refused_subjects",
+            "Beats of new subjects refused: the monitor already tracks --max-subjects.",
+            s.refused_subjects,
         )
         yield HistogramMetricFamily(
             P + "evaluation_seconds",

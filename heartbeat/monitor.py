@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,26 +28,31 @@ from heartbeat.aio import wait_any, wait_event
 from heartbeat.connection import close_connection
 from heartbeat.delivery import Deliveries
 from heartbeat.election import Election, lease_view
-from heartbeat.engine import Beat, EngineConfig, Outcome, Record, evaluate, health
+from heartbeat.engine import EngineConfig, Record, health
 from heartbeat.feed import Feed
-from heartbeat.ingest import Ingestor
+from heartbeat.groups import GROUP_PREFIX, Batcher, group_size
+from heartbeat.ingest import IngestLimits, Ingestor
+from heartbeat.judge import Judge
 from heartbeat.metrics import Snapshot, TickTimer
-from heartbeat.notification import EventKind, monitor_notice
+from heartbeat.notification import EventKind, capacity_notice, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
+from heartbeat.ratelog import RateLog
 from heartbeat.retire import Janitor
+from heartbeat.routing import Route, Router
 from heartbeat.sight import Sight
-from heartbeat.status import build_report
+from heartbeat.status import Filter, build_report
 from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
     LEASE_KEY,
-    StateConflict,
+    RESERVED,
     StateStore,
     StoreConfig,
     StoreError,
     ensure_stream,
 )
-from heartbeat.subjects import Held, Subjects, Track
+from heartbeat.subjects import Subjects
+from heartbeat.text import for_log
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +72,12 @@ class MonitorConfig:
     delivery_deadline_s: float = 10.0
     delivery_retry_s: float = 5.0
     max_writes_per_tick: int = 5000
+    max_subjects: int = 1_000_000
+    max_payload: int = 8192  # a heartbeat larger than this is rejected unread
+    routes: tuple[Route, ...] = ()  # none: every subject to every channel
+    group_over: int = 10  # more than this many due for one channel within group_wait_s: group
+    group_wait_s: float = 2.0
     reconcile_every_s: float = 30.0
-
-
-@dataclass
-class Counters:
-    evaluations: int = 0
-    kv_writes: int = 0
-    conflicts: int = 0
-    store_errors: int = 0
 
 
 @dataclass
@@ -109,16 +110,21 @@ class Monitor:
         self.cfg = cfg
         self.notifiers = {n.name: n for n in notifiers}
         self.clock = clock
-        self.subjects = Subjects(cfg.engine)
+        self.router = Router(list(self.notifiers), cfg.routes)
+        self.subjects = Subjects(cfg.engine, max_subjects=cfg.max_subjects, router=self.router)
         self.sight = Sight(blind_after_s=cfg.blind_after_s, stall_check_s=cfg.stall_check_s)
         self.ready_event = asyncio.Event()
-        self.counters = Counters()
+        self.judge = Judge(self.subjects, cfg.engine, cfg.replica_id, list(self.notifiers))
+        self.judge.poll_s, self.judge.max_writes = cfg.poll_s, cfg.max_writes_per_tick
+        self.counters = self.judge.counters
         self.tick_timer = TickTimer()
-        self.busy: set[str] = set()  # subjects with a write in flight
         self._parts: _Parts | None = None
         self._terms_seen = 0
         self._last_tick: float | None = None
         self._reconnect: Reconnect | None = None
+        self._capacity_log = RateLog(log, what="refused subjects")
+        self._refused_logged = 0
+        self._capacity_told = False
         self._replacing: asyncio.Task[None] | None = None
 
     @property
@@ -151,6 +157,13 @@ class Monitor:
                 retry_s=cfg.delivery_retry_s,
                 leading=election.leading,
                 clock=self.clock,
+                batcher=Batcher(
+                    over=cfg.group_over,
+                    wait_s=cfg.group_wait_s,
+                    max_size=group_size(int(nc.max_payload or 0)),
+                ),
+                monitor=cfg.replica_id,
+                max_entry_bytes=int(nc.max_payload or 1 << 20) // 2,
             )
         else:  # a new connection: the same election and deliveries, on the new store
             election, deliveries = old.election, old.deliveries
@@ -165,6 +178,10 @@ class Monitor:
                 cfg.store.filter_subject,
                 self.subjects.on_beat,
                 self.subjects.known,
+                limits=IngestLimits.for_bucket(
+                    cfg.store.bucket,
+                    max_payload=min(cfg.max_payload, int(nc.max_payload or cfg.max_payload)),
+                ),
             ),
             watch=store.watch(self._on_entry),
             deliveries=deliveries,
@@ -213,10 +230,17 @@ class Monitor:
         campaign = asyncio.create_task(parts.election.run(campaign_stop))
         while not stop.is_set():
             started = time.monotonic()
-            try:
-                await self.tick()
-            except Exception:  # the loop must go on; each subject's errors are handled below
-                log.exception("tick failed")
+            tick = asyncio.ensure_future(self.tick())
+            await wait_any(_done(tick), stop)
+            if not tick.done():
+                # A stop does not wait out a storm's tick: a commit cut short either
+                # landed (its delivery is pending in KV for the next leader) or did not.
+                tick.cancel()
+                await asyncio.wait([tick], timeout=1.0)
+                break
+            if not tick.cancelled() and tick.exception() is not None:
+                # The loop must go on; each subject's errors are handled inside.
+                log.error("tick failed", exc_info=tick.exception())
             await wait_event(stop, self.cfg.poll_s - (time.monotonic() - started))
         # Hand over: send nothing more, let attempts under way finish, then step down.
         if self._replacing is not None:
@@ -278,7 +302,7 @@ class Monitor:
         delivered = self._parts.deliveries.kv_writes if self._parts is not None else 0
         return self.counters.kv_writes + delivered
 
-    def report(self) -> StatusReport:
+    def report(self, only: Filter | None = None) -> StatusReport:
         election = self._parts.election if self._parts is not None else None
         return build_report(
             self.subjects,
@@ -286,12 +310,24 @@ class Monitor:
             monitor=self.cfg.replica_id,
             leader=self.leading(),
             leader_id=election.leader_id if election is not None else None,
+            router=self.router if self.cfg.routes else None,
+            only=only,
         )
 
     def snapshot(self) -> Snapshot:
         """Every figure for /metrics, at once."""
         now = self.clock()
         states = Counter(health(t.view(), now) for t in self.subjects)
+        owed: Counter[str] = Counter()
+        for subject in self.subjects.pending:
+            rec = self.subjects.record(subject)
+            owed.update(c for p in (rec.pending if rec else ()) for c in p.channels)
+        owed.update(entry.channel for entry, _ in self.parts.deliveries.groups.values())
+        unrouted = (
+            sum(1 for t in self.subjects if self.router.route(t.subject).unrouted)
+            if self.cfg.routes
+            else 0
+        )
         parts = self.parts
         d = parts.deliveries
         return Snapshot(
@@ -306,7 +342,11 @@ class Monitor:
             ready=self.ready()[0],
             kv_writes=self.kv_writes(),
             conflicts=self.counters.conflicts + d.conflicts,
+            write_errors=self.counters.store_errors,
             ignored_records=self.subjects.ignored_records,
+            refused_subjects=self.subjects.refused,
+            unrouted=unrouted,
+            pending=dict(owed),
             tick_buckets=tuple(self.tick_timer.buckets()),
             tick_total_s=self.tick_timer.total_s,
         )
@@ -340,6 +380,10 @@ class Monitor:
         parts = self.parts
         if key == LEASE_KEY:
             parts.election.observe(lease_view(msg.data, msg.headers, rev))
+        elif key.startswith(GROUP_PREFIX):
+            parts.deliveries.observe_group(key, msg.data, msg.headers, rev)
+        elif key.startswith(RESERVED):
+            return  # the monitor's own keys; none is a subject
         elif rec is not None:
             self.subjects.set_record(key, rec, rev)
         elif (t := self.subjects.get(key)) is not None and t.record is not None and rev > t.rev:
@@ -407,6 +451,29 @@ class Monitor:
                 )
                 self._eligible()
 
+    async def _check_capacity(self, now: float) -> None:
+        """New subjects past --max-subjects: a line every 10 s at most, one notice."""
+        refused = self.subjects.refused
+        if refused == self._refused_logged:
+            return
+        if self._capacity_log.log(
+            "capacity",
+            logging.WARNING,
+            "monitor %s tracks %d subjects (--max-subjects): %d beat(s) of new subjects "
+            "refused so far, e.g. %s",
+            self.cfg.replica_id,
+            len(self.subjects),
+            refused,
+            for_log(self.subjects.first_refused),
+        ):
+            self._refused_logged = refused
+        if not self._capacity_told:
+            self._capacity_told = True
+            notice = capacity_notice(self.cfg.replica_id, self.cfg.max_subjects, refused, now)
+            await fan_out(
+                list(self.notifiers.values()), notice, deadline_s=self.cfg.delivery_deadline_s
+            )
+
     async def _notice(self, kind: EventKind, blind_since: float, now: float) -> None:
         """Blind notices go straight to the channels: notifiers do not need NATS."""
         notice = monitor_notice(kind, self.cfg.replica_id, blind_since, now)
@@ -431,6 +498,7 @@ class Monitor:
                 return  # a new leader judges nothing before it has seen everything
             self._terms_seen = election.terms
             log.info("monitor %s leads; caught up, evaluating", self.cfg.replica_id)
+        await self._check_capacity(now)
         started = time.perf_counter()
         await self._evaluate_due(now)
         self.tick_timer.observe(time.perf_counter() - started)
@@ -438,94 +506,17 @@ class Monitor:
     async def _evaluate_due(self, now: float) -> None:
         parts = self.parts
         parts.janitor.kick()
-        writes: list[asyncio.Future[None]] = []
-        for subject in self.subjects.take_due(now):
-            if subject in self.busy or len(writes) >= self.cfg.max_writes_per_tick:
-                self.subjects.later(subject)
-                continue
-            work = self._evaluate(subject, now)
-            if work is not None:
-                writes.append(work)
-        if writes:
-            await asyncio.gather(*writes)
+        await self.judge.judge_due(now, parts.store)
         for subject in list(self.subjects.pending):
             parts.deliveries.start(subject)
+        parts.deliveries.flush()
 
-    def _decide(self, track: Track, rec: Record | None, now: float, alert_id: str) -> Outcome:
-        self.counters.evaluations += 1
-        return evaluate(
-            track.subject,
-            rec,
-            track.beat,
-            now,
-            self.cfg.engine,
-            sight_since=self.subjects.sight_since,
-            monitor=self.cfg.replica_id,
-            channels=list(self.notifiers),
-            new_alert_id=alert_id,
-        )
 
-    def _evaluate(self, subject: str, now: float) -> asyncio.Future[None] | None:
-        track = self.subjects.get(subject)
-        if track is None:
-            return None  # retired since it was queued
-        alert_id = uuid.uuid4().hex[:16]
-        try:
-            out = self._decide(track, track.record, now, alert_id)
-        except Exception:
-            log.exception("evaluating %s failed; retrying in %.0fs", subject, self.cfg.poll_s * 10)
-            self.subjects.push(track, now + self.cfg.poll_s * 10)
-            return None
-        self.subjects.push(track, out.due)
-        if out.record is None:
-            return None
-        self.busy.add(subject)
-        basis = (track.held, track.beat)
-        return asyncio.ensure_future(self._commit(track, out, basis, now, alert_id))
-
-    async def _commit(
-        self,
-        track: Track,
-        first: Outcome,
-        basis: tuple[Held, Beat | None],
-        now: float,
-        alert_id: str,
-    ) -> None:
-        """Commit ``first``, decided on ``basis`` (record and beat); after a lost race
-        (or news since), decide again on what the bucket holds now, until a write wins
-        or nothing is left to write."""
-        subject = track.subject
-        held, beat = basis
-        decided_on = held[0] if held else None
-        latest = first
-
-        def change(rec: Record | None) -> Record | None:
-            nonlocal latest
-            if self.subjects.get(subject) is not track:
-                return None  # retired meanwhile
-            if rec is not decided_on or track.beat is not beat:
-                latest = self._decide(track, rec, now, alert_id)
-            return latest.record
-
-        try:
-            done = await self.parts.store.modify(subject, change, held)
-        except StoreError as e:  # a race lost ten times over is one too
-            if isinstance(e, StateConflict):
-                self.counters.conflicts += 1
-            else:
-                self.counters.store_errors += 1
-            log.warning("committing %s failed, will retry: %s", subject, e)
-            self.subjects.later(subject)
-            return
-        finally:
-            self.busy.discard(subject)
-        self.counters.conflicts += done.conflicts
-        self.subjects.hold(subject, done.held)
-        if not done.wrote:
-            return
-        self.counters.kv_writes += 1
-        if (n := latest.notification) is not None:
-            log.info("%s %s (id %s)", n.event, subject, n.notification_id)
+def _done(task: asyncio.Future[None]) -> asyncio.Event:
+    """An event set when ``task`` finishes."""
+    event = asyncio.Event()
+    task.add_done_callback(lambda _: event.set())
+    return event
 
 
 async def _wait_all(stop: asyncio.Event, *events: asyncio.Event) -> None:

@@ -25,6 +25,7 @@ class EventKind(StrEnum):
     FAILED = "failed"  # a job run failed (resolved by the next success)
     RUNNING_LONG = "running_long"  # a job run is past its max_runtime (resolved by its end)
     RAN_LONG = "ran_long"  # a job run finished but took too long: a one-off report
+    OVER_CAPACITY = "over_capacity"
 
 
 class Notification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -119,24 +120,65 @@ def epoch_rfc3339(ts: float) -> str:
     return format_time(datetime.fromtimestamp(ts, UTC))
 
 
-def monitor_notice(kind: EventKind, monitor: str, blind_since: float, now: float) -> Notification:
-    """A ``blind`` or ``sight_restored`` notice about the monitor itself (no subject)."""
-    blind_for_ns = max(0, round((now - blind_since) * SECOND))
-    alert_id = f"blind-{monitor}-{int(blind_since * 1000)}"
+def _about_monitor(
+    event: EventKind,
+    monitor: str,
+    now: float,
+    *,
+    alert_id: str,
+    notification_id: str,
+    description: str = "",
+    missed_for_ns: int = 0,
+    miss_count: int = 0,
+    members: tuple[Notification, ...] = (),
+) -> Notification:
+    """A notification about the monitor rather than one subject (no subject fields)."""
     return Notification(
-        event=kind,
+        event=event,
         subject="",
-        description=f"nats-heartbeat monitor {monitor}",
+        description=description,
         host="",
         last_seen=None,
         interval_ns=0,
         window_ns=0,
-        missed_for_ns=blind_for_ns,
-        miss_count=0,
+        missed_for_ns=missed_for_ns,
+        miss_count=miss_count,
         alert_id=alert_id,
-        notification_id=f"{alert_id}-{kind}",
+        notification_id=notification_id,
         created_at=now,
         monitor=monitor,
+        members=members,
+    )
+
+
+def monitor_notice(kind: EventKind, monitor: str, blind_since: float, now: float) -> Notification:
+    """A ``blind`` or ``sight_restored`` notice about the monitor itself (no subject)."""
+    alert_id = f"blind-{monitor}-{int(blind_since * 1000)}"
+    return _about_monitor(
+        kind,
+        monitor,
+        now,
+        alert_id=alert_id,
+        notification_id=f"{alert_id}-{kind}",
+        description=f"nats-heartbeat monitor {monitor}",
+        missed_for_ns=max(0, round((now - blind_since) * SECOND)),
+    )
+
+
+def capacity_notice(monitor: str, max_subjects: int, refused: int, now: float) -> Notification:
+    """The one notice that new subjects are refused: ``max_subjects`` are tracked."""
+    notice_id = f"capacity-{monitor}-{int(now * 1000)}"
+    return _about_monitor(
+        EventKind.OVER_CAPACITY,
+        monitor,
+        now,
+        alert_id=notice_id,
+        notification_id=notice_id,
+        description=(
+            f"tracks {max_subjects} subjects (--max-subjects); {refused} beat(s) of new "
+            "subjects refused so far, and new subjects are not monitored"
+        ),
+        miss_count=refused,
     )
 
 
@@ -148,19 +190,11 @@ def group_notice(
         raise ValueError("a group needs at least one member")
     if any(m.event is EventKind.GROUP for m in members):
         raise ValueError("groups do not nest")
-    return Notification(
-        event=EventKind.GROUP,
-        subject="",
-        description="",
-        host="",
-        last_seen=None,
-        interval_ns=0,
-        window_ns=0,
-        missed_for_ns=0,
-        miss_count=0,
+    return _about_monitor(
+        EventKind.GROUP,
+        monitor,
+        created_at,
         alert_id=notification_id,
         notification_id=notification_id,
-        created_at=created_at,
-        monitor=monitor,
         members=tuple(members),
     )

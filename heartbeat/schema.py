@@ -124,10 +124,11 @@ _encoder = msgspec.json.Encoder()
 
 
 def read_wire(data: bytes | str) -> _Wire | None:
-    """The payload's fields as sent, unchecked; None when it is not such a JSON object."""
+    """The payload's fields as sent, unchecked; None when it is not such a JSON object
+    (including one nested past the decoder's recursion guard)."""
     try:
         return _decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
 
 
@@ -141,6 +142,34 @@ def read_go_wire(data: bytes | str) -> _GoWire | None:
         return _go_decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
+
+
+# nats-server's default max_control_line: the operation line ("PUB <subject> <reply>
+# <size>") of every message must fit, or the server closes the connection.
+MAX_CONTROL_LINE = 4096
+# nats-py's reply inboxes are "_INBOX.<22>.<22>" (52 characters); room for custom prefixes.
+REPLY_ALLOWANCE = 128
+_SIZE_DIGITS = 20  # any message or header size, in decimal
+
+
+def max_subject_length(
+    bucket: str,
+    *,
+    control_line: int = MAX_CONTROL_LINE,
+    reply_allowance: int = REPLY_ALLOWANCE,
+) -> int:
+    """The longest heartbeat subject whose key in KV ``bucket`` every KV operation can use.
+
+    The longest operation lines on a key are a direct get
+    (``PUB $JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.<key> <reply> <size>``) and a
+    compare-and-set put (``HPUB $KV.<bucket>.<key> <reply> <header size> <size>``); both
+    are counted with ``reply_allowance`` for the reply subject, 20 digits per size and
+    the line's CRLF, so whatever the client chooses the line fits ``control_line``.
+    """
+    tail = 1 + reply_allowance + 2 * (1 + _SIZE_DIGITS) + 2  # " <reply> <n> <n>\r\n"
+    put = len(f"HPUB $KV.{bucket}.") + tail
+    get = len(f"PUB $JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.") + tail
+    return control_line - max(put, get)
 
 
 def is_valid_subject(subject: str) -> bool:
@@ -432,6 +461,8 @@ def decode(data: bytes | str) -> Message:
         wire = _decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise InvalidHeartbeat(f"malformed heartbeat JSON: {e}", "malformed") from e
+    except RecursionError as e:  # msgspec's guard: it stops there, nothing deeper is read
+        raise InvalidHeartbeat("heartbeat JSON is nested too deeply", "too_deep") from e
     if wire.generated_at is None:
         raise InvalidHeartbeat("generated_at is required", "missing_generated_at")
     interval_ns = _duration(wire.interval, "interval")

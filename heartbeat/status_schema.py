@@ -61,6 +61,8 @@ class SubjectStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tru
     schedule: str | None = None
     timezone: str | None = None
     next_run_due: datetime | None = None
+    # Ours: True when no route sends this subject's notifications anywhere.
+    unrouted: bool | None = None
 
 
 class StatusReport(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
@@ -102,6 +104,7 @@ class _WireSubject(msgspec.Struct, kw_only=True, frozen=True):
     schedule: str | None = None
     timezone: str | None = None
     next_run_due: str | None = None
+    unrouted: bool | None = None
 
 
 class _WireReport(msgspec.Struct, kw_only=True, frozen=True):
@@ -182,6 +185,7 @@ def _subject(w: _WireSubject, where: str) -> SubjectStatus:
         schedule=w.schedule,
         timezone=w.timezone,
         next_run_due=_optional_time(w.next_run_due, f"{where}.next_run_due"),
+        unrouted=w.unrouted,
     )
 
 

@@ -7,6 +7,7 @@ race; the lease's raw writes (:meth:`StateStore.publish_expected`) sit beside it
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Callable, Mapping
@@ -29,10 +30,12 @@ from nats.js.kv import KeyValue
 from heartbeat.engine import Record, shared_ns
 from heartbeat.errors import HeartbeatError
 from heartbeat.feed import Feed
+from heartbeat.text import for_log
 
 log = logging.getLogger(__name__)
 
 LEASE_KEY = "_monitor.leader"
+RESERVED = "_"  # keys that start so are the monitor's own, never a subject's
 DAY_S = 86_400.0
 KV_OP = "KV-Operation"
 MARKER_REASON = "Nats-Marker-Reason"
@@ -141,10 +144,15 @@ async def ensure_stream(js: JetStreamContext, cfg: StoreConfig) -> None:
 class StateStore:
     """The KV bucket of per-subject records, with compare-and-set writes."""
 
-    def __init__(self, js: JetStreamContext, kv: KeyValue, cfg: StoreConfig) -> None:
+    def __init__(
+        self, js: JetStreamContext, kv: KeyValue, cfg: StoreConfig, *, max_writes: int = 256
+    ) -> None:
         self.js = js
         self.kv = kv
         self.cfg = cfg
+        # Record writes in flight at once: a storm queues here, not in the connection,
+        # so the lease's writes (not bounded) never wait behind thousands of them.
+        self._writes = asyncio.Semaphore(max_writes)
 
     @classmethod
     async def open(
@@ -209,6 +217,19 @@ class StateStore:
         except (nats.errors.Error, TimeoutError) as e:
             raise StoreError(f"cannot write {rec.subject}: {e}") from e
 
+    async def create_entry(self, key: str, data: bytes) -> int:
+        """Create ``key`` (one that must not exist yet) holding raw ``data``; its revision."""
+        try:
+            async with self._writes:
+                return int(await self.kv.create(key, data, validate_keys=False))
+        except (nats.errors.Error, TimeoutError) as e:
+            raise StoreError(f"cannot create {key}: {e}") from e
+
+    async def delete_entry(self, key: str, revision: int) -> None:
+        """Delete ``key`` if it is still at ``revision`` (one of the bounded writes)."""
+        async with self._writes:
+            await self.delete(key, revision)
+
     async def delete(self, subject: str, revision: int | None = None) -> None:
         """Delete a record (with ``revision``, only if unchanged)."""
         try:
@@ -237,24 +258,34 @@ class StateStore:
             if new is None or (new is DELETE and rec is None):
                 return Modified(held, False, conflicts)
             try:
-                if new is DELETE:
-                    await self.delete(subject, rev)
-                    return Modified(None, True, conflicts)
-                return Modified((new, await self.put(new, rev)), True, conflicts)
+                async with self._writes:
+                    if new is DELETE:
+                        await self.delete(subject, rev)
+                        return Modified(None, True, conflicts)
+                    return Modified((new, await self.put(new, rev)), True, conflicts)
             except StateConflict:
                 conflicts += 1
-                held = await self.get(subject)
+                async with self._writes:
+                    held = await self.get(subject)
         raise StateConflict(f"{subject} kept changing; gave up after {attempts} attempts")
 
     async def publish_expected(
-        self, key: str, data: bytes, last: int, headers: Mapping[str, str] | None = None
+        self,
+        key: str,
+        data: bytes,
+        last: int,
+        headers: Mapping[str, str] | None = None,
+        *,
+        timeout_s: float = 5.0,
     ) -> int:
         """Publish raw ``data`` on ``key`` if its last sequence is still ``last`` (0: the
         key has none); returns the new sequence.  For the lease, whose writes carry a
         per-message TTL or a delete marker that the KV API cannot send."""
         hdrs = {EXPECTED_LAST: str(last), **(headers or {})}
         try:
-            ack = await self.js.publish(self.key_subject(key), data, headers=hdrs)
+            ack = await self.js.publish(
+                self.key_subject(key), data, headers=hdrs, timeout=timeout_s
+            )
         except nats.js.errors.APIError as e:
             if is_cas_conflict(e):
                 raise StateConflict(f"{key} changed since sequence {last}") from e
@@ -348,10 +379,12 @@ def is_tombstone(data: bytes, headers: Mapping[str, str] | None) -> bool:
 
 
 def record_of(key: str, msg: Msg) -> Record | None:
-    if key == LEASE_KEY or is_tombstone(msg.data, msg.headers):
+    """The record a bucket message holds; None for a tombstone and for the reserved
+    keys (``_monitor.leader``, ``_group.<id>``: they are not records)."""
+    if key.startswith(RESERVED) or is_tombstone(msg.data, msg.headers):
         return None
     try:
         return decode_record(msg.data)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        log.error("ignoring undecodable record %s: %s", key, e)
+        log.error("ignoring undecodable record %s: %s", for_log(key), for_log(str(e)))
         return None

@@ -10,14 +10,16 @@ Nothing here does I/O; the monitor's loop and the watch feed it.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import sys
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterator, Sequence
 
 import msgspec
 
 from heartbeat.engine import NEVER, Beat, EngineConfig, Record, merged, meta_differs, next_due
+from heartbeat.routing import Router
 from heartbeat.schema import is_valid_subject
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,17 @@ class Schedule:
 
 
 Held = tuple[Record, int] | None
+CHECKPOINTS_PER_S = 500.0  # healthy subjects' last_seen writes, at most, whatever the fleet
+
+
+def checkpoint_period(base_s: float, subjects: int) -> float:
+    """How often a healthy subject's last_seen is saved: ``base_s``, doubled until the
+    whole fleet's checkpoints stay under :data:`CHECKPOINTS_PER_S` (1M subjects at a
+    60 s base: every 3840 s).  The stream holds every subject's newest beat anyway."""
+    period = base_s
+    while period > 0 and subjects / period > CHECKPOINTS_PER_S:
+        period *= 2
+    return period
 
 
 class Subjects:
@@ -118,8 +131,19 @@ class Subjects:
     blind period, which deadlines count from (set by the monitor).
     """
 
-    def __init__(self, engine: EngineConfig) -> None:
+    def __init__(
+        self,
+        engine: EngineConfig,
+        *,
+        max_subjects: int = 1_000_000,
+        router: Router | None = None,
+    ) -> None:
         self.engine = engine
+        self.router = router
+        self._engines: dict[tuple[float | None, float], EngineConfig] = {}
+        self.max_subjects = max_subjects
+        self.refused = 0  # beats of new subjects past max_subjects, counted, not tracked
+        self.first_refused = ""
         self.tracks: dict[str, Track] = {}
         self.schedule = Schedule()
         self.dirty: set[str] = set()
@@ -162,6 +186,10 @@ class Subjects:
         """Every valid beat comes here (the hot path: one table lookup, no allocation)."""
         track = self.tracks.get(subject)
         if track is None:
+            if len(self.tracks) >= self.max_subjects:
+                self.refused += 1
+                self.first_refused = self.first_refused or subject
+                return
             # One string per subject, shared with the record the bucket feed holds.
             subject = sys.intern(subject)
             self.tracks[subject] = Track(subject=subject, beat=beat)
@@ -179,7 +207,32 @@ class Subjects:
         elif track.due is None:
             # With a deadline already set, a newer beat only moves it later: the early
             # entry pops, the engine finds nothing to do and pushes the true one.
-            self.schedule.push(track, next_due(track.view(), self.engine, self.sight_since))
+            self.schedule.push(
+                track, next_due(track.view(), self.engine_for(subject), self.sight_since)
+            )
+
+    def engine_for(self, subject: str) -> EngineConfig:
+        """The rules for ``subject``: the monitor's, with its route's repeat interval and
+        the checkpoint period for the fleet's size (:func:`checkpoint_period`)."""
+        repeat = None
+        if self.router is not None and self.router.routes:
+            repeat = self.router.route(subject).repeat_every_s
+        period = checkpoint_period(self.engine.checkpoint_every_s, len(self.tracks))
+        if repeat is None and period == self.engine.checkpoint_every_s:
+            return self.engine
+        key = (repeat, period)
+        got = self._engines.get(key)
+        if got is None:
+            got = self._engines[key] = dataclasses.replace(
+                self.engine,
+                repeat_every_s=self.engine.repeat_every_s if repeat is None else repeat,
+                checkpoint_every_s=period,
+            )
+        return got
+
+    def channels_for(self, subject: str, default: Sequence[str]) -> Sequence[str]:
+        """The channels ``subject``'s notifications go to (``default`` without routes)."""
+        return default if self.router is None else self.router.route(subject).channels
 
     def hold(self, subject: str, held: Held) -> None:
         """What the bucket holds for ``subject`` now (None: no record)."""
@@ -208,7 +261,9 @@ class Subjects:
             self.pending.add(subject)
         else:
             self.pending.discard(subject)
-        self.schedule.push(track, next_due(track.view(), self.engine, self.sight_since))
+        self.schedule.push(
+            track, next_due(track.view(), self.engine_for(subject), self.sight_since)
+        )
 
     def forget_record(self, subject: str) -> None:
         self.pending.discard(subject)

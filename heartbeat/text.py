@@ -23,9 +23,13 @@ MAX_LOG_VALUE = 120
 # characters: C0/C1 controls and DEL, zero-width and joiner characters, bidi
 # embeddings, overrides and isolates, the BOM and the interlinear annotation marks.
 _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-_]?)")
+# The zero-width joiner stays only between two emoji, where it joins a sequence
+# (👩‍💻); anywhere else it is as invisible as the rest.
+_EMOJI = "\u2600-\u27bf\ufe0f\U0001f000-\U0001faff"
 _HIDDEN = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b\u200c\u200e\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
+    f"|(?<![{_EMOJI}])\u200d|\u200d(?![{_EMOJI}])"
 )
 _BREAKS = re.compile("[\t\n\u2028\u2029]+")
 _CLEAN = re.compile(r"[ -~]*")  # printable ASCII: nothing to neutralise

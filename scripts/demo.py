@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import nats
+import nats.errors
 
 import heartbeat
 from heartbeat.aio import wait_event
@@ -40,36 +42,67 @@ def spawn(*args: str, prefix: str) -> subprocess.Popen[str]:
     return proc
 
 
+STOP_BUDGET_S = 4.0  # SIGTERM or Ctrl-C to everything gone, children included
+
+
 async def main(duration: float, forever: bool) -> None:
-    store = Path(tempfile.mkdtemp(prefix="nats-heartbeat-demo-"))
-    server = NatsServer(store / "js").start()
+    """Run the demo; a signal (SIGINT, SIGTERM) at any point stops it and every child
+    within STOP_BUDGET_S, whether the signal reached only this process (kill, an
+    orchestrator) or its whole process group (Ctrl-C, timeout)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    children: list[subprocess.Popen[str]] = []
+    server: NatsServer | None = None
+    nc: nats.aio.client.Client | None = None
+    try:
+        store = Path(tempfile.mkdtemp(prefix="nats-heartbeat-demo-"))
+        server = await asyncio.to_thread(NatsServer(store / "js").start)
+        if stop.is_set():
+            return
+        nc = await _run(server, children, stop, duration, forever)
+    finally:
+        if nc is not None:
+            await _quietly_close(nc)
+        await asyncio.to_thread(stop_all, children, server, STOP_BUDGET_S)
+    print("==> stopped" if stop.is_set() else "==> done", flush=True)
+
+
+async def _run(
+    server: NatsServer,
+    children: list[subprocess.Popen[str]],
+    stop: asyncio.Event,
+    duration: float,
+    forever: bool,
+) -> nats.aio.client.Client | None:
     status_port = free_port()
     url = server.url
-    print(f"==> embedded nats-server on {url} (store {store})")
-    procs = [
-        spawn(
-            "monitor",
-            "--nats-url",
-            url,
-            "--notify-log",
-            "--poll",
-            "200ms",
-            "--tolerance",
-            "500ms",
-            "--repeat-every",
-            "10s",
-            "--status-addr",
-            f"127.0.0.1:{status_port}",
-            "--replica-id",
-            "demo-monitor",
-            prefix="monitor",
-        )
-    ]
+    print(f"==> embedded nats-server on {url} (store {server.store_dir.parent})")
+    monitor = spawn(
+        "monitor",
+        "--nats-url",
+        url,
+        "--notify-log",
+        "--poll",
+        "200ms",
+        "--tolerance",
+        "500ms",
+        "--repeat-every",
+        "10s",
+        "--status-addr",
+        f"127.0.0.1:{status_port}",
+        "--replica-id",
+        "demo-monitor",
+        prefix="monitor",
+    )
+    children.append(monitor)
     print(
         f"==> monitor status: http://127.0.0.1:{status_port}/  "
         f"(try: .venv/bin/nats-heartbeat status --url http://127.0.0.1:{status_port}/)"
     )
-    await asyncio.sleep(1.5)
+    if await wait_event(stop, 1.5):
+        return None
     agents = {
         "heartbeat.demo.api": ("1s", "0s", "API service"),
         "heartbeat.demo.worker": ("2s", "5s", "Queue worker"),
@@ -91,7 +124,12 @@ async def main(duration: float, forever: bool) -> None:
             desc,
             prefix=subject.rsplit(".", 1)[-1],
         )
-    nc = await nats.connect(url)
+        children.append(running[subject])
+
+    async def quiet(_e: Exception) -> None:  # the server may stop first (Ctrl-C reaches all)
+        return None
+
+    nc = await nats.connect(url, error_cb=quiet, max_reconnect_attempts=3)
     seen: dict[str, int] = {}
 
     async def on_beat(msg: nats.aio.msg.Msg) -> None:
@@ -103,10 +141,6 @@ async def main(duration: float, forever: bool) -> None:
     await nc.subscribe("heartbeat.>", cb=on_beat)
     start = time.monotonic()
     stopped = restarted = False
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     while not stop.is_set() and (forever or time.monotonic() - start < duration):
         elapsed = time.monotonic() - start
         if elapsed > 8 and not stopped:
@@ -115,7 +149,7 @@ async def main(duration: float, forever: bool) -> None:
             stopped = True
         if elapsed > 25 and not restarted:
             print("==> restarting the flaky agent: expect a resolved notice", flush=True)
-            procs.append(
+            children.append(
                 spawn(
                     "agent",
                     "--nats-url",
@@ -131,22 +165,34 @@ async def main(duration: float, forever: bool) -> None:
             )
             restarted = True
         await wait_event(stop, 0.25)
-    print("==> status table:", flush=True)
-    status_url = f"http://127.0.0.1:{status_port}/"
-    await asyncio.to_thread(
-        subprocess.run, [cli_binary(), "status", "--url", status_url], check=False
-    )
+    if not stop.is_set() and monitor.poll() is None:  # a signal skips the table: stop first
+        print("==> status table:", flush=True)
+        status_url = f"http://127.0.0.1:{status_port}/"
+        await asyncio.to_thread(
+            subprocess.run, [cli_binary(), "status", "--url", status_url], check=False, timeout=10
+        )
     print(f"==> beats received: {seen}")
-    await nc.close()
-    everyone = [*running.values(), *procs]
-    for p in everyone:  # all at once; each then gets 10 s before it is killed
+    return nc
+
+
+async def _quietly_close(nc: nats.aio.client.Client) -> None:
+    with contextlib.suppress(TimeoutError, nats.errors.Error, OSError):
+        await asyncio.wait_for(nc.close(), 1.0)
+
+
+def stop_all(
+    children: list[subprocess.Popen[str]], server: NatsServer | None, budget_s: float
+) -> None:
+    """SIGTERM every child at once, SIGKILL what still runs when the budget is nearly
+    spent, then stop the server (last: the children's clean stops need it)."""
+    deadline = time.monotonic() + budget_s
+    for p in children:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-    for p in everyone:
-        stop_process(p)
-    await asyncio.sleep(0.2)
-    server.stop()
-    print("==> done")
+    for p in children:
+        stop_process(p, signal.SIGTERM, timeout=max(0.1, deadline - 1.0 - time.monotonic()))
+    if server is not None:
+        server.stop(timeout=max(0.1, deadline - time.monotonic()))
 
 
 if __name__ == "__main__":

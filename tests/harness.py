@@ -133,12 +133,12 @@ class NatsServer:
         with self._lock:
             return "\n".join(self.log[-n:])
 
-    def stop(self, kill: bool = False) -> None:
-        """Terminate (or with ``kill`` SIGKILL) and wait; escalate after 10 s."""
+    def stop(self, kill: bool = False, timeout: float = 10.0) -> None:
+        """Terminate (or with ``kill`` SIGKILL) and wait; escalate after ``timeout`` s."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        stop_process(proc, signal.SIGKILL if kill else signal.SIGTERM)
+        stop_process(proc, signal.SIGKILL if kill else signal.SIGTERM, timeout=timeout)
         self._reader.join(5)
         if proc.stderr is not None:
             proc.stderr.close()

@@ -6,6 +6,7 @@ import logging
 
 from heartbeat.notify import words
 from heartbeat.notify.base import Notification
+from heartbeat.text import neutral
 
 DEFAULT_LOGGER = "nats-heartbeat.notify"
 
@@ -25,7 +26,7 @@ class LogNotifier:
         self._logger.info(
             "notification event=%s subject=%s id=%s alert_id=%s %s",
             notification.event,
-            notification.subject,
+            neutral(notification.subject),
             notification.notification_id,
             notification.alert_id,
             words.one_line(notification),

@@ -20,6 +20,7 @@ _TAGS = {
     EventKind.RESOLVED: "white_check_mark",
     EventKind.BLIND: "warning",
     EventKind.SIGHT_RESTORED: "eyes",
+    EventKind.OVER_CAPACITY: "warning",
     EventKind.FAILED: "x",
     EventKind.RUNNING_LONG: "hourglass_flowing_sand",
     EventKind.RAN_LONG: "turtle",

@@ -2,8 +2,11 @@
 
 Retry only what can help (:attr:`NotifyError.retryable`), with exponential backoff
 and jitter, until a deadline; then give up *for now* (the delivery stays pending
-in KV and a later tick retries it with the same notification id).  Log when the
-error changes, not on every attempt.  Nothing else in the package retries.
+in KV and a later tick retries it with the same notification id).  A channel that
+answers with ``Retry-After`` is never tried sooner than it asked; when that would
+pass the deadline the round ends at once, and :attr:`DeliveryResult.retry_after_s`
+tells the caller how long to hold the next round.  Log when the error changes, not
+on every attempt.  Nothing else in the package retries.
 """
 
 from __future__ import annotations
@@ -30,12 +33,17 @@ OnResult = Callable[[str, "DeliveryResult"], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
-    """``delivered``; else ``permanent`` (do not retry) or not (keep it pending)."""
+    """``delivered``; else ``permanent`` (do not retry) or not (keep it pending).
+
+    ``retry_after_s``: the channel's last answer asked for this many more seconds
+    (from when the result is returned) before it is tried again; None if it did not.
+    """
 
     delivered: bool
     permanent: bool
     attempts: int
     error: str = ""
+    retry_after_s: float | None = None
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -62,6 +70,7 @@ class _Attempts:
         self.may_send = may_send
         self.count = 0
         self.last_error = ""
+        self.not_before: float | None = None  # loop time the channel asked us to wait for
 
     async def __call__(self) -> None:
         if self.may_send is not None and not self.may_send():
@@ -72,9 +81,13 @@ class _Attempts:
             async with asyncio.timeout_at(self.deadline) as cm:
                 await self.notifier.send(self.notification)
         except NotifyError as e:
+            loop = asyncio.get_running_loop()
+            asked = e.retry_after_s
+            self.not_before = None if asked is None else loop.time() + asked
             self._failed(str(e), permanent=not e.retryable)
             raise
         except Exception as e:
+            self.not_before = None
             if isinstance(e, TimeoutError) and cm.expired():
                 # The deadline ended a retry: the error worth reporting is the last real one.
                 text = self.last_error or f"{name}: attempt cut short by the delivery deadline"
@@ -83,6 +96,12 @@ class _Attempts:
                 text = f"{name}: unexpected {type(e).__name__} in notifier: {e}"
                 self._failed(text, permanent=False, bug=e)
             raise NotifyError(text, retryable=True) from e
+
+    def wait_left(self) -> float | None:
+        """Seconds until the channel's last ``Retry-After`` ends (None: it set none)."""
+        if self.not_before is None:
+            return None
+        return max(0.0, self.not_before - asyncio.get_running_loop().time())
 
     def _failed(self, text: str, *, permanent: bool, bug: Exception | None = None) -> None:
         changed, self.last_error = text != self.last_error, text
@@ -141,10 +160,19 @@ async def send_with_retry(
         # Do not sleep into (or past) the deadline only to be cut short there.
         return loop.time() + state.upcoming_sleep >= deadline
 
+    backoff = wait_exponential(multiplier=initial_backoff_s, max=max_backoff_s) + wait_random(
+        0, initial_backoff_s
+    )
+
+    def wait(state: RetryCallState) -> float:
+        # Never sooner than the channel asked (Retry-After, counted from its answer).
+        base = float(backoff(state))
+        asked = attempt.wait_left()
+        return base if asked is None else max(base, asked)
+
     retrying = AsyncRetrying(
         retry=retry_if_exception(_is_retryable),
-        wait=wait_exponential(multiplier=initial_backoff_s, max=max_backoff_s)
-        + wait_random(0, initial_backoff_s),
+        wait=wait,
         stop=stop,
         reraise=True,
     )
@@ -157,19 +185,21 @@ async def send_with_retry(
             attempt.count + 1,
             notification.notification_id,
         )
-        return DeliveryResult(False, False, attempt.count, "aborted")
+        return DeliveryResult(False, False, attempt.count, "aborted", attempt.wait_left())
     except NotifyError as e:
         if not e.retryable:
             return DeliveryResult(False, True, attempt.count, str(e))
+        wait_left = attempt.wait_left()
         if str(e) != previous_error:
             logger.info(
-                "notify %s: still failing after %d attempt(s) in %.1fs, keeping id=%s pending",
+                "notify %s: still failing after %d attempt(s) in %.1fs, keeping id=%s pending%s",
                 notifier.name,
                 attempt.count,
                 deadline_s,
                 notification.notification_id,
+                "" if wait_left is None else f" (it asked to wait {wait_left:.1f}s more)",
             )
-        return DeliveryResult(False, False, attempt.count, str(e))
+        return DeliveryResult(False, False, attempt.count, str(e), wait_left)
     if attempt.count > 1:
         logger.info(
             "notify %s: delivered id=%s after %d attempts",

@@ -20,7 +20,14 @@ _SUBJECT_MAX = 256
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 URGENT = frozenset(
-    {EventKind.ALERT, EventKind.REPEAT, EventKind.BLIND, EventKind.FAILED, EventKind.RUNNING_LONG}
+    {
+        EventKind.ALERT,
+        EventKind.REPEAT,
+        EventKind.BLIND,
+        EventKind.OVER_CAPACITY,
+        EventKind.FAILED,
+        EventKind.RUNNING_LONG,
+    }
 )
 _STATE = {
     EventKind.ALERT: "DOWN",
@@ -31,6 +38,7 @@ _STATE = {
     EventKind.FAILED: "FAILED",
     EventKind.RUNNING_LONG: "RUNNING LONG",
     EventKind.RAN_LONG: "RAN LONG",
+    EventKind.OVER_CAPACITY: "over capacity",
 }
 
 
@@ -92,6 +100,8 @@ def title(n: Notification) -> str:
         return f"{label(n)} is RUNNING LONG"
     if n.event is EventKind.RAN_LONG:
         return f"{label(n)} RAN LONG"
+    if n.event is EventKind.OVER_CAPACITY:
+        return f"{monitor_label(n)} is over capacity"
     return f"{monitor_label(n)} sees heartbeats again"
 
 
@@ -140,6 +150,8 @@ def headline(n: Notification) -> str:
         )
     if n.event is EventKind.SIGHT_RESTORED:
         return f"{title(n)} after {human_duration(n.missed_for_ns)} blind"
+    if n.event is EventKind.OVER_CAPACITY:
+        return f"{title(n)}: it {neutral(n.description, MAX_DESCRIPTION)}"
     return title(n)
 
 

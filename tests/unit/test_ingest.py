@@ -8,6 +8,7 @@ building nats-py's metadata objects.  Each is checked against the slow original.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from datetime import UTC, datetime
@@ -24,22 +25,27 @@ from heartbeat.engine import Job, Record
 from heartbeat.errors import InvalidHeartbeat, InvalidSubject
 from heartbeat.feed import delivery_of
 from heartbeat.ingest import (
+    NO_LIMITS,
+    IngestLimits,
     _checked_beat,
     _fast_beat,
     beat_from_payload,
     server_time,
 )
 from heartbeat.schema import (
+    decode,
     format_time,
     is_valid_subject,
     known_valid_time,
     learn_minute,
+    max_subject_length,
     parse_time,
     validate_subject,
 )
 from heartbeat.store import _share_strings, encode_record, record_of
+from heartbeat.text import ELLIPSIS, MAX_DESCRIPTION, MAX_HOST
 from tests.unit.test_job_schema import JOB_KEYS, job_like
-from tests.unit.test_schema import _time_like, heartbeat_like, subjects
+from tests.unit.test_schema import _time_like, heartbeat_like, json_values, subjects
 
 # ----- server_time: the float nats-py's datetime would give ---------------------------------
 
@@ -374,3 +380,214 @@ def test_job_nonsense_is_rejected_with_its_reason(changes: dict[str, Any], reaso
     with pytest.raises(InvalidHeartbeat) as e:
         beat_from_payload("hb.job", data, 1.0)
     assert e.value.reason == reason
+
+
+# ----- limits beyond Go's rules: the same on both paths, checked before decoding -------------
+
+MS_NS = 1_000_000
+DAY_NS = 86_400 * 10**9
+_limits = st.builds(
+    IngestLimits,
+    max_payload=st.integers(1, 400),
+    max_subject=st.integers(1, 40),
+    min_interval_ns=st.integers(1, 10**10),
+    max_interval_ns=st.integers(10**10, 10**13),
+    max_grace_ns=st.integers(10**10, 10**13),
+)
+
+
+@settings(deadline=None, max_examples=400)
+@given(st.one_of(heartbeat_like, valid_beats), _limits, st.booleans(), st.booleans())
+def test_beat_from_payload_with_limits_is_the_checked_beat(
+    obj: dict[str, Any], limits: IngestLimits, learn: bool, subject_valid: bool
+) -> None:
+    subject = obj.get("subject")
+    assume(isinstance(subject, str) and subject)
+    assume(subject_valid is False or is_valid_subject(subject))
+    stamp = obj.get("generated_at")
+    if learn and isinstance(stamp, str) and _reference_format(stamp) is not None:
+        learn_minute(parse_time(stamp))
+    data = json.dumps(obj).encode()
+    expected = _outcome(_checked_beat, subject, data, 1.5, limits)
+
+    def fast_or_checked() -> Any:
+        return beat_from_payload(subject, data, 1.5, subject_valid=subject_valid, limits=limits)
+
+    assert _outcome(fast_or_checked) == expected
+    assert _outcome(fast_or_checked) == expected  # minute now known
+
+
+@settings(deadline=None, max_examples=300)
+@given(valid_beats)
+def test_beats_within_the_default_limits_take_the_fast_path(obj: dict[str, Any]) -> None:
+    limits = IngestLimits()
+    obj["interval"] = min(max(obj["interval"], limits.min_interval_ns), limits.max_interval_ns)
+    if obj.get("grace_period"):
+        obj["grace_period"] = min(
+            max(obj["grace_period"], limits.min_interval_ns), limits.max_grace_ns
+        )
+    data = json.dumps(obj).encode()
+    expected = _checked_beat(obj["subject"], data, 3.25, limits)
+    assert _fast_beat(obj["subject"], data, 3.25, False, limits) == expected
+    assert beat_from_payload(obj["subject"], data, 3.25, limits=limits) == expected
+
+
+def _beat_json(subject: str = "hb.a", **fields: Any) -> bytes:
+    obj: dict[str, Any] = {
+        "subject": subject,
+        "generated_at": "2026-11-29T01:59:06Z",
+        "interval": 15 * 10**9,
+    }
+    obj.update(fields)
+    return json.dumps(obj).encode()
+
+
+_DEFAULT = IngestLimits()
+_EDGE = "hb." + "s" * (_DEFAULT.max_subject - 3)
+
+
+@pytest.mark.parametrize(
+    ("subject", "data", "reason"),
+    [
+        pytest.param("hb.a", _beat_json(host="h" * 9000), "payload_too_large", id="9k-payload"),
+        pytest.param("hb.a", b"[" * 10_000_000, "payload_too_large", id="10M-junk"),
+        pytest.param(_EDGE + "x", _beat_json(_EDGE + "x"), "subject_too_long", id="subject+1"),
+        pytest.param("hb.a", b'{"x":' + b"[" * 8000, "too_deep", id="8k-brackets"),
+        pytest.param(
+            "hb.a", b'{"subject":"hb.a","x":' + b"{}" * 3000 + b"}", "malformed", id="flat-objs"
+        ),
+        pytest.param(
+            "hb.a",
+            _beat_json()[:-1] + b',"x":' + b"[" * 2000 + b"]" * 2000 + b"}",
+            "too_deep",
+            id="deep-unknown-field",
+        ),
+        pytest.param("hb.a", _beat_json(interval=50 * MS_NS), "interval_out_of_range", id="50ms"),
+        pytest.param("hb.a", _beat_json(interval=32 * DAY_NS), "interval_out_of_range", id="32d"),
+        pytest.param("hb.a", _beat_json(grace_period=1), "grace_out_of_range", id="grace-1ns"),
+        pytest.param(
+            "hb.a", _beat_json(grace_period=40 * DAY_NS), "grace_out_of_range", id="grace-40d"
+        ),
+        pytest.param("hb.a", _beat_json(interval=1e400), "malformed", id="inf-interval"),
+        pytest.param("hb.a", _beat_json(interval=1.5), "malformed", id="float-interval"),
+        pytest.param("hb.a", _beat_json(interval=10**30), "bad_interval", id="10e30-interval"),
+        pytest.param(
+            "hb.a", _beat_json().replace(b"15000000000", b"NaN"), "malformed", id="nan-interval"
+        ),
+        pytest.param("hb.a", rb'{"subject":"hb.\ud800"}', "malformed", id="lone-surrogate"),
+        pytest.param("hb.a", b'{"subject":"hb.\xff"}', "malformed", id="invalid-utf8"),
+        pytest.param("hb.a", b"\x00\xff\xfe", "malformed", id="binary"),
+    ],
+)
+def test_hostile_payloads_are_rejected_with_a_reason(
+    subject: str, data: bytes, reason: str
+) -> None:
+    with pytest.raises(InvalidHeartbeat) as e:
+        beat_from_payload(subject, data, 1.0, limits=_DEFAULT)
+    assert e.value.reason == reason, str(e.value)
+    with pytest.raises(InvalidHeartbeat):
+        _checked_beat(subject, data, 1.0, _DEFAULT)
+
+
+def test_go_rules_alone_still_accept_what_go_accepts() -> None:
+    """The limits are the Ingestor's; with none, a 1 ns interval and a long subject pass."""
+    subject = "hb." + "s" * 5000
+    data = _beat_json(subject, interval=1, description="d" * 300)
+    beat = beat_from_payload(subject, data, 1.0)
+    assert beat.interval_ns == 1000
+    with pytest.raises(InvalidHeartbeat) as e:
+        beat_from_payload(subject, data, 1.0, limits=_DEFAULT)
+    assert e.value.reason == "subject_too_long"
+
+
+def test_subject_at_the_limit_is_accepted() -> None:
+    beat = beat_from_payload(_EDGE, _beat_json(_EDGE), 1.0, limits=_DEFAULT)
+    assert beat.interval_ns == 15 * 10**9
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["checked", "fast"])
+def test_description_and_host_are_cut_in_the_beat(fast: bool) -> None:
+    data = _beat_json(description="é" * 1000, host="h" * 1000)
+    if fast:
+        _ = beat_from_payload("hb.a", data, 1.0)  # learns the minute
+        got = _fast_beat("hb.a", data, 1.0, False)
+        assert got is not None
+    else:
+        got = _checked_beat("hb.a", data, 1.0)
+    assert got.description == "é" * (MAX_DESCRIPTION - 1) + ELLIPSIS
+    assert got.host == "h" * (MAX_HOST - 1) + ELLIPSIS
+    raw = "line\n\x1b[31mred"  # kept raw apart from length: neutralised where shown
+    assert beat_from_payload("hb.a", _beat_json(description=raw), 1.0).description == raw
+
+
+def test_default_limits_are_the_documented_ones() -> None:
+    assert _DEFAULT.max_payload == 8192
+    assert _DEFAULT.min_interval_ns == 100 * MS_NS
+    assert _DEFAULT.max_interval_ns == _DEFAULT.max_grace_ns == 31 * DAY_NS
+    assert _DEFAULT.max_subject == max_subject_length("B" * 64)
+    assert IngestLimits.for_bucket("HEARTBEAT_STATE").max_subject == 3861
+    assert IngestLimits.for_bucket("HEARTBEAT_STATE", max_payload=100).max_payload == 100
+    with pytest.raises(ValueError):
+        IngestLimits(min_interval_ns=0)
+    assert NO_LIMITS.max_payload > 2**60
+
+
+def test_max_subject_length_leaves_room_for_the_longest_kv_operation() -> None:
+    bucket = "HEARTBEAT_STATE"
+    n = max_subject_length(bucket)
+    key = "k" * n
+    reply = "r" * 128
+    size = str(10**19)  # 20 digits: any size
+    put = f"HPUB $KV.{bucket}.{key} {reply} {size} {size}\r\n"
+    get = f"PUB $JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.{key} {reply} {size}\r\n"
+    assert len(put) < len(get) <= 4096
+    assert len(get) + len(" " + size) == 4096  # the margin: one more size field, no more
+    assert max_subject_length(bucket + "X") == n - 2
+
+
+# ----- no input raises anything but InvalidHeartbeat -------------------------------------------
+
+_fields = st.sampled_from(
+    ["subject", "generated_at", "interval", "grace_period", "host", "description", "x"]
+)
+_deep = st.integers(1, 3000).map(lambda n: "[" * n + "]" * n)  # msgspec stops near 1000
+
+
+def _never_raises_otherwise(subject: str, data: bytes) -> None:
+    for limits in (NO_LIMITS, _DEFAULT):
+        with contextlib.suppress(InvalidHeartbeat):
+            decode(data)
+        for subject_valid in (False, True):
+            with contextlib.suppress(InvalidHeartbeat):
+                beat_from_payload(subject, data, 1.0, subject_valid=subject_valid, limits=limits)
+
+
+@settings(deadline=None, max_examples=500)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_never_raise_anything_else(data: bytes) -> None:
+    _never_raises_otherwise("hb.a", data)
+
+
+@settings(deadline=None, max_examples=500)
+@given(
+    st.dictionaries(
+        _fields,
+        st.one_of(
+            json_values,
+            st.floats(),
+            st.integers(-(1 << 200), 1 << 200),
+        ),
+    ),
+    st.one_of(subjects, st.text(max_size=20)),
+    _deep,
+)
+def test_json_like_objects_never_raise_anything_else(
+    obj: dict[str, Any], subject: str, deep: str
+) -> None:
+    assume(subject)
+    data = json.dumps(obj, allow_nan=True).encode()
+    _never_raises_otherwise(
+        subject, data[:-1] + (b"," if obj else b"") + b'"x":' + deep.encode() + b"}"
+    )
+    _never_raises_otherwise(subject, data)
+    _never_raises_otherwise(subject, data.replace(b"\\u", b"\\ud800\\u"))

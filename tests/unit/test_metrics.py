@@ -41,7 +41,11 @@ def mksnapshot(**changes: Any) -> Snapshot:
         ready=True,
         kv_writes=99,
         conflicts=2,
+        write_errors=5,
         ignored_records=1,
+        refused_subjects=0,
+        unrouted=2,
+        pending={"webhook": 3},
         tick_buckets=tuple(t.buckets()),
         tick_total_s=t.total_s,
     )
@@ -76,7 +80,11 @@ def test_every_family_is_there() -> None:
             "ready",
             "kv_writes",
             "cas_conflicts",
+            "state_write_errors",
             "ignored_records",
+            "unrouted_subjects",
+            "pending_notifications",
+            "refused_subjects",
             "evaluation_seconds",
         )
     )
@@ -89,6 +97,7 @@ def test_every_family_is_there() -> None:
         pytest.param("lease_changes", "lease_changes", 3, "counter", id="lease-changes"),
         pytest.param("kv_writes", "kv_writes", 99, "counter", id="kv-writes"),
         pytest.param("cas_conflicts", "conflicts", 2, "counter", id="cas-conflicts"),
+        pytest.param("state_write_errors", "write_errors", 5, "counter", id="write-errors"),
         pytest.param("ignored_records", "ignored_records", 1, "counter", id="ignored-records"),
         pytest.param("heartbeats_received", "heartbeats", 0, "counter", id="heartbeats-zero"),
     ],

@@ -11,6 +11,7 @@ import pytest
 
 from cli.status import format_rfc3339, render_table, summarize, use_color
 from heartbeat.status_schema import StatusReport, SubjectStatus
+from heartbeat.text import ELLIPSIS, MAX_HOST
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 OBSERVED = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -192,14 +193,21 @@ def test_color_wraps_only_the_status_word_and_keeps_alignment() -> None:
     assert colored.count("\x1b[0m") == 3
 
 
-def test_control_characters_from_the_monitor_are_escaped() -> None:
+def test_text_from_the_monitor_is_neutralised() -> None:
     out = render_table(
-        report(subject("a", description="evil\x1b[2J\ttab\nline", host="h\x07")), color=False
+        report(
+            subject("a", description="evil\x1b[2J\ttab\nline", host="h\x07"),
+            subject("b\u202egnp", description="zero\u200bwidth\u2066iso\u2069", host="x" * 500),
+        ),
+        color=False,
     )
     assert "\x1b" not in out and "\x07" not in out and "\t" not in out
-    assert "evil\\x1b[2J\\ttab\\nline" in out
-    assert "h\\x07" in out
-    assert len(out.splitlines()) == 6
+    assert not any(c in out for c in "\u202e\u200b\u2066\u2069")
+    assert "evil tab line" in out
+    assert "zerowidthiso" in out
+    assert "bgnp" in out
+    assert "x" * (MAX_HOST - 1) + ELLIPSIS in out and "x" * MAX_HOST not in out
+    assert len(out.splitlines()) == 7
 
 
 class FakeTTY(io.StringIO):

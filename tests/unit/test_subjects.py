@@ -11,7 +11,7 @@ import pytest
 from heartbeat.durations import SECOND
 from heartbeat.engine import Beat, EngineConfig, Pending, Record
 from heartbeat.notification import EventKind, Notification
-from heartbeat.subjects import Subjects
+from heartbeat.subjects import CHECKPOINTS_PER_S, Subjects, checkpoint_period
 
 A = "heartbeat.service.a"
 B = "heartbeat.service.b"
@@ -454,3 +454,13 @@ def test_hold(with_beat: bool) -> None:
     s.hold(A, None)
     assert s.held(A) is None
     assert (A in s.known) is with_beat
+
+
+@pytest.mark.parametrize(
+    ("subjects", "period"),
+    [(0, 60.0), (10_000, 60.0), (30_000, 60.0), (30_001, 120.0), (100_000, 240.0),
+     (1_000_000, 3840.0)],
+)  # fmt: skip
+def test_checkpoints_stay_under_a_fleet_wide_rate(subjects: int, period: float) -> None:
+    assert checkpoint_period(60.0, subjects) == period
+    assert subjects / period <= CHECKPOINTS_PER_S

@@ -57,3 +57,18 @@ def test_neutral_output_is_printable_and_bounded(text: str, limit: int) -> None:
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in out)
     assert not any(c in out for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
     assert not any(c in out for c in "\u200b\u200c\u200d\u2060\ufeff")
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("coder 👩\u200d💻 here", "coder 👩\u200d💻 here"),  # an emoji sequence keeps its joiner
+        ("a\u200db", "ab"),
+        ("👩\u200db", "👩b"),
+        ("a\u200d💻", "a💻"),
+        ("lone \ud800 surrogate", "lone  surrogate"),
+    ],
+)
+def test_joiner_only_inside_emoji_sequences(raw: str, shown: str) -> None:
+    assert neutral(raw) == shown
+    neutral(raw).encode()  # always encodable: a log handler never fails on it

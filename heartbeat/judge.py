@@ -1,0 +1,153 @@
+"""Judging the subjects that are due: the engine decides, compare-and-set commits.
+
+The leader's half of the tick: each due subject goes through the pure
+:func:`~heartbeat.engine.evaluate`; an outcome with a record is committed with
+:meth:`~heartbeat.store.StateStore.modify`, which decides again on what the bucket
+holds after a lost race.  A write that fails otherwise backs off per subject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from heartbeat.engine import Beat, EngineConfig, Outcome, Record, evaluate
+from heartbeat.ratelog import RateLog
+from heartbeat.store import StateConflict, StateStore, StoreError
+from heartbeat.subjects import Held, Subjects, Track
+
+log = logging.getLogger(__name__)
+
+MAX_WRITE_BACKOFF_S = 60.0
+
+
+@dataclass
+class Counters:
+    evaluations: int = 0
+    kv_writes: int = 0
+    conflicts: int = 0
+    store_errors: int = 0
+
+
+class Judge:
+    def __init__(
+        self, subjects: Subjects, engine: EngineConfig, replica_id: str, channels: Sequence[str]
+    ) -> None:
+        self.subjects = subjects
+        self.engine = engine
+        self.replica_id = replica_id
+        self.channels = list(channels)
+        self.poll_s = 1.0
+        self.max_writes = 5000  # commits started per tick; the rest wait for the next
+        self.counters = Counters()
+        self.busy: set[str] = set()  # subjects with a write in flight
+        self.write_failures: dict[str, int] = {}  # subject -> failed commits in a row
+        self.write_log = RateLog(log, what="state writes")
+
+    async def judge_due(self, now: float, store: StateStore) -> None:
+        """Evaluate every subject due at ``now`` and wait for the commits."""
+        writes: list[asyncio.Future[None]] = []
+        for subject in self.subjects.take_due(now):
+            if subject in self.busy or len(writes) >= self.max_writes:
+                self.subjects.later(subject)
+                continue
+            work = self._evaluate(subject, now, store)
+            if work is not None:
+                writes.append(work)
+        if writes:
+            await asyncio.gather(*writes)
+
+    def _decide(self, track: Track, rec: Record | None, now: float, alert_id: str) -> Outcome:
+        self.counters.evaluations += 1
+        return evaluate(
+            track.subject,
+            rec,
+            track.beat,
+            now,
+            self.subjects.engine_for(track.subject),
+            sight_since=self.subjects.sight_since,
+            monitor=self.replica_id,
+            channels=self.subjects.channels_for(track.subject, self.channels),
+            new_alert_id=alert_id,
+        )
+
+    def _evaluate(self, subject: str, now: float, store: StateStore) -> asyncio.Future[None] | None:
+        track = self.subjects.get(subject)
+        if track is None:
+            return None  # retired since it was queued
+        alert_id = uuid.uuid4().hex[:16]
+        try:
+            out = self._decide(track, track.record, now, alert_id)
+        except Exception:
+            log.exception("evaluating %s failed; retrying in %.0fs", subject, self.poll_s * 10)
+            self.subjects.push(track, now + self.poll_s * 10)
+            return None
+        self.subjects.push(track, out.due)
+        if out.record is None:
+            return None
+        self.busy.add(subject)
+        basis = (track.held, track.beat)
+        return asyncio.ensure_future(self._commit(store, track, out, basis, now, alert_id))
+
+    async def _commit(
+        self,
+        store: StateStore,
+        track: Track,
+        first: Outcome,
+        basis: tuple[Held, Beat | None],
+        now: float,
+        alert_id: str,
+    ) -> None:
+        """Commit ``first``, decided on ``basis`` (record and beat); after a lost race
+        (or news since), decide again on what the bucket holds now, until a write wins
+        or nothing is left to write."""
+        subject = track.subject
+        held, beat = basis
+        decided_on = held[0] if held else None
+        latest = first
+
+        def change(rec: Record | None) -> Record | None:
+            nonlocal latest
+            if self.subjects.get(subject) is not track:
+                return None  # retired meanwhile
+            if rec is not decided_on or track.beat is not beat:
+                latest = self._decide(track, rec, now, alert_id)
+            return latest.record
+
+        try:
+            done = await store.modify(subject, change, held)
+        except StateConflict as e:  # lost ten times over: decide again next tick
+            self.counters.conflicts += 1
+            self.write_log.log("conflict", logging.WARNING, "committing %s: %s", subject, e)
+            self.subjects.later(subject)
+            return
+        except StoreError as e:
+            # A write that keeps failing (a server limit, an outage) is retried with
+            # backoff per subject, never on every tick.
+            self.counters.store_errors += 1
+            failures = self.write_failures[subject] = self.write_failures.get(subject, 0) + 1
+            delay = min(MAX_WRITE_BACKOFF_S, self.poll_s * 2 ** min(failures, 16))
+            self.write_log.log(
+                "error",
+                logging.WARNING,
+                "committing %s failed (%d time(s)), retrying in %.1fs: %s",
+                subject,
+                failures,
+                delay,
+                e,
+            )
+            self.subjects.push(track, now + delay)
+            return
+        finally:
+            self.busy.discard(subject)
+        self.write_failures.pop(subject, None)
+        self.counters.conflicts += done.conflicts
+        self.subjects.hold(subject, done.held)
+        if not done.wrote:
+            return
+        self.counters.kv_writes += 1
+        if (n := latest.notification) is not None:
+            log.info("%s %s (id %s)", n.event, subject, n.notification_id)
