@@ -388,8 +388,9 @@ def is_late(rec: Record, now: float) -> bool:
 
 
 def health(rec: Record, now: float) -> Health:
-    """OK, LATE (silent past its window) or ALERT (an alert is active)."""
-    if rec.alert_active:
+    """OK, LATE (silent past its window) or ALERT (an alert is active: a missing
+    heartbeat's, or a job's ``failed`` / ``running_long``)."""
+    if rec.alert_active or (rec.job is not None and rec.job.alert):
         return Health.ALERT
     return Health.LATE if is_late(rec, now) else Health.OK
 

@@ -68,7 +68,7 @@ class Filter:
             return True
         rec = track.record
         if self.state is Health.ALERT:  # only a committed record alerts: no view needed
-            return rec is not None and rec.alert_active
+            return rec is not None and health(rec, now) is Health.ALERT
         return health(track.view(), now) is self.state
 
 

@@ -71,3 +71,15 @@ def test_a_running_job_and_a_plain_heartbeat() -> None:
     raw = msgspec.json.encode(plain)
     for key in (b"job_alert", b"last_run", b"next_run_due", b"output"):
         assert key not in raw
+
+
+def test_a_job_alert_counts_as_alert_for_health_and_the_state_filter() -> None:
+    from heartbeat.engine import Health, health
+    from heartbeat.status import Filter
+    from heartbeat.subjects import Track
+
+    rec = record(last_result="fail", exit_code=1, alert="failed", alert_id="a.job")
+    assert health(rec, DONE + 1) is Health.ALERT
+    track = Track(subject=rec.subject, record=rec)
+    assert Filter(state=Health.ALERT).keeps(track, DONE + 1)
+    assert not Filter(state=Health.OK).keeps(track, DONE + 1)
