@@ -5,6 +5,7 @@ wait is for an event, with a bound."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from heartbeat.jobrules import next_run
@@ -132,3 +133,25 @@ async def test_a_restarted_monitor_does_not_send_a_job_alert_again(
         assert ok.returncode == 0
         await receiver.wait_for(2)
         assert events(receiver, subject) == ["failed", "resolved"]
+
+
+async def test_status_shows_the_next_run_due_in_the_jobs_zone(
+    nats_server: NatsServer, receiver: Receiver, unique: str
+) -> None:
+    from heartbeat.status import bound_port, make_app, serve
+
+    cfg = monitor_config(unique, poll_s=POLL_S, tolerance_s=TOLERANCE_S)
+    subject = names(unique)["prefix"] + "nightly"
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
+        runner = await serve(make_app(mon), "127.0.0.1:0")
+        try:
+            args = ("--schedule", "0 3 * * *", "--timezone", "Europe/Berlin", "--", "true")
+            assert (await asyncio.to_thread(run, nats_server.url, subject, *args)).returncode == 0
+            await eventually(lambda: mon.subjects.record(subject) is not None, what="record")
+            url = f"http://127.0.0.1:{bound_port(runner)}/"
+            shown = await asyncio.to_thread(run_cli, "status", "--url", url)
+        finally:
+            await runner.cleanup()
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if subject in line)
+    assert re.search(r"OK .* next run due 03:00 CES?T, last run ok in \S+$", row), row
