@@ -318,3 +318,16 @@ def test_failed_words_neutralise_and_cut_the_output_tail() -> None:
     assert "\x1b" not in text and "\u202e" not in text and "\n" not in text
     assert text.endswith("x THE END") and len(text) < 450 and "…" in text
     assert EventKind(out.notification.event) is EventKind.FAILED
+
+
+def test_a_failed_run_after_a_missed_one_resolves_the_miss_and_alerts_failed() -> None:
+    rec, _ = commit(None, beat(T0, "success", exit_code=0, duration_ns=SECOND), T0)
+    late = T0 + rec.window_ns / SECOND + 2
+    rec, out = commit(rec, None, late)
+    assert out.reason is Reason.ALERT
+    fail = beat(late + 10, "fail", exit_code=1, duration_ns=SECOND)
+    rec, out = commit(rec, fail, late + 10)
+    assert out.reason is Reason.FAILED and not rec.alert_active
+    assert events(rec) == ["alert", "resolved", "failed"]  # delivered in this order
+    missing, resolved, failed = (p.notification for p in rec.pending)
+    assert missing.alert_id == resolved.alert_id != failed.alert_id
