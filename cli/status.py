@@ -15,8 +15,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 import msgspec
@@ -31,7 +32,8 @@ DEFAULT_STATUS_URL = "http://127.0.0.1:8080/"
 MAX_BODY = 64 * 1024 * 1024
 HEADER = ("STATUS", "SUBJECT", "DESCRIPTION", "HOST", "LAST SEEN", "DETAILS")
 _PADDING = 2  # Go: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-_COLORS = {"ALERT!": 31, "LATE": 33, "OK": 32}
+_COLORS = {"ALERT!": 31, "FAILED": 31, "RUNNING LONG": 31, "LATE": 33, "OK": 32}
+_OUTPUT_SHOWN = 60  # characters of a failed run's output tail in DETAILS (its end)
 
 
 # ---------------------------------------------------------------- rendering (pure)
@@ -48,7 +50,8 @@ def render_table(report: StatusReport, *, color: bool) -> str:
     if not report.subjects:
         out.append("No heartbeats observed yet.\n")
         return "".join(out)
-    rows = [HEADER, *(subject_row(s) for s in sorted(report.subjects, key=_by_subject))]
+    at = report.observed_at
+    rows = [HEADER, *(subject_row(s, at) for s in sorted(report.subjects, key=_by_subject))]
     widths = [max(len(row[col]) for row in rows) + _PADDING for col in range(len(HEADER) - 1)]
     out.append("\n")
     for i, row in enumerate(rows):
@@ -62,9 +65,11 @@ def render_table(report: StatusReport, *, color: bool) -> str:
     return "".join(out)
 
 
-def subject_row(s: SubjectStatus) -> tuple[str, str, str, str, str, str]:
+def subject_row(
+    s: SubjectStatus, observed_at: datetime | None = None
+) -> tuple[str, str, str, str, str, str]:
     """STATUS, SUBJECT, DESCRIPTION, HOST, LAST SEEN, DETAILS of one subject."""
-    status, details = summarize(s)
+    status, details = summarize(s, observed_at)
     last_seen = "-" if s.last_seen is None else format_rfc3339(s.last_seen)
     return (
         status,
@@ -76,16 +81,57 @@ def subject_row(s: SubjectStatus) -> tuple[str, str, str, str, str, str]:
     )
 
 
-def summarize(s: SubjectStatus) -> tuple[str, str]:
-    """The status word and DETAILS text, worded as the Go tool words them."""
+def summarize(s: SubjectStatus, observed_at: datetime | None = None) -> tuple[str, str]:
+    """The status word and DETAILS text, worded as the Go tool words them (a job adds
+    its last run and, on a schedule, the next run due)."""
     beats = f" ({s.miss_count} beats)" if s.miss_count else ""
     nobody = "; no channel is routed" if s.unrouted else ""
+    job = _job_details(s, observed_at)
     if s.alert_active:
         missed = _fallback(s.miss_for, f"past {s.allowed_window}")
         return "ALERT!", f"missed {missed}{beats}{nobody}"
+    if s.job_alert == "failed":
+        return "FAILED", f"{job}{nobody}"
+    if s.job_alert == "running_long":
+        return "RUNNING LONG", f"{job}{nobody}"
     if s.missing:
         return "LATE", f"late by {_fallback(s.miss_for, s.allowed_window)}{beats}{nobody}"
-    return "OK", f"interval {s.interval}, window {s.allowed_window}{nobody}"
+    if s.next_run_due is not None:
+        return "OK", f"{job}{nobody}"
+    plain = f"interval {s.interval}, window {s.allowed_window}"
+    return "OK", (f"{plain}, {job}" if job else plain) + nobody
+
+
+def _job_details(s: SubjectStatus, observed_at: datetime | None) -> str:
+    """``next run due 03:00 CET, last run ok in 5s`` (empty for a plain heartbeat)."""
+    parts = []
+    if s.next_run_due is not None:
+        parts.append(f"next run due {local_time(s.next_run_due, s.timezone, observed_at)}")
+    if s.last_run == "running" and s.running_since is not None:
+        parts.append(f"running since {local_time(s.running_since, s.timezone, observed_at)}")
+    elif s.last_run == "success":
+        parts.append(f"last run ok in {s.run_duration or '?'}")
+    elif s.last_run == "fail":
+        tail = s.output or ""
+        tail = tail if len(tail) <= _OUTPUT_SHOWN else "…" + tail[-(_OUTPUT_SHOWN - 1) :]
+        failed = f"last run failed: exit {s.exit_code} after {s.run_duration or '?'}"
+        parts.append(f"{failed}: {tail}" if tail else failed)
+    return ", ".join(parts)
+
+
+def local_time(value: datetime, timezone: str | None, observed_at: datetime | None = None) -> str:
+    """``03:00 CET`` in the job's zone (UTC when unset or unknown); with the date in
+    front when it is not within a day of ``observed_at``."""
+    try:
+        zone: tzinfo = ZoneInfo(timezone) if timezone else UTC
+    except (ValueError, KeyError):
+        zone = UTC
+    local = value.astimezone(zone)
+    clock = f"{local:%H:%M:%S}" if local.second else f"{local:%H:%M}"
+    text = f"{clock} {local.tzname()}"
+    if observed_at is None or abs(value - observed_at) >= timedelta(days=1):
+        return f"{local:%Y-%m-%d} {text}"
+    return text
 
 
 def format_rfc3339(value: datetime) -> str:

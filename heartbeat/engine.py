@@ -15,7 +15,10 @@ from enum import StrEnum
 
 import msgspec
 
+from heartbeat import jobrules
 from heartbeat.durations import SECOND, window_of
+from heartbeat.jobrules import Job as Job  # re-exported: Beat.job's type
+from heartbeat.jobrules import JobState
 from heartbeat.notification import EventKind, Notification
 
 NEVER = math.inf
@@ -73,24 +76,11 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     notify_count: int = 0
     pending: list[Pending] = []
     updated_by: str = ""
+    job: JobState | None = None  # a job's runs and job alert (heartbeat.jobrules)
 
     @property
     def window_ns(self) -> int:
         return window_of(self.interval_ns, self.grace_ns)
-
-
-class Job(msgspec.Struct, kw_only=True, frozen=True, gc=False):
-    """The job fields of a beat (wire rules: heartbeat.schema, docs "Job beats");
-    durations in integer nanoseconds, truncated to microseconds as ``interval_ns``."""
-
-    kind: str = "beat"
-    run_id: str = ""
-    exit_code: int | None = None
-    duration_ns: int | None = None
-    output: str = ""
-    schedule: str = ""
-    timezone: str = ""
-    max_runtime_ns: int | None = None
 
 
 class Beat(msgspec.Struct, kw_only=True, frozen=True, gc=False):
@@ -121,6 +111,10 @@ class Reason(StrEnum):
     ALERT = "alert"
     REPEAT = "repeat"
     RESOLVED = "resolved"
+    FAILED = "failed"  # job rules (heartbeat.jobrules) from here
+    RUNNING_LONG = "running_long"
+    RAN_LONG = "ran_long"
+    JOB_RESOLVED = "job_resolved"  # a job alert (failed, running_long) resolved
     CREATE = "create"  # the subject's first record
     CHECKPOINT = "checkpoint"  # declared facts changed, or last_seen is due for a save
     NONE = "none"
@@ -142,6 +136,8 @@ def merged(rec: Record | None, beat: Beat | None, subject: str) -> Record:
     base = rec if rec is not None else Record(subject=subject)
     if beat is None or beat.last_seen <= base.last_seen:
         return base
+    if beat.job is not None:
+        base = msgspec.structs.replace(base, job=jobrules.fold(base.job, beat.job, beat.last_seen))
     return msgspec.structs.replace(
         base,
         last_seen=beat.last_seen,
@@ -250,6 +246,9 @@ def evaluate(
         new, notification = _with_notification(
             cur, reason, now, monitor, channels, now - cur.last_seen
         )
+    new, notification, reason = _job_step(
+        rec, new, notification, reason, now, cfg, monitor, channels, new_alert_id
+    )
     if reason is Reason.NONE:
         if rec is None:
             reason = Reason.CREATE
@@ -261,8 +260,90 @@ def evaluate(
     return Outcome(new, notification, next_due(new, cfg, sight_since), reason)
 
 
+_JOB_REASONS = {
+    EventKind.FAILED: Reason.FAILED,
+    EventKind.RUNNING_LONG: Reason.RUNNING_LONG,
+    EventKind.RAN_LONG: Reason.RAN_LONG,
+    EventKind.RESOLVED: Reason.JOB_RESOLVED,
+}
+
+
+def _job_step(
+    rec: Record | None,
+    new: Record,
+    notification: Notification | None,
+    reason: Reason,
+    now: float,
+    cfg: EngineConfig,
+    monitor: str,
+    channels: Sequence[str],
+    new_alert_id: str,
+) -> tuple[Record, Notification | None, Reason]:
+    """Apply the job rules (heartbeat.jobrules) to ``new``; a job notification is
+    queued after any missing-heartbeat one decided for the same record."""
+    if new.job is None:
+        return new, notification, reason
+    since = new.job.alert_since
+    state, kind = jobrules.step(
+        rec.job if rec else None, new.job, now, cfg.tolerance_s, new_alert_id
+    )
+    if kind is None:
+        return new, notification, reason
+    new = msgspec.structs.replace(new, job=state)
+    n = _job_notification(new, state, kind, now, monitor, new_alert_id, since)
+    if channels:
+        pending = [*new.pending, Pending(notification=n, channels=list(channels))]
+        new = msgspec.structs.replace(new, pending=pending)
+    return new, n, _JOB_REASONS[kind]
+
+
+def _job_notification(
+    rec: Record,
+    job: JobState,
+    kind: EventKind,
+    now: float,
+    monitor: str,
+    new_alert_id: str,
+    alert_since: float | None,
+) -> Notification:
+    """A ``failed``, ``running_long``, ``ran_long`` or job ``resolved`` notification.
+
+    A ``ran_long`` report has an id of its own (nothing resolves it); the others carry
+    the job alert's id, ``<job alert id>-<count>`` as their notification id."""
+    if kind is EventKind.RAN_LONG:
+        alert_id = f"{new_alert_id}.ran_long"
+        nid = f"{alert_id}-1"
+    else:
+        alert_id, nid = job.alert_id, f"{job.alert_id}-{job.notify_count}"
+    duration = job.duration_ns
+    if kind is EventKind.RUNNING_LONG and job.running_since is not None:
+        duration = max(0, round((now - job.running_since) * SECOND))
+    finished = kind is not EventKind.RUNNING_LONG
+    open_for = now - alert_since if kind is EventKind.RESOLVED and alert_since else 0.0
+    return Notification(
+        event=kind,
+        subject=rec.subject,
+        description=rec.description or rec.subject,
+        host=rec.host,
+        last_seen=rec.last_seen or None,
+        interval_ns=rec.interval_ns,
+        window_ns=rec.window_ns,
+        missed_for_ns=max(0, round(open_for * SECOND)),
+        miss_count=0,
+        alert_id=alert_id,
+        notification_id=nid,
+        created_at=now,
+        monitor=monitor,
+        exit_code=job.exit_code if finished else None,
+        duration_ns=duration,
+        output=job.output if finished else "",
+        run_id=job.run_id,
+        max_runtime_ns=job.max_runtime_ns,
+    )
+
+
 def _needs_checkpoint(old: Record, new: Record, cfg: EngineConfig) -> bool:
-    if meta_differs(old, new):
+    if meta_differs(old, new) or old.job != new.job:
         return True
     return new.last_seen - old.last_seen >= cfg.checkpoint_every_s
 
@@ -270,6 +351,10 @@ def _needs_checkpoint(old: Record, new: Record, cfg: EngineConfig) -> bool:
 def alert_deadline(rec: Record, cfg: EngineConfig, sight_since: float = 0.0) -> float:
     """After this time an ok subject alerts: a window and the tolerance past its last
     beat, or past the end of the last blind period if that came later."""
+    if rec.job is not None:
+        due = jobrules.missing_after(rec.job, rec.last_seen, rec.interval_ns, rec.window_ns)
+        if due is not None:
+            return max(due, sight_since + rec.window_ns / SECOND) + cfg.tolerance_s
     return max(rec.last_seen, sight_since) + rec.window_ns / SECOND + cfg.tolerance_s
 
 
@@ -284,21 +369,28 @@ def next_due(rec: Record, cfg: EngineConfig, sight_since: float = 0.0) -> float:
     """When :func:`evaluate` could next decide something for ``rec`` without new beats."""
     if rec.interval_ns <= 0:
         return NEVER
-    if rec.alert_active:
-        return repeat_deadline(rec, cfg)
-    return alert_deadline(rec, cfg, sight_since)
+    due = repeat_deadline(rec, cfg) if rec.alert_active else alert_deadline(rec, cfg, sight_since)
+    if rec.job is not None:
+        due = min(due, jobrules.next_due(rec.job, cfg.tolerance_s))
+    return due
 
 
 def is_late(rec: Record, now: float) -> bool:
-    """Silent past its window (Go's ``missing``); tolerance aside, an alert is due."""
+    """Silent past its window (Go's ``missing``); tolerance aside, an alert is due.
+    A job is late past its scheduled run plus grace (heartbeat.jobrules)."""
+    if rec.job is not None and rec.last_seen > 0 and rec.interval_ns > 0:
+        due = jobrules.missing_after(rec.job, rec.last_seen, rec.interval_ns, rec.window_ns)
+        if due is not None:
+            return now > due
     return (
         rec.last_seen > 0 and rec.interval_ns > 0 and (now - rec.last_seen) * SECOND > rec.window_ns
     )
 
 
 def health(rec: Record, now: float) -> Health:
-    """OK, LATE (silent past its window) or ALERT (an alert is active)."""
-    if rec.alert_active:
+    """OK, LATE (silent past its window) or ALERT (an alert is active: a missing
+    heartbeat's, or a job's ``failed`` / ``running_long``)."""
+    if rec.alert_active or (rec.job is not None and rec.job.alert):
         return Health.ALERT
     return Health.LATE if is_late(rec, now) else Health.OK
 

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 MAX_WRITE_BACKOFF_S = 60.0
 Evidence = Callable[[], Awaitable[int | None]]
+# Decisions made from silence: committed only once the consumer has nothing unhandled.
+ACCUSATIONS = frozenset({Reason.ALERT, Reason.RUNNING_LONG})
 """Beats the stream still has to hand the consumer (None: it cannot say)."""
 
 
@@ -79,7 +81,7 @@ class Judge:
             work = self._evaluate(subject, now)
             if work is None:
                 continue
-            if work.first.reason is Reason.ALERT:
+            if work.first.reason in ACCUSATIONS:
                 accusations.append(work)
             else:
                 writes.append(self._start(store, work))

@@ -22,6 +22,9 @@ class EventKind(StrEnum):
     BLIND = "blind"
     SIGHT_RESTORED = "sight_restored"
     GROUP = "group"
+    FAILED = "failed"  # a job run failed (resolved by the next success)
+    RUNNING_LONG = "running_long"  # a job run is past its max_runtime (resolved by its end)
+    RAN_LONG = "ran_long"  # a job run finished but took too long: a one-off report
     OVER_CAPACITY = "over_capacity"
     TEST = "test"  # nats-heartbeat notify-test; never committed to KV
 
@@ -38,6 +41,10 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     ``members`` and is delivered as one message by human channels; its own
     per-subject fields are empty.  ``members`` defaults to empty, so records
     stored before groups existed still decode.
+
+    The job fields (``exit_code``, ``duration_ns``, ``output``, ``run_id``,
+    ``max_runtime_ns``) describe the run a job notification is about; they are
+    optional, and left out of the stored record and the webhook body when unset.
     """
 
     event: EventKind
@@ -54,6 +61,11 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     created_at: float
     monitor: str
     members: tuple[Notification, ...] = ()
+    exit_code: int | None = None
+    duration_ns: int | None = None
+    output: str = ""
+    run_id: str = ""
+    max_runtime_ns: int | None = None
 
     def body(self, sent_at: float | None = None) -> dict[str, object]:
         """The webhook JSON body (durations as Go strings, times RFC 3339).
@@ -71,7 +83,7 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
                 "sent_at": sent,
                 "monitor": self.monitor,
             }
-        return {
+        body: dict[str, object] = {
             "event": str(self.event),
             "subject": self.subject,
             "description": self.description,
@@ -86,6 +98,23 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
             "sent_at": sent,
             "monitor": self.monitor,
         }
+        body.update(self.job_fields())
+        return body
+
+    def job_fields(self) -> dict[str, object]:
+        """The job fields that are set, as the webhook body carries them."""
+        out: dict[str, object] = {}
+        if self.exit_code is not None:
+            out["exit_code"] = self.exit_code
+        if self.duration_ns is not None:
+            out["duration"] = format_duration_ns(self.duration_ns)
+        if self.max_runtime_ns is not None:
+            out["max_runtime"] = format_duration_ns(self.max_runtime_ns)
+        if self.output:
+            out["output"] = self.output
+        if self.run_id:
+            out["run_id"] = self.run_id
+        return out
 
 
 def epoch_rfc3339(ts: float) -> str:

@@ -12,19 +12,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
+import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from heartbeat.durations import SECOND, format_duration_ns
 from heartbeat.engine import Health, Record, health, is_late, miss_count
+from heartbeat.jobrules import next_scheduled
 from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
 from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
 from heartbeat.subjects import Track
-from heartbeat.text import for_log
+from heartbeat.text import ELLIPSIS, for_log, neutral
 
 log = logging.getLogger(__name__)
 BAD_REQUEST_LOG_EVERY_S = 10.0
+OUTPUT_STATUS = 200  # characters of a run's output tail in the status JSON (its end)
 
 # Intervals and windows repeat across subjects: format each once.
 _duration_text = functools.lru_cache(maxsize=4096)(format_duration_ns)
@@ -65,7 +68,7 @@ class Filter:
             return True
         rec = track.record
         if self.state is Health.ALERT:  # only a committed record alerts: no view needed
-            return rec is not None and rec.alert_active
+            return rec is not None and health(rec, now) is Health.ALERT
         return health(track.view(), now) is self.state
 
 
@@ -77,7 +80,7 @@ def subject_status(cur: Record, now: float, *, unrouted: bool = False) -> Subjec
     elapsed = now - cur.last_seen
     missing = is_late(cur, now)
     fmt = _duration_text
-    return SubjectStatus(
+    row = SubjectStatus(
         subject=subject,
         description=cur.description or subject,
         host=cur.host or None,
@@ -90,6 +93,32 @@ def subject_status(cur: Record, now: float, *, unrouted: bool = False) -> Subjec
         miss_count=miss_count(cur, now) if missing else None,
         alert_active=cur.alert_active,
         unrouted=True if unrouted else None,
+    )
+    return row if cur.job is None else _with_job(row, cur)
+
+
+def _when(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def _with_job(row: SubjectStatus, cur: Record) -> SubjectStatus:
+    """``row`` with the job's last run, its job alert and its next scheduled run."""
+    job = cur.job
+    assert job is not None
+    output = neutral(job.output).strip()
+    if len(output) > OUTPUT_STATUS:
+        output = ELLIPSIS + output[-(OUTPUT_STATUS - 1) :]
+    return msgspec.structs.replace(
+        row,
+        job_alert=job.alert or None,
+        last_run="running" if job.running else (job.last_result or None),
+        exit_code=job.exit_code,
+        run_duration=None if job.duration_ns is None else format_duration_ns(job.duration_ns),
+        output=output or None,
+        running_since=_when(job.running_since),
+        schedule=job.schedule or None,
+        timezone=job.timezone or None,
+        next_run_due=_when(next_scheduled(job, cur.last_seen, cur.interval_ns)),
     )
 
 

@@ -10,6 +10,13 @@ Durations are strings in Go's ``Duration.String()`` form (``1m30s``), times are 
 Optional fields (``host``, ``last_seen``, ``grace``, ``miss_for``, ``miss_count``) are
 ``None`` when unset and then left out of the JSON; unknown fields are ignored when
 decoding, so the format can grow.  Field names are exactly the JSON names.
+
+Ours, not Go's, and only for jobs (all optional, left out for a plain heartbeat):
+``job_alert`` (``failed`` or ``running_long`` while one is active), ``last_run``
+(``success``, ``fail`` or ``running``), ``exit_code``, ``run_duration`` and
+``output`` (the last finished run; output neutralised and cut to its end),
+``running_since``, ``schedule``, ``timezone`` and ``next_run_due`` (the scheduled
+run expected next).
 """
 
 from __future__ import annotations
@@ -44,6 +51,16 @@ class SubjectStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tru
     miss_for: str | None = None
     miss_count: int | None = None
     alert_active: bool
+    # Ours, for jobs (see the module docstring).
+    job_alert: str | None = None
+    last_run: str | None = None
+    exit_code: int | None = None
+    run_duration: str | None = None
+    output: str | None = None
+    running_since: datetime | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    next_run_due: datetime | None = None
     # Ours: True when no route sends this subject's notifications anywhere.
     unrouted: bool | None = None
 
@@ -60,8 +77,8 @@ class StatusReport(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True
 
     @property
     def alerts_firing(self) -> int:
-        """How many subjects have an active alert."""
-        return sum(1 for s in self.subjects if s.alert_active)
+        """How many subjects have an active alert (a missing one, or a job alert)."""
+        return sum(1 for s in self.subjects if s.alert_active or s.job_alert)
 
 
 # What is decoded: times stay text so they are parsed exactly (nine fractional digits
@@ -78,6 +95,15 @@ class _WireSubject(msgspec.Struct, kw_only=True, frozen=True):
     miss_for: str | None = None
     miss_count: NonNegative | None = None
     alert_active: bool
+    job_alert: str | None = None
+    last_run: str | None = None
+    exit_code: int | None = None
+    run_duration: str | None = None
+    output: str | None = None
+    running_since: str | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    next_run_due: str | None = None
     unrouted: bool | None = None
 
 
@@ -123,7 +149,12 @@ def encode_status(report: StatusReport) -> bytes:
     without an offset.
     """
     times: list[tuple[str, datetime | None]] = [("$.observed_at", report.observed_at)]
-    times += [(f"$.subjects[{i}].last_seen", s.last_seen) for i, s in enumerate(report.subjects)]
+    for i, s in enumerate(report.subjects):
+        times += [
+            (f"$.subjects[{i}].last_seen", s.last_seen),
+            (f"$.subjects[{i}].running_since", s.running_since),
+            (f"$.subjects[{i}].next_run_due", s.next_run_due),
+        ]
     for where, value in times:
         if value is not None and value.utcoffset() is None:
             raise InvalidStatus(f"{where} must be timezone-aware")
@@ -143,8 +174,23 @@ def _subject(w: _WireSubject, where: str) -> SubjectStatus:
         miss_for=None if w.miss_for is None else _duration(w.miss_for, f"{where}.miss_for"),
         miss_count=w.miss_count,
         alert_active=w.alert_active,
+        job_alert=w.job_alert,
+        last_run=w.last_run,
+        exit_code=w.exit_code,
+        run_duration=None
+        if w.run_duration is None
+        else _duration(w.run_duration, f"{where}.run_duration"),
+        output=w.output,
+        running_since=_optional_time(w.running_since, f"{where}.running_since"),
+        schedule=w.schedule,
+        timezone=w.timezone,
+        next_run_due=_optional_time(w.next_run_due, f"{where}.next_run_due"),
         unrouted=w.unrouted,
     )
+
+
+def _optional_time(text: str | None, where: str) -> datetime | None:
+    return None if text is None else _time(text, where)
 
 
 def _time(text: str, where: str) -> datetime | None:

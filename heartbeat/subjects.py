@@ -202,6 +202,8 @@ class Subjects:
         rec = track.record
         if rec is None or rec.alert_active or meta_differs(rec, beat):
             self.dirty.add(subject)
+        elif beat.job is not None and (beat.job.kind != "beat" or rec.job is None):
+            self.dirty.add(subject)  # a job's start or end: rare, always decided and saved
         elif track.due is None:
             # With a deadline already set, a newer beat only moves it later: the early
             # entry pops, the engine finds nothing to do and pushes the true one.

@@ -24,7 +24,7 @@ def _load() -> Any:
 
 def _notify_type(apprise: Any, n: Notification) -> Any:
     kinds = apprise.NotifyType
-    if n.event is EventKind.BLIND:
+    if n.event in (EventKind.BLIND, EventKind.RAN_LONG):
         return kinds.WARNING
     return kinds.FAILURE if words.urgent(n) else kinds.SUCCESS
 

@@ -22,6 +22,9 @@ _TAGS = {
     EventKind.SIGHT_RESTORED: "eyes",
     EventKind.OVER_CAPACITY: "warning",
     EventKind.TEST: "test_tube",
+    EventKind.FAILED: "x",
+    EventKind.RUNNING_LONG: "hourglass_flowing_sand",
+    EventKind.RAN_LONG: "turtle",
 }
 
 

@@ -6,6 +6,10 @@ count goes up), and re-opens one that was closed by hand while the heartbeat is
 still missing, so a repeat is idempotent and heals a lost create.  A monitor's
 blind notice creates, its sight-restored notice closes.  A group is one request
 per member, each with its own alias.
+
+Job notifications: ``failed`` and ``running_long`` create (alias: the job alert's
+id; a job's resolved notice closes it); ``ran_long``, a one-off report, creates an
+informational P5 alert under an alias of its own.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ _DESCRIPTION_MAX = 15000
 _NOTE_MAX = 25000
 # A test closes an alias that never existed: Opsgenie checks the key, alerts nobody.
 _RESOLVING = frozenset({EventKind.RESOLVED, EventKind.SIGHT_RESTORED, EventKind.TEST})
+_PRIORITY = {EventKind.BLIND: "P3", EventKind.RAN_LONG: "P5"}
 
 
 class OpsgenieNotifier:
@@ -71,7 +76,7 @@ class OpsgenieNotifier:
             "description": clip(words.message(n), _DESCRIPTION_MAX),
             "source": SOURCE,
             "entity": neutral(n.subject) or words.monitor_label(n),
-            "priority": "P3" if n.event is EventKind.BLIND else self._priority,
+            "priority": _PRIORITY.get(n.event, self._priority),
             "tags": [SOURCE, str(n.event)],
             "details": details,
         }

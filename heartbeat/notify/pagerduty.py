@@ -5,6 +5,10 @@ repeats and its resolved notice, so PagerDuty folds repeats into the open
 incident and the resolved notice closes it.  A monitor's blind notice triggers
 and its sight-restored notice resolves (both share an ``alert_id``).  A group is
 one request per member, each with its own ``dedup_key``.
+
+Job notifications: ``failed`` and ``running_long`` trigger with ``severity`` (the
+job alert's id as ``dedup_key``; a job's resolved notice resolves it); ``ran_long``,
+a one-off report, triggers with severity ``info`` under a key of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ SEVERITIES = frozenset({"critical", "error", "warning", "info"})
 _SUMMARY_MAX = 1024
 # A test resolves an incident that never existed: PagerDuty checks the key, pages nobody.
 _RESOLVING = frozenset({EventKind.RESOLVED, EventKind.SIGHT_RESTORED, EventKind.TEST})
+_SEVERITY = {EventKind.BLIND: "warning", EventKind.RAN_LONG: "info"}
 
 
 class PagerDutyNotifier:
@@ -73,7 +78,7 @@ class PagerDutyNotifier:
             "payload": {
                 "summary": clip(words.headline(n), _SUMMARY_MAX),
                 "source": neutral(source) or "nats-heartbeat",
-                "severity": "warning" if n.event is EventKind.BLIND else self._severity,
+                "severity": _SEVERITY.get(n.event, self._severity),
                 "timestamp": epoch_rfc3339(n.created_at),
                 "component": n.subject or "nats-heartbeat monitor",
                 "class": "heartbeat",

@@ -12,22 +12,38 @@ from collections import Counter
 
 from heartbeat.durations import SECOND, format_duration_ns
 from heartbeat.notification import EventKind, Notification
-from heartbeat.text import MAX_DESCRIPTION, MAX_HOST, neutral
+from heartbeat.text import ELLIPSIS, MAX_DESCRIPTION, MAX_HOST, neutral
 
+OUTPUT_SHOWN = 300  # characters of a run's output tail a message shows (its end)
 GROUP_SHOWN = 5  # members listed by name in a group message; the rest are counted
 _SUBJECT_MAX = 256
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
-URGENT = frozenset({EventKind.ALERT, EventKind.REPEAT, EventKind.BLIND, EventKind.OVER_CAPACITY})
+URGENT = frozenset(
+    {
+        EventKind.ALERT,
+        EventKind.REPEAT,
+        EventKind.BLIND,
+        EventKind.OVER_CAPACITY,
+        EventKind.FAILED,
+        EventKind.RUNNING_LONG,
+    }
+)
 _STATE = {
     EventKind.ALERT: "DOWN",
     EventKind.REPEAT: "still DOWN",
     EventKind.RESOLVED: "UP",
     EventKind.BLIND: "BLIND",
     EventKind.SIGHT_RESTORED: "seeing again",
+    EventKind.FAILED: "FAILED",
+    EventKind.RUNNING_LONG: "RUNNING LONG",
+    EventKind.RAN_LONG: "RAN LONG",
     EventKind.OVER_CAPACITY: "over capacity",
     EventKind.TEST: "test",
 }
+
+
+_JOB = frozenset({EventKind.FAILED, EventKind.RUNNING_LONG, EventKind.RAN_LONG})
 
 
 def urgent(n: Notification) -> bool:
@@ -79,11 +95,43 @@ def title(n: Notification) -> str:
         return f"{label(n)} is UP again"
     if n.event is EventKind.BLIND:
         return f"{monitor_label(n)} is BLIND"
+    if n.event is EventKind.FAILED:
+        return f"{label(n)} FAILED"
+    if n.event is EventKind.RUNNING_LONG:
+        return f"{label(n)} is RUNNING LONG"
+    if n.event is EventKind.RAN_LONG:
+        return f"{label(n)} RAN LONG"
     if n.event is EventKind.OVER_CAPACITY:
         return f"{monitor_label(n)} is over capacity"
     if n.event is EventKind.TEST:
         return f"Test notification from nats-heartbeat ({neutral(n.monitor, _SUBJECT_MAX)})"
     return f"{monitor_label(n)} sees heartbeats again"
+
+
+def output_tail(n: Notification, limit: int = OUTPUT_SHOWN) -> str:
+    """The end of the run's output, neutralised (one line), at most ``limit``
+    characters, starting with an ellipsis when cut."""
+    text = neutral(n.output).strip()
+    return text if len(text) <= limit else ELLIPSIS + text[-(limit - 1) :]
+
+
+def _host(n: Notification) -> str:
+    return f" (host {neutral(n.host, MAX_HOST)})" if n.host.strip() else ""
+
+
+def _job_headline(n: Notification) -> str:
+    took = human_duration(n.duration_ns or 0)
+    limit = human_duration(n.max_runtime_ns or 0)
+    if n.event is EventKind.FAILED:
+        tail = output_tail(n)
+        return f"{title(n)}: exit {n.exit_code} after {took}{_host(n)}" + (
+            f": {tail}" if tail else ""
+        )
+    if n.event is EventKind.RUNNING_LONG:
+        return f"{title(n)}: running for {took}, max runtime {limit}{_host(n)}"
+    if n.event is EventKind.RAN_LONG:
+        return f"{title(n)}: took {took}, max runtime {limit}{_host(n)}"
+    return f"{label(n)} is OK again: a run succeeded in {took}{_host(n)}"
 
 
 def headline(n: Notification) -> str:
@@ -94,6 +142,8 @@ def headline(n: Notification) -> str:
         return (
             f"{title(n)}: no heartbeat for {human_duration(n.missed_for_ns)} ({', '.join(facts)})"
         )
+    if n.event in _JOB or (n.event is EventKind.RESOLVED and n.exit_code is not None):
+        return _job_headline(n)
     if n.event is EventKind.RESOLVED:
         return f"{title(n)} after {human_duration(n.missed_for_ns)} down"
     if n.event is EventKind.BLIND:
@@ -141,7 +191,10 @@ def details(n: Notification) -> dict[str, object]:
     """The webhook body of one (non-group) notification with its strings neutralised,
     for the "details" a person reads in an incident tool."""
     body = n.body()
-    return {k: neutral(v, MAX_DESCRIPTION) if isinstance(v, str) else v for k, v in body.items()}
+    out = {k: neutral(v, MAX_DESCRIPTION) if isinstance(v, str) else v for k, v in body.items()}
+    if n.output:
+        out["output"] = output_tail(n)  # its end, where the error is
+    return out
 
 
 def summary(n: Notification) -> tuple[str, str]:
