@@ -62,6 +62,8 @@ class Judge:
         self.busy: set[str] = set()  # subjects with a write in flight
         self.write_failures: dict[str, int] = {}  # subject -> failed commits in a row
         self.held_alerts = 0  # alerts decided but held: the consumer was behind
+        self.holding_since: float | None = None
+        self.max_hold_s = 10.0
         self.write_log = RateLog(log, what="state writes")
 
     async def judge_due(self, now: float, store: StateStore, evidence: Evidence) -> None:
@@ -88,6 +90,12 @@ class Judge:
         if accusations:
             pending = await evidence()
             if pending == 0:
+                self.holding_since = None
+            elif self.holding_since is None:
+                self.holding_since = now
+            if pending == 0 or now - (self.holding_since or now) >= self.max_hold_s:
+                # Past max_hold_s a stalled feed is the sight checks' to catch (they
+                # blind the replica); a busy one must not hold alerts for ever.
                 writes.extend(self._start(store, w) for w in accusations)
             else:
                 self.held_alerts += len(accusations)

@@ -116,6 +116,7 @@ class Monitor:
         self.ready_event = asyncio.Event()
         self.judge = Judge(self.subjects, cfg.engine, cfg.replica_id, list(self.notifiers))
         self.judge.poll_s, self.judge.max_writes = cfg.poll_s, cfg.max_writes_per_tick
+        self.judge.max_hold_s = 2 * cfg.stall_check_s  # by then a stall has blinded us
         self.counters = self.judge.counters
         self.tick_timer = TickTimer()
         self._parts: _Parts | None = None
