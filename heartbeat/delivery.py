@@ -33,6 +33,7 @@ from heartbeat.subjects import Subjects
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (notification_id, channel)
+CROSSING_OFF = 32  # cross-offs in flight at once
 
 
 @dataclass
@@ -125,6 +126,7 @@ class Deliveries:
         self.group_owed: dict[str, set[str]] = {}
         self.groups_sent = 0
         self._dropped: dict[str, int] = {}  # group id -> revision we deleted
+        self._crossing = asyncio.Semaphore(CROSSING_OFF)
 
     def start(self, subject: str) -> None:
         """Start delivering what the subject's committed record still owes."""
@@ -346,7 +348,9 @@ class Deliveries:
             pending = without(rec.pending, nid, channel)
             return None if pending == rec.pending else msgspec.structs.replace(rec, pending=pending)
 
-        async with self._locks.setdefault(subject, asyncio.Lock()):
+        # Crossing off is bookkeeping: a few at a time, so that in a storm the alert
+        # commits (which decide what is owed) get most of the bucket's write rate.
+        async with self._crossing, self._locks.setdefault(subject, asyncio.Lock()):
             for attempt in range(5):
                 try:
                     done = await self.store.modify(subject, change, self.subjects.held(subject))
