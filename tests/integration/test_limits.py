@@ -97,3 +97,36 @@ async def test_subjects_past_max_subjects_are_counted_logged_and_announced_once(
         lines = [r for r in caplog.records if "max-subjects" in r.getMessage()]
         assert len(lines) == 1
         assert mon.snapshot().refused_subjects == 15
+
+
+async def test_a_huge_description_is_cut_and_the_subject_still_alerts(
+    nats_server: NatsServer, receiver: Receiver, unique: str
+) -> None:
+    """Before, a description this long made the alert record too large for every
+    write, forever; now the beat is cut at ingest and the alert goes out."""
+    prefix = names(unique)["prefix"]
+    long, huge = prefix + "long", prefix + "huge"
+    cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.05)
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
+        await eventually(mon.leading, what="leadership")
+        nc = await connect(ConnectOptions(servers=(nats_server.url,)))
+        try:
+            pub = heartbeat.Publisher(nc)
+            await pub.publish(
+                heartbeat.Message(subject=long, interval=100 * MS, description="d" * 7000)
+            )
+            # Past --max-payload (8 KiB): rejected unread, changes nothing.
+            await pub.publish(
+                heartbeat.Message(subject=huge, interval=100 * MS, description="d" * 500_000)
+            )
+        finally:
+            await close_connection(nc)
+        await eventually(
+            lambda: any(e["event"] == "alert" for e in webhook_events(receiver, long)),
+            10,
+            what="the long-description subject to alert",
+        )
+        [alert] = [e for e in webhook_events(receiver, long) if e["event"] == "alert"]
+        assert len(alert["description"]) == 256 and alert["description"].endswith("…")
+        assert mon.ingestor.rejected["payload_too_large"] == 1
+        assert mon.subjects.get(huge) is None and mon.counters.store_errors == 0
