@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from heartbeat.notify import words
 from heartbeat.notify.base import Notification, epoch_rfc3339
-from heartbeat.notify.jsonpost import post_json, url_secrets
+from heartbeat.notify.jsonpost import JsonWebhook
 from heartbeat.text import clip
 
 RED = 0xD93F0B
@@ -22,7 +20,7 @@ def escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
 
 
-class DiscordNotifier:
+class DiscordNotifier(JsonWebhook):
     """POSTs to one Discord webhook URL (the URL holds the token: never shown).
 
     ``content`` is the headline (what a phone shows), the embed holds the title,
@@ -31,20 +29,7 @@ class DiscordNotifier:
     escaped so it cannot hide a link.  Discord answers 204.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, *, name: str, url: str) -> None:
-        if not url:
-            raise ValueError("discord needs a webhook URL")
-        self._session = session
-        self._name = name
-        self._url = url
-        self._secrets = url_secrets(url)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def __repr__(self) -> str:
-        return f"DiscordNotifier(name={self._name!r})"
+    kind = "discord"
 
     def payload(self, n: Notification) -> dict[str, object]:
         return {
@@ -60,8 +45,3 @@ class DiscordNotifier:
             ],
             "allowed_mentions": {"parse": []},
         }
-
-    async def send(self, notification: Notification) -> None:
-        await post_json(
-            self._session, self._name, self._url, self.payload(notification), secrets=self._secrets
-        )

@@ -39,6 +39,37 @@ async def post_json(
     )
 
 
+class JsonWebhook:
+    """A channel that POSTs one JSON :meth:`payload` per notification to a webhook URL
+    that is itself the secret (never shown: errors and ``repr`` name the channel)."""
+
+    kind = "webhook"
+    needs = "a webhook URL"
+
+    def __init__(self, session: aiohttp.ClientSession, *, name: str, url: str) -> None:
+        if not url:
+            raise ValueError(f"{self.kind} needs {self.needs}")
+        self._session = session
+        self._name = name
+        self._url = url
+        self._secrets = url_secrets(url)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self._name!r})"
+
+    def payload(self, n: Notification) -> dict[str, object]:
+        raise NotImplementedError
+
+    async def send(self, notification: Notification) -> None:
+        await post_json(
+            self._session, self._name, self._url, self.payload(notification), secrets=self._secrets
+        )
+
+
 def url_secrets(url: str) -> tuple[str, ...]:
     """What to redact when a URL is the secret (a webhook's token is in its path or
     query): the URL, its path and query, and every long path segment or query value."""

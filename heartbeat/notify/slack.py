@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from heartbeat.notify import words
 from heartbeat.notify.base import Notification
-from heartbeat.notify.jsonpost import post_json, url_secrets
+from heartbeat.notify.jsonpost import JsonWebhook
 from heartbeat.text import clip
 
 _HEADER_MAX = 150  # Slack's limit for a header block
@@ -18,27 +16,14 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class SlackNotifier:
+class SlackNotifier(JsonWebhook):
     """POSTs to one incoming-webhook URL (the URL is the secret: never shown).
 
     A header with the title, a section with the message (a group's first members
     and ``and N more``) and a context line with the event, monitor and id.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, *, name: str, url: str) -> None:
-        if not url:
-            raise ValueError("slack needs a webhook URL")
-        self._session = session
-        self._name = name
-        self._url = url
-        self._secrets = url_secrets(url)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def __repr__(self) -> str:
-        return f"SlackNotifier(name={self._name!r})"
+    kind = "slack"
 
     def payload(self, n: Notification) -> dict[str, object]:
         icon = ":red_circle:" if words.urgent(n) else ":large_green_circle:"
@@ -61,8 +46,3 @@ class SlackNotifier:
                 },
             ],
         }
-
-    async def send(self, notification: Notification) -> None:
-        await post_json(
-            self._session, self._name, self._url, self.payload(notification), secrets=self._secrets
-        )

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from heartbeat.notify import words
 from heartbeat.notify.base import Notification
-from heartbeat.notify.jsonpost import post_json, url_secrets
+from heartbeat.notify.jsonpost import JsonWebhook
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -16,7 +14,7 @@ def _text(text: str, **style: object) -> dict[str, object]:
     return {"type": "TextBlock", "text": text, "wrap": True, **style}
 
 
-class TeamsNotifier:
+class TeamsNotifier(JsonWebhook):
     """POSTs a ``message`` with one Adaptive Card (1.4) to a Teams Workflows
     ("When a Teams webhook request is received") URL; the URL is the secret.
 
@@ -24,20 +22,8 @@ class TeamsNotifier:
     block per message line, and a small footer.  Teams answers 202.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, *, name: str, url: str) -> None:
-        if not url:
-            raise ValueError("teams needs a Workflows webhook URL")
-        self._session = session
-        self._name = name
-        self._url = url
-        self._secrets = url_secrets(url)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def __repr__(self) -> str:
-        return f"TeamsNotifier(name={self._name!r})"
+    kind = "teams"
+    needs = "a Workflows webhook URL"
 
     def payload(self, n: Notification) -> dict[str, object]:
         color = "Attention" if words.urgent(n) else "Good"
@@ -49,8 +35,3 @@ class TeamsNotifier:
         card = {"$schema": CARD_SCHEMA, "type": "AdaptiveCard", "version": "1.4", "body": body}
         attachment = {"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": card}
         return {"type": "message", "attachments": [attachment]}
-
-    async def send(self, notification: Notification) -> None:
-        await post_json(
-            self._session, self._name, self._url, self.payload(notification), secrets=self._secrets
-        )
