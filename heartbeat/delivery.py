@@ -290,16 +290,18 @@ class Deliveries:
             )
             return
         keys = [(m.notification_id, channel) for _, m in members]
+        # In flight before it exists: the watch may echo the entry (and a tick's flush see
+        # it) before create() returns, and this task is the one that delivers it.
+        self.inflight.add((gid, channel))
         try:
             rev = await self.store.create_entry(GROUP_PREFIX + gid, data)
         except StoreError as e:  # nothing claimed: the members go out on a later round
             log.warning("committing a group of %d for %s failed: %s", len(members), channel, e)
-            self.inflight.difference_update(keys)
+            self.inflight.difference_update([*keys, (gid, channel)])
             return
         self.kv_writes += 1
         self._hold_group(gid, entry, rev)
         log.info("grouping %d notifications for %s as %s", len(members), channel, gid)
-        self.inflight.add((gid, channel))
         self._spawn(self._deliver_group(gid))
         for (subject, _m), key in zip(members, keys, strict=True):
             self._spawn(self._cross_off(subject, key[0], channel))
