@@ -20,6 +20,7 @@ from heartbeat.durations import SECOND, window_of
 from heartbeat.jobrules import Job as Job  # re-exported: Beat.job's type
 from heartbeat.jobrules import JobState
 from heartbeat.notification import EventKind, Notification
+from heartbeat.quiet import LOUD, Hush
 
 NEVER = math.inf
 _DURATIONS: dict[int, int] = {}
@@ -207,17 +208,21 @@ def evaluate(
     monitor: str = "",
     channels: Sequence[str] = (),
     new_alert_id: str = "",
+    hush: Hush = LOUD,
 ) -> Outcome:
     """Decide alert / repeat / resolved / checkpoint for one subject.
 
     ``rec`` is the committed KV record (None if the subject has none yet), ``beat``
     the newest heartbeat on the stream, ``sight_since`` the end of the last blind
     period (no subject alerts on silence observed while blind), ``new_alert_id``
-    the id to give an alert raised now.
+    the id to give an alert raised now, ``hush`` what keeps it quiet (heartbeat.quiet:
+    while quiet nothing alerts or repeats; a resolve is still told).
     """
     cur = merged(rec, beat, subject)
     if cur.interval_ns <= 0:
         return Outcome(None, None, NEVER)
+    quiet = hush.quiet is not None
+    floor = max(sight_since, hush.ended)
     reason, new, notification = Reason.NONE, cur, None
     if cur.alert_active and cur.last_seen > (cur.alert_last_seen or 0.0):
         # Beats resumed: resolve once.
@@ -227,8 +232,10 @@ def evaluate(
         new = msgspec.structs.replace(
             new, alert_active=False, alert_since=None, alert_last_seen=None
         )
+    elif quiet:
+        pass  # tracked and shown, never told (heartbeat.quiet)
     elif not cur.alert_active:
-        if cur.last_seen > 0 and now > alert_deadline(cur, cfg, sight_since):
+        if cur.last_seen > 0 and now > alert_deadline(cur, cfg, floor):
             reason = Reason.ALERT
             new = msgspec.structs.replace(
                 cur,
@@ -241,13 +248,13 @@ def evaluate(
             new, notification = _with_notification(
                 new, reason, now, monitor, channels, now - cur.last_seen
             )
-    elif now >= repeat_deadline(cur, cfg):
+    elif now >= repeat_deadline(cur, cfg, hush.ended):
         reason = Reason.REPEAT
         new, notification = _with_notification(
             cur, reason, now, monitor, channels, now - cur.last_seen
         )
     new, notification, reason = _job_step(
-        rec, new, notification, reason, now, cfg, monitor, channels, new_alert_id
+        rec, new, notification, reason, now, cfg, monitor, channels, new_alert_id, quiet
     )
     if reason is Reason.NONE:
         if rec is None:
@@ -255,9 +262,9 @@ def evaluate(
         elif _needs_checkpoint(rec, new, cfg):
             reason = Reason.CHECKPOINT
         else:
-            return Outcome(None, None, next_due(new, cfg, sight_since))
+            return Outcome(None, None, next_due(new, cfg, sight_since, hush))
     new = msgspec.structs.replace(new, updated_by=monitor)
-    return Outcome(new, notification, next_due(new, cfg, sight_since), reason)
+    return Outcome(new, notification, next_due(new, cfg, sight_since, hush), reason)
 
 
 _JOB_REASONS = {
@@ -278,16 +285,19 @@ def _job_step(
     monitor: str,
     channels: Sequence[str],
     new_alert_id: str,
+    quiet: bool = False,
 ) -> tuple[Record, Notification | None, Reason]:
     """Apply the job rules (heartbeat.jobrules) to ``new``; a job notification is
-    queued after any missing-heartbeat one decided for the same record."""
+    queued after any missing-heartbeat one decided for the same record.  While quiet
+    only a resolve is told: a job still failed or running long when quiet ends
+    alerts then (a failure is a fact, not a silence to wait out)."""
     if new.job is None:
         return new, notification, reason
     since = new.job.alert_since
     state, kind = jobrules.step(
         rec.job if rec else None, new.job, now, cfg.tolerance_s, new_alert_id
     )
-    if kind is None:
+    if kind is None or (quiet and kind is not EventKind.RESOLVED):
         return new, notification, reason
     new = msgspec.structs.replace(new, job=state)
     n = _job_notification(new, state, kind, now, monitor, new_alert_id, since)
@@ -358,18 +368,28 @@ def alert_deadline(rec: Record, cfg: EngineConfig, sight_since: float = 0.0) -> 
     return max(rec.last_seen, sight_since) + rec.window_ns / SECOND + cfg.tolerance_s
 
 
-def repeat_deadline(rec: Record, cfg: EngineConfig) -> float:
-    """From this time an active alert repeats (keyed to the stored last_notified)."""
+def repeat_deadline(rec: Record, cfg: EngineConfig, quiet_ended: float = 0.0) -> float:
+    """From this time an active alert repeats: keyed to the stored last_notified, and
+    no earlier than a window after the end of the last quiet period."""
     if cfg.repeat_every_s <= 0 or rec.last_notified is None:
         return NEVER
-    return rec.last_notified + cfg.repeat_every_s
+    due = rec.last_notified + cfg.repeat_every_s
+    if quiet_ended > 0.0:
+        due = max(due, quiet_ended + rec.window_ns / SECOND + cfg.tolerance_s)
+    return due
 
 
-def next_due(rec: Record, cfg: EngineConfig, sight_since: float = 0.0) -> float:
-    """When :func:`evaluate` could next decide something for ``rec`` without new beats."""
+def next_due(rec: Record, cfg: EngineConfig, sight_since: float = 0.0, hush: Hush = LOUD) -> float:
+    """When :func:`evaluate` could next decide something for ``rec`` without new beats
+    (while quiet: when the quiet ends by itself; its source reschedules otherwise)."""
     if rec.interval_ns <= 0:
         return NEVER
-    due = repeat_deadline(rec, cfg) if rec.alert_active else alert_deadline(rec, cfg, sight_since)
+    if hush.quiet is not None:
+        return NEVER if hush.quiet.until is None else hush.quiet.until
+    if rec.alert_active:
+        due = repeat_deadline(rec, cfg, hush.ended)
+    else:
+        due = alert_deadline(rec, cfg, max(sight_since, hush.ended))
     if rec.job is not None:
         due = min(due, jobrules.next_due(rec.job, cfg.tolerance_s))
     return due

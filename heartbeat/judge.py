@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from heartbeat.engine import Beat, EngineConfig, Outcome, Reason, Record, evaluate
+from heartbeat.quiet import LOUD, Hush
 from heartbeat.ratelog import RateLog
 from heartbeat.store import StateConflict, StateStore, StoreError
 from heartbeat.subjects import Held, Subjects, Track
@@ -23,9 +24,11 @@ log = logging.getLogger(__name__)
 
 MAX_WRITE_BACKOFF_S = 60.0
 Evidence = Callable[[], Awaitable[int | None]]
+"""Beats the stream still has to hand the consumer (None: it cannot say)."""
+HushFor = Callable[[str, float], Hush]
+"""What keeps a subject quiet at a time (heartbeat.quiet); the default: nothing."""
 # Decisions made from silence: committed only once the consumer has nothing unhandled.
 ACCUSATIONS = frozenset({Reason.ALERT, Reason.RUNNING_LONG})
-"""Beats the stream still has to hand the consumer (None: it cannot say)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Judge:
         self.holding_since: float | None = None
         self.max_hold_s = 10.0
         self.write_log = RateLog(log, what="state writes")
+        self.hush_for: HushFor = _loud
 
     async def judge_due(self, now: float, store: StateStore, evidence: Evidence) -> None:
         """Evaluate every subject due at ``now`` and wait for the commits.
@@ -129,6 +133,7 @@ class Judge:
             monitor=self.replica_id,
             channels=self.subjects.channels_for(track.subject, self.channels),
             new_alert_id=alert_id,
+            hush=self.hush_for(track.subject, now),
         )
 
     def _evaluate(self, subject: str, now: float) -> Commit | None:
@@ -199,3 +204,7 @@ class Judge:
         self.counters.kv_writes += 1
         if (n := latest.notification) is not None:
             log.info("%s %s (id %s)", n.event, subject, n.notification_id)
+
+
+def _loud(subject: str, now: float) -> Hush:
+    return LOUD

@@ -63,6 +63,24 @@ class SubjectStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tru
     next_run_due: datetime | None = None
     # Ours: True when no route sends this subject's notifications anywhere.
     unrouted: bool | None = None
+    # Ours: what keeps it quiet now (heartbeat.quiet): ``paused``, ``silenced``,
+    # ``maint`` or ``suppressed``; until when (None: until told / the parent is back);
+    # the silence id, maintenance window name or parent subject.
+    quiet: str | None = None
+    quiet_until: datetime | None = None
+    quiet_ref: str | None = None
+
+
+class SilenceStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """An active (or scheduled) silence or pause, as the status lists it."""
+
+    id: str
+    kind: str  # "silence" or "pause"
+    subjects: list[str]  # NATS patterns
+    starts: datetime
+    ends: datetime | None = None  # None: a pause, until resumed
+    reason: str = ""
+    by: str = ""
 
 
 class StatusReport(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
@@ -74,6 +92,8 @@ class StatusReport(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True
     monitor: str | None = None
     leader: bool | None = None
     leader_id: str | None = None
+    # Ours: silences and pauses in force or scheduled (heartbeat.silences).
+    silences: list[SilenceStatus] | None = None
 
     @property
     def alerts_firing(self) -> int:
@@ -105,6 +125,19 @@ class _WireSubject(msgspec.Struct, kw_only=True, frozen=True):
     timezone: str | None = None
     next_run_due: str | None = None
     unrouted: bool | None = None
+    quiet: str | None = None
+    quiet_until: str | None = None
+    quiet_ref: str | None = None
+
+
+class _WireSilence(msgspec.Struct, kw_only=True, frozen=True):
+    id: str
+    kind: str
+    subjects: list[str]
+    starts: str
+    ends: str | None = None
+    reason: str = ""
+    by: str = ""
 
 
 class _WireReport(msgspec.Struct, kw_only=True, frozen=True):
@@ -113,6 +146,7 @@ class _WireReport(msgspec.Struct, kw_only=True, frozen=True):
     monitor: str | None = None
     leader: bool | None = None
     leader_id: str | None = None
+    silences: list[_WireSilence] | None = None
 
 
 _decoder = msgspec.json.Decoder(_WireReport)
@@ -139,6 +173,9 @@ def decode_status(data: bytes | str) -> StatusReport:
         monitor=wire.monitor,
         leader=wire.leader,
         leader_id=wire.leader_id,
+        silences=None
+        if wire.silences is None
+        else [_silence(x, f"$.silences[{i}]") for i, x in enumerate(wire.silences)],
     )
 
 
@@ -154,7 +191,10 @@ def encode_status(report: StatusReport) -> bytes:
             (f"$.subjects[{i}].last_seen", s.last_seen),
             (f"$.subjects[{i}].running_since", s.running_since),
             (f"$.subjects[{i}].next_run_due", s.next_run_due),
+            (f"$.subjects[{i}].quiet_until", s.quiet_until),
         ]
+    for i, x in enumerate(report.silences or ()):
+        times += [(f"$.silences[{i}].starts", x.starts), (f"$.silences[{i}].ends", x.ends)]
     for where, value in times:
         if value is not None and value.utcoffset() is None:
             raise InvalidStatus(f"{where} must be timezone-aware")
@@ -186,6 +226,24 @@ def _subject(w: _WireSubject, where: str) -> SubjectStatus:
         timezone=w.timezone,
         next_run_due=_optional_time(w.next_run_due, f"{where}.next_run_due"),
         unrouted=w.unrouted,
+        quiet=w.quiet,
+        quiet_until=_optional_time(w.quiet_until, f"{where}.quiet_until"),
+        quiet_ref=w.quiet_ref,
+    )
+
+
+def _silence(w: _WireSilence, where: str) -> SilenceStatus:
+    starts = _time(w.starts, f"{where}.starts")
+    if starts is None:
+        raise InvalidStatus(f"{where}.starts is the zero time")
+    return SilenceStatus(
+        id=w.id,
+        kind=w.kind,
+        subjects=w.subjects,
+        starts=starts,
+        ends=_optional_time(w.ends, f"{where}.ends"),
+        reason=w.reason,
+        by=w.by,
     )
 
 

@@ -14,7 +14,7 @@ import dataclasses
 import heapq
 import logging
 import sys
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 
 import msgspec
 
@@ -309,6 +309,13 @@ class Subjects:
         """Evaluate ``subject`` again at the next tick."""
         if subject in self.tracks:
             self.dirty.add(subject)
+
+    def wake(self, match: Callable[[str], bool]) -> int:
+        """Evaluate every subject ``match`` accepts at the next tick (a silence added
+        or lifted, a parent back: what keeps them quiet changed); how many."""
+        woken = [s for s in self.tracks if match(s)]
+        self.dirty.update(woken)
+        return len(woken)
 
     def push(self, track: Track, due: float) -> None:
         self.schedule.push(track, due)
