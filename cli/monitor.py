@@ -257,6 +257,7 @@ def monitor(
         max_payload=max_payload,
         reconcile_every_s=reconcile_every.total_seconds(),
         routes=channels.routes,
+        depends=channels.depends,
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
     setup_logging(debug, log_format)

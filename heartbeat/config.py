@@ -20,9 +20,13 @@ Format (every key)::
     repeat_every = "30m"       # optional Go duration, > 0
     continue = false           # optional: later matching routes add channels
 
-Top-level tables other than ``channels`` and ``routes`` are rejected, except
-``maintenance`` and ``depends`` (reserved for features that are not built yet:
-accepted and ignored, so a config written for them starts today).
+    [[depends]]                # optional (heartbeat.depends)
+    subjects = ["heartbeat.dc1.>"]    # NATS patterns: the dependents
+    on = "heartbeat.dc1.uplink"       # one exact subject: their parent
+
+Top-level tables other than ``channels``, ``routes`` and ``depends`` are rejected,
+except ``maintenance`` (reserved for a feature that is not built yet: accepted and
+ignored, so a config written for it starts today).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 
 import aiohttp
 
+from heartbeat.depends import Dependency, find_cycle
 from heartbeat.durations import parse_duration
 from heartbeat.errors import HeartbeatError, InvalidDuration
 from heartbeat.notify import (
@@ -56,9 +61,10 @@ from heartbeat.notify import (
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.pushover import PUSHOVER_URL
 from heartbeat.routing import Route, valid_pattern
+from heartbeat.schema import is_valid_subject
 
 FLAGS = "flags"  # the source of channels defined by flags and environment variables
-RESERVED_TABLES = frozenset({"maintenance", "depends"})  # later issues: accepted, ignored
+RESERVED_TABLES = frozenset({"maintenance"})  # later issues: accepted, ignored
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 ReadFile = Callable[[str], str]
@@ -209,6 +215,7 @@ class Config:
     path: str
     channels: tuple[ChannelSpec, ...] = ()
     routes: tuple[Route, ...] = ()
+    depends: tuple[Dependency, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -247,7 +254,7 @@ def parse_config(
     channels (from flags).  Relative ``*_file`` paths are relative to the config file's
     directory; ``read_file`` reads one (raising ``OSError``)."""
     for top in data:
-        if top not in ("channels", "routes") and top not in RESERVED_TABLES:
+        if top not in ("channels", "routes", "depends") and top not in RESERVED_TABLES:
             raise ConfigError(
                 path, top, "unknown top-level key (expected [channels.NAME] or [[routes]])"
             )
@@ -269,7 +276,8 @@ def parse_config(
     if not isinstance(raw_routes, list):
         raise ConfigError(path, "routes", "must be an array of tables ([[routes]])")
     routes = tuple(_route(path, i, r, known) for i, r in enumerate(raw_routes, 1))
-    return Config(path=path, channels=tuple(specs), routes=routes)
+    depends = _depends(path, data.get("depends", []))
+    return Config(path=path, channels=tuple(specs), routes=routes, depends=depends)
 
 
 def merge_flags(extra: Sequence[ChannelSpec]) -> Config:
@@ -481,6 +489,46 @@ def _route(path: str, i: int, body: Any, known: set[str]) -> Route:
     if not isinstance(cont, bool):
         raise ConfigError(path, f"{key}.continue", f"must be true or false, not {_kind(cont)}")
     return Route(subjects=subjects, channels=channels, repeat_every_s=repeat, continue_=cont)
+
+
+def _depends(path: str, raw: Any) -> tuple[Dependency, ...]:
+    """``[[depends]]`` tables (counted from 1); a cycle among parents is an error."""
+    if not isinstance(raw, list):
+        raise ConfigError(path, "depends", "must be an array of tables ([[depends]])")
+    out: list[Dependency] = []
+    for i, body in enumerate(raw, 1):
+        key = f"depends[{i}]"
+        body = _table(body, path, key)
+        for k in body:
+            if k not in ("subjects", "on"):
+                raise ConfigError(path, f"{key}.{k}", "unknown key (takes subjects, on)")
+        for k in ("subjects", "on"):
+            if k not in body:
+                raise ConfigError(path, f"{key}.{k}", "missing")
+        subjects = _strings(path, f"{key}.subjects", body["subjects"], "subject patterns")
+        for j, pattern in enumerate(subjects, 1):
+            why = valid_pattern(pattern)
+            if why is not None:
+                raise ConfigError(path, f"{key}.subjects[{j}]", f"{pattern!r} {why}")
+        on = body["on"]
+        if not isinstance(on, str):
+            raise ConfigError(path, f"{key}.on", f"must be a subject string, not {_kind(on)}")
+        if not is_valid_subject(on):
+            raise ConfigError(
+                path,
+                f"{key}.on",
+                f"{on!r} must be one exact subject (no wildcards, no empty tokens)",
+            )
+        out.append(Dependency(subjects=subjects, on=on))
+    cycle = find_cycle(out)
+    if cycle is not None:
+        raise ConfigError(
+            path,
+            "depends",
+            f"dependency cycle: {' -> '.join(cycle)} (each depends on the next); narrow "
+            "the subjects patterns so that no parent depends on its own dependent",
+        )
+    return tuple(out)
 
 
 def _repeat(path: str, where: str, text: Any) -> float:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from heartbeat.engine import Beat, EngineConfig, Outcome, Reason, Record, evaluate
+from heartbeat.engine import Beat, Dependents, EngineConfig, Outcome, Reason, Record, evaluate
 from heartbeat.quiet import LOUD, Hush
 from heartbeat.ratelog import RateLog
 from heartbeat.store import StateConflict, StateStore, StoreError
@@ -27,6 +27,8 @@ Evidence = Callable[[], Awaitable[int | None]]
 """Beats the stream still has to hand the consumer (None: it cannot say)."""
 HushFor = Callable[[str, float], Hush]
 """What keeps a subject quiet at a time (heartbeat.quiet); the default: nothing."""
+DependentsFor = Callable[[str, float], Dependents | None]
+"""A parent's dependents missing too at a time (heartbeat.depends); the default: none."""
 # Decisions made from silence: committed only once the consumer has nothing unhandled.
 ACCUSATIONS = frozenset({Reason.ALERT, Reason.RUNNING_LONG})
 
@@ -69,6 +71,7 @@ class Judge:
         self.max_hold_s = 10.0
         self.write_log = RateLog(log, what="state writes")
         self.hush_for: HushFor = _loud
+        self.dependents_for: DependentsFor = _no_dependents
 
     async def judge_due(self, now: float, store: StateStore, evidence: Evidence) -> None:
         """Evaluate every subject due at ``now`` and wait for the commits.
@@ -134,6 +137,7 @@ class Judge:
             channels=self.subjects.channels_for(track.subject, self.channels),
             new_alert_id=alert_id,
             hush=self.hush_for(track.subject, now),
+            dependents=self.dependents_for(track.subject, now),
         )
 
     def _evaluate(self, subject: str, now: float) -> Commit | None:
@@ -208,3 +212,7 @@ class Judge:
 
 def _loud(subject: str, now: float) -> Hush:
     return LOUD
+
+
+def _no_dependents(subject: str, now: float) -> Dependents | None:
+    return None

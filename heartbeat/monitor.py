@@ -27,6 +27,7 @@ from nats.aio.msg import Msg
 from heartbeat.aio import wait_any, wait_event
 from heartbeat.connection import close_connection
 from heartbeat.delivery import Deliveries
+from heartbeat.depends import Dependencies, Dependency
 from heartbeat.election import Election, lease_view
 from heartbeat.engine import EngineConfig, Record, health
 from heartbeat.feed import Feed
@@ -37,6 +38,7 @@ from heartbeat.metrics import Snapshot, TickTimer
 from heartbeat.notification import EventKind, capacity_notice, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
+from heartbeat.quiet import HushSource, Quieter
 from heartbeat.ratelog import RateLog
 from heartbeat.retire import Janitor
 from heartbeat.routing import Route, Router
@@ -78,6 +80,7 @@ class MonitorConfig:
     group_over: int = 10  # more than this many due for one channel within group_wait_s: group
     group_wait_s: float = 2.0
     reconcile_every_s: float = 30.0
+    depends: tuple[Dependency, ...] = ()  # [[depends]]: dependents quiet while a parent is down
 
 
 @dataclass
@@ -118,6 +121,15 @@ class Monitor:
         self.judge.poll_s, self.judge.max_writes = cfg.poll_s, cfg.max_writes_per_tick
         self.judge.max_hold_s = 2 * cfg.stall_check_s  # by then a stall has blinded us
         self.counters = self.judge.counters
+        sources: list[HushSource] = []
+        # [[depends]] (heartbeat.depends): its hush, and the parents' dependents count.
+        self.depends = Dependencies(self.subjects, cfg.depends)
+        if cfg.depends:
+            self.depends.attach()
+            sources.append(self.depends)
+            self.judge.dependents_for = self.depends.dependents_for
+        self.quieter = Quieter(sources)
+        self.judge.hush_for = self.quieter.hush_for
         self.tick_timer = TickTimer()
         self._parts: _Parts | None = None
         self._terms_seen = 0

@@ -19,6 +19,7 @@ from heartbeat.config import (
     merge_flags,
     unreachable,
 )
+from heartbeat.depends import Dependency
 from heartbeat.routing import Route
 
 PATH = "/etc/hb/config.toml"
@@ -80,7 +81,8 @@ type = "log"
 anything = "reserved for a later issue"
 
 [[depends]]
-on = "reserved too"
+subjects = ["heartbeat.dc1.>"]
+on = "heartbeat.dc1.uplink"
 
 [[routes]]
 subjects = ["heartbeat.db.>", "heartbeat.*.primary"]
@@ -113,6 +115,7 @@ def test_every_key_of_a_full_config() -> None:
         Route(("heartbeat.db.>", "heartbeat.*.primary"), ("oncall",), 1800.0, True),
         Route((">",), ("batch", "log"), None, False),
     )
+    assert cfg.depends == (Dependency(("heartbeat.dc1.>",), "heartbeat.dc1.uplink"),)
     assert "R0KEY" not in repr(cfg)
 
 
