@@ -27,7 +27,7 @@ from cli.common import (
     storage_options,
 )
 from heartbeat.aio import retry_until_stopped
-from heartbeat.config import Config, ConfigError, build_notifiers, unreachable
+from heartbeat.config import Config, ConfigError, build_notifiers, can_match_under, unreachable
 from heartbeat.connection import close_connection, connect_with_retry
 from heartbeat.engine import EngineConfig
 from heartbeat.errors import HeartbeatError
@@ -222,8 +222,10 @@ def monitor(
 
     Channels come from --config (TOML: [channels.NAME] and [[routes]] that send
     subjects to them) and from the pushover, webhook and log flags; without
-    [[routes]] every subject goes to every channel. Check a config with
-    `nats-heartbeat routes --subject S` and `nats-heartbeat notify-test`.
+    [[routes]] every subject goes to every channel. [[depends]] in the file keeps
+    dependents quiet while their parent is missing; the parent's alert counts them.
+    Check a config with `nats-heartbeat routes --subject S` and
+    `nats-heartbeat notify-test`.
     """
     channels = load_channels()
     if not channels.channels:
@@ -261,6 +263,16 @@ def monitor(
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
     setup_logging(debug, log_format)
+    for i, dep in enumerate(channels.depends, 1):
+        if not can_match_under(dep.on, subject_prefix):
+            log.warning(
+                "%s: depends[%d].on %r is not under --subject-prefix %r: never seen, it keeps "
+                "nothing quiet",
+                channels.path,
+                i,
+                dep.on,
+                subject_prefix,
+            )
     for key, pattern in unreachable(channels, subject_prefix):
         log.warning(
             "%s: %s %r matches no subject under --subject-prefix %r; that route never applies",

@@ -49,6 +49,21 @@ def test_a_bad_dependency_exits_2_with_one_line(tmp_path: Path, body: str, messa
     assert line.startswith(f"nats-heartbeat: {path}: ") and message in line
 
 
+def test_routes_names_the_parents_of_a_subject(tmp_path: Path) -> None:
+    path = tmp_path / "heartbeat.toml"
+    path.write_text(
+        "[[depends]]\nsubjects = ['hb.dc1.>']\non = 'hb.dc1.uplink'\n"
+        "[[depends]]\nsubjects = ['hb.*.web']\non = 'hb.core'\n"
+    )
+    p = run_cli("routes", "--config", str(path), "--notify-log", "--subject", "hb.dc1.web")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == (
+        "depends on hb.dc1.uplink, hb.core: quiet while one of them is missing"
+    )
+    p = run_cli("routes", "--config", str(path), "--notify-log", "--subject", "hb.dc1.uplink")
+    assert p.returncode == 0 and "depends on" not in p.stdout
+
+
 @pytest.fixture
 def monitors() -> Iterator[list[MonitorProcess]]:
     started: list[MonitorProcess] = []
@@ -193,3 +208,26 @@ async def test_a_restarted_monitor_waits_a_window_after_the_parents_return(
             told = [(e["event"], e["subject"]) for e in webhook_events(rx)]
             assert sorted(told[2:]) == [("alert", hosts[0]), ("alert", hosts[1])]
             assert told[:2] == [("alert", parent), ("resolved", parent)]
+
+
+async def test_a_parent_outside_the_prefix_is_a_start_up_warning(
+    nats_server: NatsServer, unique: str, tmp_path: Path, monitors: list[MonitorProcess]
+) -> None:
+    n = names(unique)
+    path = tmp_path / "heartbeat.toml"
+    path.write_text("[[depends]]\nsubjects = ['>']\non = 'elsewhere.uplink'\n")
+    mon = MonitorProcess(
+        [
+            "--nats-url", nats_server.url, "--subject-prefix", n["prefix"],
+            "--stream", n["stream"], "--state-bucket", n["bucket"], "--status-addr", "",
+            "--notify-log", "--config", str(path),
+        ],
+        tmp_path / "monitor.log",
+    )  # fmt: skip
+    monitors.append(mon.start())
+    await eventually(lambda: "caught up" in mon.text(), 20, what="the monitor started")
+    assert mon.stop() == 0, mon.text()
+    assert (
+        f"depends[1].on 'elsewhere.uplink' is not under --subject-prefix '{n['prefix']}'"
+        in mon.text()
+    )
