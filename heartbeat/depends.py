@@ -140,8 +140,8 @@ class Dependencies:
     """The dependency rules as a hush source over the replica's :class:`Subjects`.
 
     ``quieted`` holds, per parent, the dependents it keeps quiet (suppressed or
-    held): a beat of that parent wakes them (:meth:`on_parent_beat`, hooked into
-    :meth:`Subjects.on_beat` for parents only).
+    held): a beat of that parent, or its retirement, wakes them
+    (:meth:`on_parent_beat`, hooked into :class:`Subjects` for parents only).
     """
 
     def __init__(self, subjects: Subjects, rules: Sequence[Dependency]) -> None:
@@ -157,7 +157,7 @@ class Dependencies:
     def attach(self) -> None:
         """Watch the parents' beats (the only per-beat cost: one set lookup)."""
         self.subjects.watched = self.parents
-        self.subjects.on_watched_beat = self.on_parent_beat
+        self.subjects.on_watched = self.on_parent_beat
 
     def parents_of(self, subject: str) -> tuple[str, ...]:
         got = self._parents.get(subject)
@@ -191,12 +191,16 @@ class Dependencies:
             self.quieted.setdefault(out.quiet.ref, set()).add(subject)
         return out
 
-    def on_parent_beat(self, parent: str, prev: Beat | None, beat: Beat) -> None:
-        """A parent beat: note a return, and wake the dependents it kept quiet."""
-        track = self.subjects.get(parent)
-        back = returned_at(prev, beat, track.record if track is not None else None)
-        if back > self.returned.get(parent, 0.0):
-            self.returned[parent] = back
+    def on_parent_beat(self, parent: str, prev: Beat | None, beat: Beat | None) -> None:
+        """A parent beat: note a return, and wake the dependents it kept quiet (also
+        when ``beat`` is None: the parent was retired, and keeps nothing quiet now)."""
+        if beat is None:
+            self.returned.pop(parent, None)
+        else:
+            track = self.subjects.get(parent)
+            back = returned_at(prev, beat, track.record if track is not None else None)
+            if back > self.returned.get(parent, 0.0):
+                self.returned[parent] = back
         woken = self.quieted.pop(parent, None)
         if woken:
             for s in woken:

@@ -344,7 +344,7 @@ def test_a_parent_beat_wakes_the_dependents_it_kept_quiet_and_notes_its_return()
 def test_only_parents_beats_reach_the_source() -> None:
     subjects, _, members = fleet()
     seen: list[str] = []
-    subjects.on_watched_beat = lambda s, prev, b: seen.append(s)
+    subjects.on_watched = lambda s, prev, b: seen.append(s)
     subjects.on_beat(members[0], beat(T0 + 1))
     subjects.on_beat(P, beat(T0 + 1, grace=5))
     assert seen == [P]
@@ -367,3 +367,12 @@ def test_no_rules_keep_nothing_quiet() -> None:
     deps = Dependencies(subjects, ())
     subjects.set_record(D, rec(), 1)
     assert deps.hush(D, T0 + 9) == LOUD and deps.dependents_for(D, T0 + 9) is None
+
+
+def test_retiring_a_parent_wakes_its_dependents_and_they_speak_for_themselves() -> None:
+    subjects, deps, members = fleet()
+    assert all(deps.hush(s, T0 + 6).quiet is not None for s in members)
+    subjects.dirty.clear()
+    subjects.retire(P)
+    assert subjects.dirty == set(members)
+    assert deps.hush(members[0], T0 + 6) == LOUD
