@@ -376,3 +376,14 @@ def test_retiring_a_parent_wakes_its_dependents_and_they_speak_for_themselves() 
     subjects.retire(P)
     assert subjects.dirty == set(members)
     assert deps.hush(members[0], T0 + 6) == LOUD
+
+
+def test_a_dependent_told_down_before_its_parent_went_missing_is_told_up() -> None:
+    d = rec(alert=True)
+    hush = decide(d, [parent(T0 + 3.0)], T0 + 9.5)
+    assert hush.quiet is not None  # its repeats are held back while the parent is missing
+    assert evaluate(D, d, None, T0 + 70, CFG, hush=hush).reason is Reason.NONE
+    up = msgspec.structs.replace(d, last_seen=T0 + 10)
+    hush = decide(up, [parent(T0 + 3.0)], T0 + 10.1)
+    out = evaluate(D, up, None, T0 + 10.1, CFG, hush=hush, channels=["c"])
+    assert out.reason is Reason.RESOLVED and out.notification is not None
