@@ -190,7 +190,7 @@ async def test_a_restarted_monitor_waits_a_window_after_the_parents_return(
             second = spawn("m2")
             await eventually(lambda: "leads; caught up" in second.text(), 20, what="m2 leads")
             led = time.time()
-            assert led < back_at + HOST_WINDOW_S, "m2 must decide before the hosts are due"
+            assert led < back_at + HOST_WINDOW_S, f"m2 led {led - back_at:.1f}s after the return"
 
             async def both_alerted() -> list[dict[str, Any]] | None:
                 recs = [await record(nc, unique, s) for s in hosts[:2]]
