@@ -209,8 +209,8 @@ def details(n: Notification) -> dict[str, object]:
     for the "details" a person reads in an incident tool."""
     body = n.body()
     out = {k: neutral(v, MAX_DESCRIPTION) if isinstance(v, str) else v for k, v in body.items()}
-    if n.dependents:
-        out["dependents"] = [neutral(s, _SUBJECT_MAX) for s in n.dependents]
+    if n.dependents:  # one line a person reads (email facts, incident details)
+        out["dependents"] = ", ".join(neutral(s, _SUBJECT_MAX) for s in n.dependents)
     if n.output:
         out["output"] = output_tail(n)  # its end, where the error is
     return out

@@ -7,9 +7,13 @@ to alert at T0+2 but P is late only after T0+5: D is held until P's alert deadli
 
 from __future__ import annotations
 
+import json
+
+import aiohttp
 import msgspec
 import pytest
 
+from heartbeat.config import ChannelSpec, build_notifiers
 from heartbeat.depends import (
     NAMED,
     Dependencies,
@@ -243,6 +247,7 @@ def test_the_count_and_five_names_read_on_every_channel() -> None:
     evil = msgspec.structs.replace(n, dependents_missing=1, dependents=("a\nFAKE\x1b[31m",))
     assert "\n" not in words.message(evil) and "\x1b" not in words.message(evil)
     assert "\n" not in str(words.details(evil)["dependents"])
+    assert words.details(n)["dependents"] == ", ".join(names)
 
 
 # --- the rules from the config ------------------------------------------------------
@@ -387,3 +392,36 @@ def test_a_dependent_told_down_before_its_parent_went_missing_is_told_up() -> No
     hush = decide(up, [parent(T0 + 3.0)], T0 + 10.1)
     out = evaluate(D, up, None, T0 + 10.1, CFG, hush=hush, channels=["c"])
     assert out.reason is Reason.RESOLVED and out.notification is not None
+
+
+async def test_every_channel_says_the_count() -> None:
+    specs = [
+        ChannelSpec("slack", "slack", {"url": "http://x/s"}),
+        ChannelSpec("teams", "teams", {"url": "http://x/t"}),
+        ChannelSpec("discord", "discord", {"url": "http://x/d"}),
+        ChannelSpec("telegram", "telegram", {"token": "t", "chat_id": "1"}),
+        ChannelSpec("ntfy", "ntfy", {"url": "http://x/n"}),
+        ChannelSpec("email", "email", {"host": "h", "sender": "a@b", "recipients": ["c@d"]}),
+        ChannelSpec("pagerduty", "pagerduty", {"routing_key": "k"}),
+        ChannelSpec("opsgenie", "opsgenie", {"api_key": "k"}),
+        ChannelSpec("pushover", "pushover", {"user": "u", "token": "t"}),
+        ChannelSpec("webhook", "webhook", {"url": "http://x/w"}),
+    ]
+    p = rec(P, T0, grace=5.0)
+    n = evaluate(P, p, None, T0 + 7, CFG, dependents=(49, (D,)), new_alert_id="x").notification
+    assert n is not None
+    async with aiohttp.ClientSession() as session:
+        built = {c.name: c for c in build_notifiers(specs, session)}
+    said: dict[str, str] = {}
+    for name, c in built.items():
+        render = {
+            "email": lambda c: str(c.message(n)),
+            "ntfy": lambda c: c.request(n)[0].decode(),
+            "opsgenie": lambda c: json.dumps(c.request(n)),
+            "pagerduty": lambda c: json.dumps(c.event(n)),
+            "pushover": lambda c: json.dumps(c.form(n)),
+            "webhook": lambda c: c.request(n, T0)[0].decode(),
+        }.get(name, lambda c: json.dumps(c.payload(n)))
+        said[name] = render(c)
+    for name, text in said.items():
+        assert "49 dependents" in text or '"dependents_missing":49' in text, name
