@@ -19,6 +19,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 import heartbeat
+from heartbeat.aio import wait_event
 from heartbeat.durations import parse_duration
 from tests.harness import (
     MonitorProcess,
@@ -109,8 +110,10 @@ async def beating(nc: NATS, parent: str, hosts: list[str]) -> AsyncIterator[set[
     pub = heartbeat.Publisher(nc)
     live = {parent, *hosts}
 
+    stop = asyncio.Event()
+
     async def loop() -> None:
-        while True:
+        while not stop.is_set():
             for s in sorted(live, key=lambda s: s != parent):
                 msg = (
                     heartbeat.Message(
@@ -123,15 +126,16 @@ async def beating(nc: NATS, parent: str, hosts: list[str]) -> AsyncIterator[set[
                 )
                 with contextlib.suppress(heartbeat.PublishError):  # no stream yet
                     await pub.publish(msg)
-            await asyncio.sleep(0.25)
+            await wait_event(stop, 0.25)
 
+    # Stopped by an event, not by cancelling: a cancel can be lost inside a publish's
+    # flush (asyncio.wait_for on Python 3.11), and the loop would then run for ever.
     task = asyncio.create_task(loop())
     try:
         yield live
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        await asyncio.wait_for(task, 10)
 
 
 async def test_a_restarted_monitor_waits_a_window_after_the_parents_return(

@@ -17,6 +17,7 @@ from datetime import timedelta
 from nats.aio.client import Client as NATS
 
 import heartbeat
+from heartbeat.aio import wait_event
 from heartbeat.depends import NAMED, Dependency
 from heartbeat.monitor import Monitor
 from heartbeat.quiet import QuietKind
@@ -42,8 +43,10 @@ async def beating(nc: NATS, parent: str, hosts: Iterable[str]) -> AsyncIterator[
     pub = heartbeat.Publisher(nc)
     live = {parent, *hosts}
 
+    stop = asyncio.Event()
+
     async def loop() -> None:
-        while True:
+        while not stop.is_set():
             for s in sorted(live, key=lambda s: s != parent):
                 if s == parent:
                     msg = heartbeat.Message(
@@ -52,15 +55,16 @@ async def beating(nc: NATS, parent: str, hosts: Iterable[str]) -> AsyncIterator[
                 else:
                     msg = heartbeat.Message(subject=s, interval=HOST_INTERVAL)
                 await pub.publish(msg)
-            await asyncio.sleep(0.25)
+            await wait_event(stop, 0.25)
 
+    # Stopped by an event, not by cancelling: a cancel can be lost inside a publish's
+    # flush (asyncio.wait_for on Python 3.11), and the loop would then run for ever.
     task = asyncio.create_task(loop())
     try:
         yield live
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        await asyncio.wait_for(task, 10)
 
 
 def alerting(mon: Monitor, subjects: Iterable[str]) -> list[str]:
