@@ -37,10 +37,14 @@ from heartbeat.metrics import Snapshot, TickTimer
 from heartbeat.notification import EventKind, capacity_notice, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
+from heartbeat.quiet import Quieter
 from heartbeat.ratelog import RateLog
 from heartbeat.retire import Janitor
 from heartbeat.routing import Route, Router
 from heartbeat.sight import Sight
+from heartbeat.silence_store import SilenceStore
+from heartbeat.silences import DEFAULT_BUCKET as SILENCE_BUCKET
+from heartbeat.silences import SilenceBook, status_of
 from heartbeat.status import Filter, build_report
 from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
@@ -78,6 +82,8 @@ class MonitorConfig:
     group_over: int = 10  # more than this many due for one channel within group_wait_s: group
     group_wait_s: float = 2.0
     reconcile_every_s: float = 30.0
+    silence_bucket: str = SILENCE_BUCKET  # silences and pauses (heartbeat.silences)
+    purge_silences_every_s: float = 3600.0  # the leader purges long-ended ones this often
 
 
 @dataclass
@@ -91,6 +97,8 @@ class _Parts:
     watch: Feed
     deliveries: Deliveries
     janitor: Janitor
+    silences: SilenceStore
+    silence_watch: Feed
 
 
 class Monitor:
@@ -117,6 +125,11 @@ class Monitor:
         self.judge = Judge(self.subjects, cfg.engine, cfg.replica_id, list(self.notifiers))
         self.judge.poll_s, self.judge.max_writes = cfg.poll_s, cfg.max_writes_per_tick
         self.judge.max_hold_s = 2 * cfg.stall_check_s  # by then a stall has blinded us
+        # What keeps subjects quiet (heartbeat.quiet): silences and pauses from their bucket.
+        self.silences = SilenceBook()
+        self.quieter = Quieter([self.silences])
+        self.judge.hush_for = self.quieter.hush_for
+        self._silences_purged = 0.0
         self.counters = self.judge.counters
         self.tick_timer = TickTimer()
         self._parts: _Parts | None = None
@@ -146,6 +159,7 @@ class Monitor:
         js = nc.jetstream()
         await ensure_stream(js, cfg.store)
         store = await StateStore.open(js, cfg.store)
+        silences = await SilenceStore.open(js, cfg.silence_bucket, replicas=cfg.store.replicas)
         old = self._parts
         if old is None:
             election = Election(store, cfg.replica_id, ttl_s=cfg.lease_ttl_s)
@@ -189,8 +203,11 @@ class Monitor:
             janitor=Janitor(
                 js, store, self.subjects, every_s=cfg.reconcile_every_s, clock=self.clock
             ),
+            silences=silences,
+            silence_watch=silences.watch(self.silences.observe),
         )
         try:
+            await parts.silence_watch.start()
             await parts.watch.start()
             await parts.ingestor.start()
         except (nats.errors.Error, TimeoutError, OSError) as e:
@@ -218,7 +235,9 @@ class Monitor:
         """
         self._reconnect = reconnect
         parts = self.parts
-        await _wait_all(stop, parts.watch.caught_up, parts.ingestor.caught_up)
+        await _wait_all(
+            stop, parts.silence_watch.caught_up, parts.watch.caught_up, parts.ingestor.caught_up
+        )
         if stop.is_set():
             return await self.close()
         self.ready_event.set()
@@ -259,6 +278,7 @@ class Monitor:
         await self._parts.janitor.stop()
         await self._parts.ingestor.stop()
         await self._parts.watch.stop()
+        await self._parts.silence_watch.stop()
 
     def _replace_if_closed(self) -> None:
         """Start replacing a connection nats-py closed for good (once at a time)."""
@@ -313,6 +333,8 @@ class Monitor:
             leader_id=election.leader_id if election is not None else None,
             router=self.router if self.cfg.routes else None,
             only=only,
+            hush_for=self.quieter.hush_for,
+            silences=[status_of(s) for s in self.silences.current(self.clock())],
         )
 
     def snapshot(self) -> Snapshot:
@@ -417,7 +439,7 @@ class Monitor:
 
     async def _caught_up(self) -> bool:
         """Every feed says the server has nothing more to deliver."""
-        for feed in (self.parts.ingestor.feed, self.parts.watch):
+        for feed in (self.parts.ingestor.feed, self.parts.watch, self.parts.silence_watch):
             if await feed.pending() != 0:
                 return False
         return True
@@ -491,6 +513,8 @@ class Monitor:
         self._last_tick = time.monotonic()
         now = self.clock()
         self._replace_if_closed()
+        if (woken := self.silences.take_changed()) is not None:
+            self.subjects.wake(woken)  # a silence or pause began, ended or changed
         await self._check_sight(now)
         if not self._connected() or self.sight.blind or not self.leading():
             return
@@ -501,9 +525,23 @@ class Monitor:
             self._terms_seen = election.terms
             log.info("monitor %s leads; caught up, evaluating", self.cfg.replica_id)
         await self._check_capacity(now)
+        await self._purge_silences(now)
         started = time.perf_counter()
         await self._evaluate_due(now)
         self.tick_timer.observe(time.perf_counter() - started)
+
+    async def _purge_silences(self, now: float) -> None:
+        """Now and then, remove silences that ended long ago (heartbeat.silences)."""
+        if now - self._silences_purged < self.cfg.purge_silences_every_s:
+            return
+        self._silences_purged = now
+        for key, rev in self.silences.purgeable(now):
+            try:
+                if await self.parts.silences.purge(key, rev):
+                    log.info("purged silence %s (ended over a week ago)", key)
+            except StoreError as e:
+                log.warning("purging silence %s failed: %s", key, e)
+                return
 
     async def _evaluate_due(self, now: float) -> None:
         parts = self.parts

@@ -19,9 +19,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 from heartbeat.durations import SECOND, format_duration_ns
 from heartbeat.engine import Health, Record, health, is_late, miss_count
 from heartbeat.jobrules import next_scheduled
+from heartbeat.quiet import Hush
 from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
-from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
+from heartbeat.status_schema import SilenceStatus, StatusReport, SubjectStatus, encode_status
 from heartbeat.subjects import Track
 from heartbeat.text import ELLIPSIS, for_log, neutral
 
@@ -131,6 +132,8 @@ def build_report(
     leader_id: str | None = None,
     router: Router | None = None,
     only: Filter | None = None,
+    hush_for: Callable[[str, float], Hush] | None = None,
+    silences: list[SilenceStatus] | None = None,
 ) -> StatusReport:
     if only is not None and (only.state is not None or only.pattern is not None):
         tracks = [t for t in tracks if only.keeps(t, now)]
@@ -143,12 +146,25 @@ def build_report(
         )
         for t in chosen
     ]
+    if hush_for is not None:
+        rows = [_with_quiet(row, hush_for(row.subject, now)) for row in rows]
     return StatusReport(
         observed_at=datetime.fromtimestamp(now, UTC),
         subjects=rows,
         monitor=monitor,
         leader=leader,
         leader_id=leader_id,
+        silences=silences,
+    )
+
+
+def _with_quiet(row: SubjectStatus, hush: Hush) -> SubjectStatus:
+    """``row`` with what keeps it quiet now (heartbeat.quiet), if anything."""
+    q = hush.quiet
+    if q is None:
+        return row
+    return msgspec.structs.replace(
+        row, quiet=str(q.kind), quiet_until=_when(q.until), quiet_ref=q.ref
     )
 
 
