@@ -143,17 +143,18 @@ class SilenceStore:
             raise StoreError(f"cannot write silence {s.id}: {e}") from e
         return int(ack.seq)
 
-    async def end(self, key: str, now: float) -> Silence:
-        """End ``key`` at ``now`` (one that already ended keeps its end); the result."""
+    async def end(self, key: str, now: float) -> tuple[Silence, bool]:
+        """End ``key`` at ``now``: the entry, and False if it had already ended (it
+        keeps its end).  :class:`UnknownSilence` if there is no such entry."""
         for _ in range(10):
             _, s, rev = await self.get(key)
             assert s is not None
             new = ended_at(s, now)
             if new is s:
-                return s
+                return s, False
             try:
                 await self.write(new, rev, now)
-                return new
+                return new, True
             except ConflictError:
                 continue
         raise StoreError(f"silence {key} kept changing; try again")
