@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import logging
 import re
 import time
 import uuid
@@ -162,6 +163,8 @@ async def _with_store(
 
 def _run(nats_url: str, bucket: str, replicas: int, debug: bool, work: Any) -> Any:
     setup_logging(debug)
+    if not debug:  # a command's output is its answer; "created bucket" is not news
+        logging.getLogger().setLevel(logging.WARNING)
     return asyncio.run(_with_store(nats_url, bucket, replicas, work))
 
 
