@@ -26,7 +26,7 @@ import msgspec
 
 from heartbeat.quiet import LOUD, Hush, Quiet, QuietKind, combine
 from heartbeat.ratelog import RateLog
-from heartbeat.routing import matches, valid_pattern
+from heartbeat.routing import valid_pattern
 from heartbeat.status_schema import SilenceStatus
 from heartbeat.text import for_log
 
@@ -174,6 +174,58 @@ def status_of(s: Silence) -> SilenceStatus:
     )
 
 
+class _Node:
+    __slots__ = ("children", "here", "rest")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.here: list[str] = []  # ids of patterns that end at this token
+        self.rest: list[str] = []  # ids of patterns with '>' after this token
+
+
+class PatternIndex:
+    """Which of many NATS patterns match a subject, in one walk of a token trie (as the
+    server's sublist does): the cost follows the subject's depth and the wildcards on
+    its path, not the number of patterns."""
+
+    def __init__(self, patterns: Iterable[tuple[str, str]] = ()) -> None:
+        self._root = _Node()
+        self.size = 0
+        for pattern, ref in patterns:
+            self.add(pattern, ref)
+
+    def add(self, pattern: str, ref: str) -> None:
+        node = self._root
+        tokens = pattern.split(".")
+        for i, tok in enumerate(tokens):
+            if tok == ">" and i == len(tokens) - 1:
+                node.rest.append(ref)
+                self.size += 1
+                return
+            node = node.children.setdefault(tok, _Node())
+        node.here.append(ref)
+        self.size += 1
+
+    def match(self, subject: str) -> list[str]:
+        """The refs of every pattern that matches ``subject`` (each once)."""
+        tokens = subject.split(".")
+        n = len(tokens)
+        out: dict[str, None] = {}
+        stack = [(self._root, 0)]
+        while stack:
+            node, i = stack.pop()
+            if node.rest and i < n:
+                out.update(dict.fromkeys(node.rest))
+            if i == n:
+                out.update(dict.fromkeys(node.here))
+                continue
+            if (child := node.children.get(tokens[i])) is not None:
+                stack.append((child, i + 1))
+            if tokens[i] != "*" and (star := node.children.get("*")) is not None:
+                stack.append((star, i + 1))
+        return list(out)
+
+
 @dataclass(frozen=True, slots=True)
 class _Span:
     """A silence as the book matches it: floats, its quiet kind, its patterns."""
@@ -199,6 +251,7 @@ class SilenceBook:
     ) -> None:
         self.entries: dict[str, tuple[Silence, int]] = {}
         self._spans: dict[str, _Span] = {}
+        self._index: PatternIndex | None = None  # over every span's patterns; built when asked
         self._cache: dict[str, tuple[_Span, ...]] = {}
         self.changed: set[str] = set()
         self.ignored = 0  # entries that are not silences (written by hand), ignored
@@ -251,14 +304,15 @@ class SilenceBook:
             self.changed.update(s.subjects)
         if old is not None or s is not None:
             self._cache.clear()
+            self._index = None
 
     def take_changed(self) -> Callable[[str], bool] | None:
         """A matcher for subjects whose quiet may have changed since the last call."""
         if not self.changed:
             return None
-        patterns = tuple(self.changed)
+        index = PatternIndex((p, p) for p in self.changed)
         self.changed.clear()
-        return lambda subject: any(matches(p, subject) for p in patterns)
+        return lambda subject: bool(index.match(subject))
 
     # ----- the HushSource --------------------------------------------------------------
 
@@ -267,9 +321,11 @@ class SilenceBook:
             return LOUD
         spans = self._cache.get(subject)
         if spans is None:
-            spans = tuple(
-                s for s in self._spans.values() if any(matches(p, subject) for p in s.patterns)
-            )
+            index = self._index
+            if index is None:
+                spans_ = self._spans.items()
+                index = self._index = PatternIndex((p, k) for k, s in spans_ for p in s.patterns)
+            spans = tuple(self._spans[ref] for ref in index.match(subject))
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[subject] = spans

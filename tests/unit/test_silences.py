@@ -238,3 +238,27 @@ def test_a_subject_due_inside_a_silence_scheduled_later_is_not_alerted() -> None
     assert at_end.reason is Reason.NONE and at_end.due == T0 + 32
     late = evaluate(SUBJECT, rec, None, T0 + 32.01, CFG, hush=b.hush(SUBJECT, T0 + 32.01))
     assert late.reason is Reason.ALERT
+
+
+def test_the_pattern_index_agrees_with_matches() -> None:
+    import itertools
+    import random
+
+    from heartbeat.routing import matches
+    from heartbeat.silences import PatternIndex
+
+    rnd = random.Random(14)
+    tokens = ["a", "b", "c"]
+    patterns = sorted(
+        {
+            ".".join(rnd.choice([*tokens, "*"]) for _ in range(rnd.randint(1, 3)))
+            + rnd.choice(["", ".>"])
+            for _ in range(200)
+        }
+        | {">", "*", "a.>"}
+    )
+    index = PatternIndex((p, p) for p in patterns)
+    for depth in range(1, 5):
+        for subject in map(".".join, itertools.product(tokens, repeat=depth)):
+            want = sorted(p for p in patterns if matches(p, subject))
+            assert sorted(index.match(subject)) == want, subject
