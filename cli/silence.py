@@ -185,6 +185,17 @@ def silence() -> None:
 
     A subject still missing when its silence ends alerts a full window after the
     end; one that was alerting before still gets its resolved notice.
+
+    \b
+      nats-heartbeat silence add 'heartbeat.db.>' --for 2h --reason "upgrade"
+      nats-heartbeat silence add heartbeat.x --starts "2026-12-05 22:00" \\
+          --until "2026-12-06 02:00" --reason "migration"
+      nats-heartbeat silence ls [--all] [--json]
+      nats-heartbeat silence rm ID
+
+    Times: RFC 3339 (2026-12-06T02:00:00+01:00) or local 'YYYY-MM-DD HH:MM' (the
+    zone TZ names). Silences live in the KV bucket --silence-bucket (one key per
+    id); no monitor needs to be running.
     """
 
 

@@ -296,3 +296,21 @@ def test_unknown_id_and_unreachable_server_exit_1(nats_server: NatsServer, uniqu
     assert len(done.stderr.strip().splitlines()) == 1
     done = run_cli("silence", "ls", "--nats-url", "nats://127.0.0.1:1")
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+async def test_an_alert_sent_before_a_silence_is_still_resolved_inside_it(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str, fleets: FleetFactory
+) -> None:
+    subject = f"{names(unique)['prefix']}svc.flaky"
+    fleet = fleets(nats_server.url, unique, receiver, repeat_every="0")
+    (replica,) = fleet.start(1)
+    await beat_once(nc, subject)
+    first = await alerted(receiver, subject)
+    sid = await add(nats_server, unique, subject, "--for", "1h", "--reason", "known")
+    await eventually(lambda: shows(fleet, replica, subject, "silenced", sid), 5, "SILENCED")
+    await beat_once(nc, subject)  # back, inside the silence: those told it was down are told
+    got = await eventually(
+        lambda: [n for n in notes(receiver, subject) if n.event == "resolved"], 10, "resolved"
+    )
+    assert got[0].alert_id == first.alert_id
+    assert [n.event for n in notes(receiver, subject)] == ["alert", "resolved"]
