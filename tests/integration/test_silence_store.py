@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
+import nats
 import pytest
 from nats.aio.client import Client as NATS
 
 from heartbeat.silence_store import ConflictError, SilenceStore, UnknownSilence
 from heartbeat.silences import KEEP_ENDED_S, Silence, SilenceBook, new_silence
-from tests.harness import NatsServer, eventually, run_cli
+from heartbeat.store import StoreError
+from tests.harness import (
+    NatsServer,
+    Receiver,
+    eventually,
+    monitor_config,
+    run_cli,
+    webhook_monitor,
+)
 
 DAY = 86_400.0
 
@@ -86,3 +96,44 @@ async def test_silence_ls_purges_what_ended_over_a_week_ago(
     assert "recent" in done.stdout and "(ended)" in done.stdout and "old" not in done.stdout
     keys = sorted(k for k, _, _ in await store.entries())
     assert keys == ["junk", "live", "recent"]  # a hand-written value is left for its writer
+
+
+async def test_the_monitor_watch_resumes_after_a_server_restart(
+    nats_factory: Callable[..., NatsServer], receiver: Receiver, unique: str
+) -> None:
+    """Silences added and ended while the monitor was cut off from NATS reach it after."""
+    server = nats_factory()
+    bucket = f"SIL_{unique}"
+    cfg = monitor_config(unique, silence_bucket=bucket)
+    subject = "heartbeat.db.main"  # entry() silences heartbeat.db.>
+    async with webhook_monitor(server.url, cfg, receiver) as (mon, _):
+        conn = await nats.connect(server.url)
+        try:
+            store = await SilenceStore.open(conn.jetstream(), bucket)
+            now = time.time()
+            await store.write(entry("before", now, now + 3600), 0, now)
+            await eventually(lambda: len(mon.silences) == 1, 5, "the first silence")
+            server.restart()
+            await eventually(lambda: conn.is_connected, 20, "the test's reconnect")
+
+            async def ended() -> bool:  # JetStream may need a moment after the restart
+                try:
+                    await store.end("before", time.time())
+                except StoreError:
+                    return False
+                return True
+
+            await eventually(ended, 20, "JetStream back", every=0.2)
+            now = time.time()
+            await store.write(entry("after", now, now + 3600), 0, now)
+        finally:
+            await conn.close()
+
+        def seen() -> bool:
+            got = {s.id: s for s in mon.silences.current(time.time())}
+            return set(got) == {"after"}
+
+        await eventually(seen, 20, "the changes made across the restart")
+        assert mon.silences.hush(subject, time.time()).quiet is not None
+        report = mon.report()
+        assert [s.id for s in report.silences or []] == ["after"]
