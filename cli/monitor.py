@@ -257,12 +257,13 @@ def monitor(
         max_payload=max_payload,
         reconcile_every_s=reconcile_every.total_seconds(),
         routes=channels.routes,
+        maintenance=channels.maintenance,
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
     setup_logging(debug, log_format)
     for key, pattern in unreachable(channels, subject_prefix):
         log.warning(
-            "%s: %s %r matches no subject under --subject-prefix %r; that route never applies",
+            "%s: %s %r matches no subject under --subject-prefix %r; it never applies",
             channels.path,
             key,
             pattern,
