@@ -73,7 +73,8 @@ def check_schedule(schedule: str, timezone: str) -> str | None:
     if not (schedule.isascii() and schedule.isprintable()) or len(schedule) > 200:
         return f"{schedule[:80]!r} is not a cron expression"
     try:
-        next(iter(CronSim(schedule, datetime(2000, 1, 1, tzinfo=zone))))
+        for reverse in (False, True):  # both ways: phase() looks back for the last start
+            next(iter(CronSim(schedule, datetime(2000, 1, 1, tzinfo=zone), reverse=reverse)))
     except (CronSimError, ValueError, LookupError, ArithmeticError, StopIteration):
         return (
             f"{schedule!r} is not a cron expression (5 fields: minute hour day month weekday, "
@@ -127,6 +128,37 @@ def phase(w: Window, now: float, lookback_s: float = MAX_WINDOW_S) -> Phase:
     return Phase(Hush(None, start + d), start + d, min(stop, start + d + lookback_s))
 
 
+class _Patterns:
+    """NATS patterns of many windows as a token tree: which windows match a subject
+    costs a walk down its tokens, not a match per pattern (100k subjects x windows)."""
+
+    __slots__ = ("children", "here", "rest")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Patterns] = {}  # a literal token, or "*"
+        self.here: set[int] = set()  # patterns that end at this node
+        self.rest: set[int] = set()  # patterns whose ">" stands for the rest here
+
+    def add(self, pattern: str, i: int) -> None:
+        node = self
+        for tok in pattern.split("."):
+            if tok == ">":
+                node.rest.add(i)
+                return
+            node = node.children.setdefault(tok, _Patterns())
+        node.here.add(i)
+
+    def match(self, tokens: Sequence[str], at: int = 0) -> set[int]:
+        if at == len(tokens):
+            return self.here
+        found = set(self.rest)  # ">" needs at least one more token: there is one
+        for key in (tokens[at], "*"):
+            child = self.children.get(key)
+            if child is not None:
+                found |= child.match(tokens, at + 1)
+        return found
+
+
 class Maintenance:
     """Every ``[[maintenance]]`` window, as one :class:`~heartbeat.quiet.HushSource`.
 
@@ -140,6 +172,10 @@ class Maintenance:
         self.windows = tuple(windows)
         self.lookback_s = lookback_s
         self._phases: list[Phase | None] = [None] * len(self.windows)
+        self._patterns = _Patterns()
+        for i, w in enumerate(self.windows):
+            for pattern in w.subjects:
+                self._patterns.add(pattern, i)
         self._by_subject: dict[str, tuple[int, ...]] = {}
         self._shared: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple per set
         self.computed = 0  # phases computed (a figure for tests and benchmarks)
@@ -148,7 +184,7 @@ class Maintenance:
         """Indexes of the windows that cover ``subject`` (cached per subject)."""
         got = self._by_subject.get(subject)
         if got is None:
-            found = tuple(i for i, w in enumerate(self.windows) if w.covers(subject))
+            found = tuple(sorted(self._patterns.match(subject.split("."))))
             got = self._shared.setdefault(found, found)
             if len(self._by_subject) >= _CACHE_MAX:
                 self._by_subject.clear()

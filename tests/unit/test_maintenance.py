@@ -3,6 +3,7 @@ changes in Europe/Berlin, overlapping and long occurrences, the lookback, the ca
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -274,3 +275,15 @@ def test_the_engine_with_a_window(last_seen: float, now: float, reason: Reason) 
         assert out.due == END  # while quiet: look again at the end, no wake needed
     if reason is Reason.NONE and now >= END and last_seen < END:
         assert out.due == END + 61.0
+
+
+def test_the_pattern_tree_matches_as_nats_does() -> None:
+    patterns = ["a.>", "a.*", "a.b", "*.b.>", ">", "*", "a.*.c", "a.b.c.>", "b"]
+    windows = [Window(str(i), (p,), "0 2 * * *", 60) for i, p in enumerate(patterns)]
+    m = Maintenance(windows)
+    rng = random.Random(14)
+    for _ in range(3000):
+        subject = ".".join(rng.choice("abcd") for _ in range(rng.randint(1, 5)))
+        assert m.matching(subject) == tuple(
+            i for i, w in enumerate(windows) if w.covers(subject)
+        ), subject
