@@ -95,6 +95,12 @@ def last_start(w: Window, now: float) -> float | None:
     return None if got is None else got.timestamp()
 
 
+def next_start(w: Window, now: float) -> float | None:
+    """The first start after ``now`` (None if there is none)."""
+    got = next(iter(_starts_after(w, now)), None)
+    return None if got is None else got.timestamp()
+
+
 def _starts_after(w: Window, t: float) -> CronSim:
     return CronSim(w.schedule, datetime.fromtimestamp(t, _zone(w)))
 
@@ -121,8 +127,8 @@ def phase(w: Window, now: float, lookback_s: float = MAX_WINDOW_S) -> Phase:
                 break
             end, merged = t + d, merged + 1
         return Phase(Hush(Quiet(QuietKind.MAINT, end, w.name)), now, end)
-    nxt = next(iter(_starts_after(w, now)), None)
-    stop = INF if nxt is None else nxt.timestamp()
+    nxt = next_start(w, now)
+    stop = INF if nxt is None else nxt
     if start is None or start + d + lookback_s <= now:
         return Phase(LOUD, now, stop)  # no end that matters, until the next start
     return Phase(Hush(None, start + d), start + d, min(stop, start + d + lookback_s))

@@ -162,3 +162,46 @@ async def test_a_window_holds_alerts_until_a_full_window_after_its_end(
             assert after["subjects"] == []
         assert mon.stop() == 0, mon.text()
     assert "maintenance window deploy:" in mon.text()
+
+
+WINDOW = """[[maintenance]]
+name = "nightly"
+subjects = ["heartbeat.batch.>"]
+schedule = "0 2 * * SUN"
+duration = "2h"
+timezone = "Europe/Berlin"
+"""
+
+
+def test_routes_names_the_windows_that_cover_a_subject(tmp_path: Path) -> None:
+    path = tmp_path / "heartbeat.toml"
+    path.write_text(WINDOW)
+    p = run_cli("routes", "--config", str(path), "--notify-log", "--subject", "heartbeat.batch.x")
+    assert p.returncode == 0, p.stderr
+    (line,) = [x for x in p.stdout.splitlines() if x.startswith("quiet in")]
+    assert line.startswith(
+        "quiet in maintenance window nightly: '0 2 * * SUN' for 2h0m0s (Europe/Berlin): "
+    )
+    assert line.endswith(("CET", "CEST")) and ("next from" in line or "on now" in line)
+    p = run_cli("routes", "--config", str(path), "--notify-log", "--subject", "heartbeat.web")
+    assert p.returncode == 0 and "quiet in" not in p.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("2h", "2 hours"), "maintenance[1].duration: '2 hours' is not a duration"),
+        (("0 2 * * SUN", "0 2 * *"), "maintenance[1].schedule: '0 2 * *' is not a cron expression"),
+        (("Europe/Berlin", "Europe/Nowhere"), "maintenance[1].timezone: 'Europe/Nowhere' is not"),
+        (('["heartbeat.batch.>"]', '["a..b"]'), "maintenance[1].subjects[1]: 'a..b' has an empty"),
+    ],
+)
+def test_a_bad_window_stops_the_monitor_with_one_line(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    path = tmp_path / "heartbeat.toml"
+    path.write_text(WINDOW.replace(*change))
+    p = run_cli("monitor", "--config", str(path), "--notify-log", timeout=20)
+    assert p.returncode == 2, p.stderr
+    (line,) = p.stderr.splitlines()
+    assert line.startswith(f"nats-heartbeat: {path}: ") and message in line
