@@ -46,7 +46,7 @@ import aiohttp
 
 from heartbeat.durations import parse_duration
 from heartbeat.errors import HeartbeatError, InvalidDuration
-from heartbeat.maintenance import Window, check_schedule
+from heartbeat.maintenance import Window, check_schedule, check_zone
 from heartbeat.notify import (
     AppriseNotifier,
     DiscordNotifier,
@@ -538,10 +538,12 @@ def _window(path: str, i: int, body: Any) -> Window:
     schedule = body["schedule"]
     if not isinstance(schedule, str):
         raise ConfigError(path, f"{key}.schedule", f"must be a cron string, not {_kind(schedule)}")
+    why = check_zone(zone)
+    if why is not None:
+        raise ConfigError(path, f"{key}.timezone", why)
     why = check_schedule(schedule, zone)
     if why is not None:
-        where = "timezone" if why.startswith(repr(zone)) else "schedule"
-        raise ConfigError(path, f"{key}.{where}", why)
+        raise ConfigError(path, f"{key}.schedule", why)
     duration = _repeat(path, f"{key}.duration", body["duration"])
     if duration > MAX_MAINTENANCE_S:
         raise ConfigError(path, f"{key}.duration", f"{body['duration']!r} is longer than 366 days")

@@ -64,12 +64,18 @@ class Phase:
         return self.start <= now < self.stop
 
 
-def check_schedule(schedule: str, timezone: str) -> str | None:
-    """Why ``schedule`` in ``timezone`` cannot be a window's, or None."""
+def check_zone(timezone: str) -> str | None:
+    """Why ``timezone`` cannot be a window's, or None."""
     try:
-        zone = ZoneInfo(timezone)
+        ZoneInfo(timezone)
     except (KeyError, ValueError, OSError, UnicodeError):  # ZoneInfoNotFoundError: a KeyError
-        return f"{timezone!r} is not a known time zone (an IANA name like Europe/Berlin)"
+        return f"{timezone[:80]!r} is not a known time zone (an IANA name like Europe/Berlin)"
+    return None
+
+
+def check_schedule(schedule: str, timezone: str) -> str | None:
+    """Why ``schedule`` in ``timezone`` (a valid zone) cannot be a window's, or None."""
+    zone = ZoneInfo(timezone)
     if not (schedule.isascii() and schedule.isprintable()) or len(schedule) > 200:
         return f"{schedule[:80]!r} is not a cron expression"
     try:
