@@ -211,11 +211,16 @@ class Maintenance:
         return p
 
     def hush(self, subject: str, now: float) -> Hush:
-        found = self.matching(subject)
+        found = self._by_subject.get(subject)
+        if found is None:
+            found = self.matching(subject)
         if not found:
             return LOUD
-        if len(found) == 1:
-            return self.phase_of(found[0], now).hush
+        if len(found) == 1:  # the common case, inlined: asked per subject per scrape
+            p = self._phases[found[0]]
+            if p is None or not p.start <= now < p.stop:
+                p = self.phase_of(found[0], now)
+            return p.hush
         return combine(self.phase_of(i, now).hush for i in found)
 
 

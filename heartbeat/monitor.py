@@ -28,7 +28,7 @@ from heartbeat.aio import wait_any, wait_event
 from heartbeat.connection import close_connection
 from heartbeat.delivery import Deliveries
 from heartbeat.election import Election, lease_view
-from heartbeat.engine import EngineConfig, Health, Record, health
+from heartbeat.engine import EngineConfig, Record, health
 from heartbeat.feed import Feed
 from heartbeat.groups import GROUP_PREFIX, Batcher, group_size
 from heartbeat.ingest import IngestLimits, Ingestor
@@ -330,13 +330,13 @@ class Monitor:
     def snapshot(self) -> Snapshot:
         """Every figure for /metrics, at once."""
         now = self.clock()
-        states: Counter[Health] = Counter()
+        states = Counter(health(t.view(), now) for t in self.subjects)
         quiet: Counter[QuietKind] = Counter()
-        hush_for = self.quieter.hush_for if self.quieter.sources else None
-        for t in self.subjects:  # the one pass over every subject
-            states[health(t.view(), now)] += 1
-            if hush_for is not None and (q := hush_for(t.subject, now).quiet) is not None:
-                quiet[q.kind] += 1
+        if self.quieter.sources:
+            hush_for = self.quieter.hush_for
+            quiet.update(
+                q.kind for s in self.subjects.tracks if (q := hush_for(s, now).quiet) is not None
+            )
         owed: Counter[str] = Counter()
         for subject in self.subjects.pending:
             rec = self.subjects.record(subject)
