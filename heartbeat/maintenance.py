@@ -14,6 +14,7 @@ each subject: asking per subject per evaluation is a dict lookup and a compariso
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +24,10 @@ from cronsim import CronSim, CronSimError
 
 from heartbeat.durations import format_duration
 from heartbeat.quiet import LOUD, Hush, Quiet, QuietKind, combine
+from heartbeat.ratelog import RateLog
 from heartbeat.routing import matches
+
+log = logging.getLogger(__name__)
 
 INF = float("inf")
 # The longest window (grace or interval) a beat may declare (heartbeat.ingest's limits).
@@ -191,6 +195,7 @@ class Maintenance:
         self._by_subject: dict[str, tuple[int, ...]] = {}
         self._shared: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple per set
         self.computed = 0  # phases computed (a figure for tests and benchmarks)
+        self._errors = RateLog(log, what="maintenance window errors")
 
     def matching(self, subject: str) -> tuple[int, ...]:
         """Indexes of the windows that cover ``subject`` (cached per subject)."""
@@ -206,7 +211,21 @@ class Maintenance:
     def phase_of(self, i: int, now: float) -> Phase:
         p = self._phases[i]
         if p is None or not p.holds(now):
-            p = self._phases[i] = phase(self.windows[i], now, self.lookback_s)
+            try:
+                p = phase(self.windows[i], now, self.lookback_s)
+            except (CronSimError, ValueError, LookupError, ArithmeticError) as e:
+                # Checked at start-up, so not expected; never let it stop an evaluation.
+                self._errors.log(
+                    self.windows[i].name,
+                    logging.WARNING,
+                    "maintenance window %s: cannot compute it at %.0f, ignoring it for a "
+                    "minute: %s",
+                    self.windows[i].name,
+                    now,
+                    e,
+                )
+                p = Phase(LOUD, now, now + 60.0)
+            self._phases[i] = p
             self.computed += 1
         return p
 

@@ -20,7 +20,7 @@ from heartbeat.maintenance import (
     last_start,
     phase,
 )
-from heartbeat.quiet import QuietKind
+from heartbeat.quiet import LOUD, QuietKind
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -293,3 +293,15 @@ def test_the_pattern_tree_matches_as_nats_does() -> None:
         assert m.matching(subject) == tuple(
             i for i, w in enumerate(windows) if w.covers(subject)
         ), subject
+
+
+def test_a_window_that_cannot_be_computed_is_loud_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    m = Maintenance([Window("broken", (">",), "not a cron", 60.0)])  # not from the config
+    now = at(2026, 6, 1)
+    for t in range(100):
+        assert m.hush("heartbeat.x", now + t * 0.1) is LOUD
+    assert m.computed == 1  # retried a minute later, not on every ask
+    lines = [r for r in caplog.records if "maintenance window broken" in r.getMessage()]
+    assert len(lines) == 1 and "ignoring it for a minute" in lines[0].getMessage()
