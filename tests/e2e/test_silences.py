@@ -156,9 +156,15 @@ async def test_silence_added_with_no_monitor_is_honoured_by_a_monitor_started_la
     s = row(status, quiet)
     assert s is not None and s["missing"] and not s["alert_active"], s
 
-    # `status` prints the silence under the table.
+    # `status` marks the subject and prints the silence under the table; the filter and
+    # the metrics count it.
     shown = await asyncio.to_thread(run_cli, "status", "--url", replica.url)
-    assert sid in shown.stdout and "upgrade" in shown.stdout, shown.stdout + shown.stderr
+    assert f"SILENCED ({sid})" in shown.stdout, shown.stdout + shown.stderr
+    assert "1 silence(s) and pause(s):" in shown.stdout and "upgrade" in shown.stdout
+    async with fleet.session.get(replica.url + "/?state=silenced") as r:
+        assert [x["subject"] for x in (await r.json())["subjects"]] == [quiet]
+    async with fleet.session.get(replica.url + "/metrics") as r:
+        assert 'nats_heartbeat_quiet_subjects{kind="silenced"} 1' in await r.text()
 
 
 async def test_a_silence_expires_by_itself_and_the_subject_alerts_a_window_later(
