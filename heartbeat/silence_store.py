@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 MARKER_TTL_S = 5.0  # how long a delete or TTL-expiry marker stays (as the state bucket's)
 PURGE_MARKER_TTL_S = 60  # a purge's own marker expires too, so old ids leave no trace
+# Longer TTLs are not sent: the server counts them in int64 nanoseconds (~292 years), and one
+# that overflows expires the entry at once.  The purge still removes such an entry.
+MAX_TTL_S = 10 * 365 * 86_400
 
 
 class UnknownSilence(StoreError):
@@ -127,6 +130,8 @@ class SilenceStore:
         ends = s.ends_s
         if self.ttl and ends is not None:
             ttl = max(1, int(max(ends, now) - now + KEEP_ENDED_S))
+            if ttl > MAX_TTL_S:
+                ttl = None
         try:
             ack = await self.js.publish(
                 self.key_subject(s.id),

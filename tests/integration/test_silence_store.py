@@ -49,6 +49,11 @@ async def test_write_is_compare_and_set_and_carries_a_ttl_backstop(nc: NATS, uni
     msg = await js.get_msg(f"KV_SIL_{unique}", subject=store.key_subject("p1"))
     assert "Nats-TTL" not in (msg.headers or {})  # a pause never expires by itself
 
+    far = entry("far", now, now + 7000 * 365 * DAY)  # year ~9000: past the server's int64 ns
+    await store.write(far, 0, now)
+    msg = await js.get_msg(f"KV_SIL_{unique}", subject=store.key_subject("far"))
+    assert "Nats-TTL" not in (msg.headers or {})  # none rather than one that overflows
+
     ended, changed = await store.end("a1", now + 5)
     assert changed and ended.ends_s == pytest.approx(now + 5)
     again, changed = await store.end("a1", now + 9)
@@ -57,6 +62,7 @@ async def test_write_is_compare_and_set_and_carries_a_ttl_backstop(nc: NATS, uni
         await store.end("nope", now)
     (_, got, rev2), *_ = [e for e in await store.entries() if e[0] == "a1"]
     assert got == ended and rev2 > rev
+    assert sorted(k for k, _, _ in await store.entries()) == ["a1", "far", "p1"]
 
 
 async def test_purge_is_seen_by_a_watch_and_leaves_no_entry(nc: NATS, unique: str) -> None:
