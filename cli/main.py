@@ -11,6 +11,7 @@ from cli.monitor import monitor
 from cli.notify_test import notify_test, routes
 from cli.retire import retire
 from cli.run import run
+from cli.silence import pause, resume, silence
 from cli.status import status
 
 
@@ -29,9 +30,12 @@ cli.add_command(agent)
 cli.add_command(beat)
 cli.add_command(monitor)
 cli.add_command(notify_test)
+cli.add_command(pause)
+cli.add_command(resume)
 cli.add_command(retire)
 cli.add_command(routes)
 cli.add_command(run)
+cli.add_command(silence)
 cli.add_command(status)
 
 

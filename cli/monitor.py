@@ -16,6 +16,7 @@ from cli.common import (
     DURATION,
     POSITIVE_DURATION,
     check_host_port,
+    check_name,
     connect_options,
     debug_option,
     fail,
@@ -51,6 +52,14 @@ log = logging.getLogger("nats-heartbeat.monitor")
     help="Monitor every subject under this prefix.",
 )
 @storage_options
+@option(
+    "--silence-bucket",
+    envvar="SILENCE_BUCKET",
+    default="HEARTBEAT_SILENCES",
+    show_default=True,
+    callback=check_name,
+    help="KV bucket of silences and pauses (`nats-heartbeat silence`); created if missing.",
+)
 @option(
     "--replicas",
     envvar="REPLICAS",
@@ -195,6 +204,7 @@ def monitor(
     subject_prefix: str,
     stream: str,
     state_bucket: str,
+    silence_bucket: str,
     replicas: int,
     poll: timedelta,
     repeat_every: timedelta,
@@ -259,6 +269,7 @@ def monitor(
         max_subjects=max_subjects,
         max_payload=max_payload,
         reconcile_every_s=reconcile_every.total_seconds(),
+        silence_bucket=silence_bucket,
         routes=channels.routes,
         maintenance=channels.maintenance,
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",

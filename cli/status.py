@@ -52,7 +52,7 @@ def render_table(report: StatusReport, *, color: bool) -> str:
     out = [f"Observed at: {format_rfc3339(report.observed_at)}\n"]
     if not report.subjects:
         out.append("No heartbeats observed yet.\n")
-        return "".join(out)
+        return "".join(out) + render_silences(report)
     at = report.observed_at
     rows = [HEADER, *(subject_row(s, at) for s in sorted(report.subjects, key=_by_subject))]
     widths = [max(len(row[col]) for row in rows) + _PADDING for col in range(len(HEADER) - 1)]
@@ -66,7 +66,37 @@ def render_table(report: StatusReport, *, color: bool) -> str:
         out.append("".join(cells) + row[-1] + "\n")
     firing, total = report.alerts_firing, len(report.subjects)
     out.append(f"\n{firing} alert(s) firing across {total} subject(s)\n")
-    return "".join(out)
+    return "".join(out) + render_silences(report)
+
+
+SILENCE_HEADER = ("ID", "KIND", "SUBJECTS", "STARTS", "ENDS", "BY", "REASON")
+
+
+def render_silences(report: StatusReport) -> str:
+    """The silences and pauses in force (or scheduled) under the table; empty if none."""
+    if not report.silences:
+        return ""
+    at = report.observed_at
+    rows = [SILENCE_HEADER]
+    for x in report.silences:
+        ends = "until resumed" if x.ends is None else format_rfc3339(x.ends.astimezone())
+        starts = format_rfc3339(x.starts.astimezone())
+        if x.starts > at:
+            starts += " (scheduled)"
+        rows.append(
+            (
+                _printable(x.id, 64),
+                _printable(x.kind, 16),
+                _printable(",".join(x.subjects), 120),
+                starts,
+                ends,
+                _printable(x.by or "-", 40),
+                _printable(x.reason or "-", 80),
+            )
+        )
+    widths = [max(len(row[col]) for row in rows) + _PADDING for col in range(len(rows[0]) - 1)]
+    lines = ["".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + r[-1] for r in rows]
+    return f"\n{len(rows) - 1} silence(s) and pause(s):\n" + "\n".join(lines) + "\n"
 
 
 def subject_row(

@@ -43,6 +43,9 @@ from heartbeat.ratelog import RateLog
 from heartbeat.retire import Janitor
 from heartbeat.routing import Route, Router
 from heartbeat.sight import Sight
+from heartbeat.silence_store import SilenceStore
+from heartbeat.silences import DEFAULT_BUCKET as SILENCE_BUCKET
+from heartbeat.silences import SilenceBook, status_of
 from heartbeat.status import Filter, build_report
 from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
@@ -81,6 +84,8 @@ class MonitorConfig:
     group_over: int = 10  # more than this many due for one channel within group_wait_s: group
     group_wait_s: float = 2.0
     reconcile_every_s: float = 30.0
+    silence_bucket: str = SILENCE_BUCKET  # silences and pauses (heartbeat.silences)
+    purge_silences_every_s: float = 3600.0  # the leader purges long-ended ones this often
 
 
 @dataclass
@@ -94,6 +99,8 @@ class _Parts:
     watch: Feed
     deliveries: Deliveries
     janitor: Janitor
+    silences: SilenceStore
+    silence_watch: Feed
 
 
 class Monitor:
@@ -123,7 +130,11 @@ class Monitor:
         self.counters = self.judge.counters
         # What keeps subjects quiet (heartbeat.quiet): one source per kind, asked by the
         # judge for every evaluation and by status and metrics for every subject.
-        sources: list[HushSource] = []
+        # Silences and pauses from their bucket (heartbeat.silences): always, since one can
+        # be added at any time.
+        self.silences = SilenceBook()
+        self._silences_purged = 0.0
+        sources: list[HushSource] = [self.silences]
         if cfg.maintenance:
             lookback = MAX_WINDOW_S + cfg.engine.tolerance_s
             sources.append(Maintenance(cfg.maintenance, lookback_s=lookback))
@@ -157,6 +168,7 @@ class Monitor:
         js = nc.jetstream()
         await ensure_stream(js, cfg.store)
         store = await StateStore.open(js, cfg.store)
+        silences = await SilenceStore.open(js, cfg.silence_bucket, replicas=cfg.store.replicas)
         old = self._parts
         if old is None:
             election = Election(store, cfg.replica_id, ttl_s=cfg.lease_ttl_s)
@@ -200,8 +212,11 @@ class Monitor:
             janitor=Janitor(
                 js, store, self.subjects, every_s=cfg.reconcile_every_s, clock=self.clock
             ),
+            silences=silences,
+            silence_watch=silences.watch(self.silences.observe),
         )
         try:
+            await parts.silence_watch.start()
             await parts.watch.start()
             await parts.ingestor.start()
         except (nats.errors.Error, TimeoutError, OSError) as e:
@@ -229,7 +244,9 @@ class Monitor:
         """
         self._reconnect = reconnect
         parts = self.parts
-        await _wait_all(stop, parts.watch.caught_up, parts.ingestor.caught_up)
+        await _wait_all(
+            stop, parts.silence_watch.caught_up, parts.watch.caught_up, parts.ingestor.caught_up
+        )
         if stop.is_set():
             return await self.close()
         self.ready_event.set()
@@ -270,6 +287,7 @@ class Monitor:
         await self._parts.janitor.stop()
         await self._parts.ingestor.stop()
         await self._parts.watch.stop()
+        await self._parts.silence_watch.stop()
 
     def _replace_if_closed(self) -> None:
         """Start replacing a connection nats-py closed for good (once at a time)."""
@@ -324,7 +342,8 @@ class Monitor:
             leader_id=election.leader_id if election is not None else None,
             router=self.router if self.cfg.routes else None,
             only=only,
-            hush_for=self.quieter.hush_for if self.quieter.sources else None,
+            hush_for=self.quieter.hush_for,
+            silences=[status_of(s) for s in self.silences.current(self.clock())],
         )
 
     def snapshot(self) -> Snapshot:
@@ -436,7 +455,7 @@ class Monitor:
 
     async def _caught_up(self) -> bool:
         """Every feed says the server has nothing more to deliver."""
-        for feed in (self.parts.ingestor.feed, self.parts.watch):
+        for feed in (self.parts.ingestor.feed, self.parts.watch, self.parts.silence_watch):
             if await feed.pending() != 0:
                 return False
         return True
@@ -510,6 +529,8 @@ class Monitor:
         self._last_tick = time.monotonic()
         now = self.clock()
         self._replace_if_closed()
+        if (woken := self.silences.take_changed()) is not None:
+            self.subjects.wake(woken)  # a silence or pause began, ended or changed
         await self._check_sight(now)
         if not self._connected() or self.sight.blind or not self.leading():
             return
@@ -520,9 +541,23 @@ class Monitor:
             self._terms_seen = election.terms
             log.info("monitor %s leads; caught up, evaluating", self.cfg.replica_id)
         await self._check_capacity(now)
+        await self._purge_silences(now)
         started = time.perf_counter()
         await self._evaluate_due(now)
         self.tick_timer.observe(time.perf_counter() - started)
+
+    async def _purge_silences(self, now: float) -> None:
+        """Now and then, remove silences that ended long ago (heartbeat.silences)."""
+        if now - self._silences_purged < self.cfg.purge_silences_every_s:
+            return
+        self._silences_purged = now
+        for key, rev in self.silences.purgeable(now):
+            try:
+                if await self.parts.silences.purge(key, rev):
+                    log.info("purged silence %s (ended over a week ago)", key)
+            except StoreError as e:
+                log.warning("purging silence %s failed: %s", key, e)
+                return
 
     async def _evaluate_due(self, now: float) -> None:
         parts = self.parts

@@ -22,7 +22,7 @@ from heartbeat.jobrules import next_scheduled
 from heartbeat.quiet import LOUD, Hush, QuietKind
 from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
-from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
+from heartbeat.status_schema import SilenceStatus, StatusReport, SubjectStatus, encode_status
 from heartbeat.subjects import Track
 from heartbeat.text import ELLIPSIS, for_log, neutral
 
@@ -146,9 +146,10 @@ def build_report(
     router: Router | None = None,
     only: Filter | None = None,
     hush_for: HushFor | None = None,
+    silences: list[SilenceStatus] | None = None,
 ) -> StatusReport:
     """The status of ``tracks`` at ``now`` (``hush_for``: the monitor's quiet sources;
-    None: nothing is ever quiet)."""
+    None: nothing is ever quiet; ``silences``: those in force or scheduled)."""
     if only is not None and (only.state is not None or only.pattern is not None):
         tracks = [t for t in tracks if only.keeps(t, now, hush_for)]
     chosen = sorted(tracks, key=_subject)
@@ -169,6 +170,7 @@ def build_report(
         monitor=monitor,
         leader=leader,
         leader_id=leader_id,
+        silences=silences,
     )
 
 
