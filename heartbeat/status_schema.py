@@ -94,6 +94,10 @@ class StatusReport(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True
     leader_id: str | None = None
     # Ours: silences and pauses in force or scheduled (heartbeat.silences).
     silences: list[SilenceStatus] | None = None
+    # Ours, for paged answers (``?limit=``, ``offset``, ``after``, ``counts=1``): how many
+    # subjects matched in all, and how many of the pattern's are ok, late or alert.
+    total: int | None = None
+    counts: dict[str, int] | None = None
 
     @property
     def alerts_firing(self) -> int:
@@ -147,6 +151,8 @@ class _WireReport(msgspec.Struct, kw_only=True, frozen=True):
     leader: bool | None = None
     leader_id: str | None = None
     silences: list[_WireSilence] | None = None
+    total: NonNegative | None = None
+    counts: dict[str, NonNegative] | None = None
 
 
 _decoder = msgspec.json.Decoder(_WireReport)
@@ -176,6 +182,8 @@ def decode_status(data: bytes | str) -> StatusReport:
         silences=None
         if wire.silences is None
         else [_silence(x, f"$.silences[{i}]") for i, x in enumerate(wire.silences)],
+        total=wire.total,
+        counts=wire.counts,
     )
 
 
