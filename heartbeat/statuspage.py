@@ -95,7 +95,7 @@ async def sign_in(request: web.Request, token: str) -> web.StreamResponse:
         return _login(401, "")
     if not hmac.compare_digest(given.encode(), token.encode()):
         return _login(401, "Wrong token.")
-    answer = web.HTTPSeeOther("ui", headers=HEADERS)
+    answer = see_other("ui")
     answer.set_cookie(
         COOKIE,
         session_value(token),
@@ -109,9 +109,14 @@ async def sign_in(request: web.Request, token: str) -> web.StreamResponse:
 
 
 async def sign_out(request: web.Request) -> web.StreamResponse:
-    answer = web.HTTPSeeOther("../ui", headers=HEADERS)
+    answer = see_other("../ui")
     answer.del_cookie(COOKIE, path="/")
     return answer
+
+
+def see_other(location: str) -> web.Response:
+    """A 303 to ``location``, relative, so a path prefix in front of us is kept."""
+    return web.Response(status=303, headers={**HEADERS, "Location": location})
 
 
 def _https(request: web.Request) -> bool:
@@ -132,7 +137,7 @@ def add_routes(app: web.Application, token: str) -> None:
         # The auth middleware let it through; a ``?token=`` that got here was right:
         # drop it from the address bar.
         if "token" in request.query:
-            raise web.HTTPSeeOther("ui")
+            return see_other("ui")
         return web.Response(body=_page(bool(token)), content_type="text/html", headers=HEADERS)
 
     app.router.add_get(PAGE, page)
@@ -144,8 +149,8 @@ def add_routes(app: web.Application, token: str) -> None:
 
 
 async def _to_page(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPSeeOther("../ui")
+    return see_other("../ui")
 
 
 async def _to_page_here(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPSeeOther("ui")
+    return see_other("ui")

@@ -64,6 +64,22 @@
     return (observed - t) / 1000 + (performance.now() - fetchedAt) / 1000;
   }
 
+  // A Go duration ("1m30.5s", "150ms") in seconds; null if it is not one.
+  const UNIT_S = { h: 3600, m: 60, s: 1, ms: 1e-3, "µs": 1e-6, us: 1e-6, ns: 1e-9 };
+  function goSeconds(text) {
+    if (typeof text !== "string" || !/^(\d+(\.\d+)?(h|m|s|ms|µs|us|ns))+$/.test(text)) return null;
+    let total = 0;
+    for (const m of text.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s|µs|us|ns)/g)) total += parseFloat(m[1]) * UNIT_S[m[2]];
+    return total;
+  }
+
+  function span(seconds) {
+    if (seconds < 60) return `${Math.floor(seconds)} s`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.floor(seconds % 60)} s`;
+    if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+    return `${Math.floor(seconds / 86400)} d ${Math.floor((seconds % 86400) / 3600)} h`;
+  }
+
   function stateOf(s) {
     if (s.quiet) return QUIET[s.quiet] || "QUIET";
     if (s.alert_active || s.job_alert) return "ALERT";
@@ -75,7 +91,9 @@
     const parts = [];
     if (s.job_alert) parts.push(s.job_alert === "running_long" ? "running long" : "failed");
     if (s.missing) {
-      parts.push(`missed ${s.miss_for || "?"}` + (s.miss_count != null ? ` (${s.miss_count} beats)` : ""));
+      const missed = goSeconds(s.miss_for);
+      const beats = s.miss_count != null ? ` (${s.miss_count} beats)` : "";
+      parts.push(`missed for ${missed === null ? "?" : span(missed)}${beats}`);
     } else {
       parts.push(`interval ${s.interval}, window ${s.allowed_window}`);
     }
@@ -336,6 +354,7 @@
     $("history-subject").textContent = cut(selected, SHOWN_CHARS);
     const body = document.createElement("tbody");
     const note = $("history-note");
+    let shown = false;
     if (!history || history.subject !== selected) {
       note.textContent = "Loading…";
     } else if (history.missing) {
@@ -344,6 +363,7 @@
       note.textContent = `History could not be read: ${history.error}`;
     } else {
       note.textContent = history.events.length ? "" : "No events recorded yet.";
+      shown = history.events.length > 0;
       for (const e of history.events) {
         const tr = document.createElement("tr");
         const t = parseTime(e.time);
@@ -358,6 +378,7 @@
       }
     }
     $("history").querySelector("tbody").replaceWith(body);
+    $("history").hidden = !shown;
   }
 
   // Once a second: "last seen 12 s ago" and "updated 3 s ago" move without a fetch.
