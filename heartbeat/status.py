@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from heartbeat import statuspage
 from heartbeat.durations import SECOND, format_duration_ns
-from heartbeat.engine import Health, Record, health, is_late, miss_count
+from heartbeat.engine import Health, Record, health, is_late, miss_count, silent_past
 from heartbeat.jobrules import next_scheduled
 from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
@@ -104,7 +104,29 @@ class Filter:
         rec = track.record
         if self.state is Health.ALERT:  # only a committed record alerts: no view needed
             return rec is not None and health(rec, now) is Health.ALERT
-        return health(track.view(), now) is self.state
+        return track_health(track, now) is self.state
+
+
+def track_health(track: Track, now: float) -> Health:
+    """``health(track.view(), now)``, without building the view for a plain heartbeat
+    (the view costs microseconds: too many for counting 100k subjects every 2 s)."""
+    rec, beat = track.record, track.beat
+    if beat is None or beat.job is not None or (rec is not None and rec.job is not None):
+        return health(track.view(), now)
+    if rec is not None and rec.alert_active:
+        return _ALERT
+    seen = beat if rec is None or beat.last_seen > rec.last_seen else rec
+    late = silent_past(seen.last_seen, seen.interval_ns, seen.window_ns, now)
+    return _LATE if late else _OK
+
+
+_OK, _LATE, _ALERT = Health.OK, Health.LATE, Health.ALERT  # enum lookups are slow in a loop
+
+
+def count_states(tracks: Iterable[Track], now: float) -> dict[str, int]:
+    """How many of ``tracks`` are ok, late and alert."""
+    by_state = Counter([track_health(t, now) for t in tracks])
+    return {str(h): by_state.get(h, 0) for h in Health}
 
 
 def subject_status(cur: Record, now: float, *, unrouted: bool = False) -> SubjectStatus:
@@ -198,10 +220,7 @@ def select(
     matched = list(tracks)
     if only.pattern is not None:
         matched = [t for t in matched if only.keeps_subject(t)]
-    counts = None
-    if only.counts:
-        by_state = Counter(health(t.view(), now) for t in matched)
-        counts = {str(h): by_state.get(h, 0) for h in Health}
+    counts = count_states(matched, now) if only.counts else None
     if only.state is not None:
         matched = [t for t in matched if only.keeps_state(t, now)]
     if only.after is not None:

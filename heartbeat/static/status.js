@@ -4,6 +4,7 @@
 
 (() => {
   const POLL_MS = 2000;
+  const LOAD_SHARE = 10; // wait at least 10x as long as an answer took: a slow monitor is spared
   const TIMEOUT_MS = 10000;
   const SHOWN_CHARS = 200; // longer text is cut in the cell; the tooltip has more
   const TITLE_CHARS = 2000;
@@ -24,6 +25,7 @@
   let timer = null;
   let inFlight = null;
   let again = false;
+  let lastTookMs = 0;
   let serverQuietFilter = true; // until a monitor says it has no such state filter
 
   // ----- small helpers -----------------------------------------------------------------
@@ -192,7 +194,9 @@
 
   async function load() {
     try {
+      const started = performance.now();
       let answer = await getJSON(statusURL());
+      lastTookMs = performance.now() - started;
       const quiet = view.state && !SERVER_STATES.has(view.state);
       if (answer.status === 400 && quiet && serverQuietFilter) {
         serverQuietFilter = false; // this monitor has no such filter: filter the page here
@@ -225,7 +229,7 @@
     timer = setTimeout(async () => {
       await refresh();
       schedule();
-    }, POLL_MS);
+    }, Math.max(POLL_MS, LOAD_SHARE * lastTookMs));
   }
 
   async function loadHistory(subject) {
@@ -390,7 +394,8 @@
     if (report) {
       const age = (performance.now() - fetchedAt) / 1000;
       $("updated").textContent = `updated ${ago(age)}`;
-      $("updated").classList.toggle("stale", age > 3 * POLL_MS / 1000);
+      const every = Math.max(POLL_MS, LOAD_SHARE * lastTookMs) / 1000;
+      $("updated").classList.toggle("stale", age > 3 * every);
     }
   }
 

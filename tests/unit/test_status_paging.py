@@ -6,8 +6,9 @@ import msgspec
 import pytest
 
 from heartbeat.durations import SECOND
-from heartbeat.engine import Health, Record
-from heartbeat.status import Filter, build_report, select
+from heartbeat.engine import Beat, Health, Record, health
+from heartbeat.jobrules import JobState
+from heartbeat.status import Filter, build_report, select, track_health
 from heartbeat.status_schema import decode_status, encode_status
 from heartbeat.subjects import Track
 
@@ -94,3 +95,41 @@ def test_bad_paging_is_one_clear_error(query: dict[str, str]) -> None:
     with pytest.raises(ValueError) as e:
         Filter.parse(query)
     assert "\n" not in str(e.value) and len(str(e.value)) < 300
+
+
+def beat(silent_s: float, interval_s: float = 10, grace_s: float | None = None) -> Beat:
+    return Beat(
+        last_seen=NOW - silent_s,
+        interval_ns=int(interval_s * SECOND),
+        grace_ns=None if grace_s is None else int(grace_s * SECOND),
+        host="h",
+        description="d",
+        generated_at="",
+    )
+
+
+@pytest.mark.parametrize(
+    "t",
+    [
+        Track(subject="hb.a"),
+        Track(subject="hb.a", beat=beat(5)),
+        Track(subject="hb.a", beat=beat(15)),
+        Track(subject="hb.a", beat=beat(15, grace_s=30)),
+        track("hb.a", 60),
+        track("hb.a", 60, alert=True),
+        msgspec.structs.replace(track("hb.a", 60), beat=beat(1)),  # the beat is newer
+        msgspec.structs.replace(track("hb.a", 1), beat=beat(60)),  # the record is newer
+        msgspec.structs.replace(track("hb.a", 60, alert=True), beat=beat(1)),
+        Track(
+            subject="hb.a",
+            record=Record(
+                subject="hb.a",
+                interval_ns=10 * SECOND,
+                last_seen=NOW - 1,
+                job=JobState(alert="failed"),
+            ),
+        ),
+    ],
+)
+def test_the_quick_health_of_a_track_is_the_health_of_its_view(t: Track) -> None:
+    assert track_health(t, NOW) is health(t.view(), NOW)
