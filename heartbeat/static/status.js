@@ -38,7 +38,7 @@
   function cell(tr, text, cls) {
     const td = document.createElement("td");
     td.textContent = cut(text, SHOWN_CHARS);
-    if (text != null && String(text).length > SHOWN_CHARS) td.title = cut(text, TITLE_CHARS);
+    if (text != null && String(text).length > 24) td.title = cut(text, TITLE_CHARS); // CSS may cut it too
     if (cls) td.className = cls;
     tr.appendChild(td);
     return td;
@@ -91,12 +91,15 @@
 
   function details(s) {
     const parts = [];
-    if (s.job_alert) parts.push(s.job_alert === "running_long" ? "running long" : "failed");
+    const job = Boolean(s.last_run || s.schedule || s.job_alert);
+    if (s.job_alert === "running_long") parts.push("running long");
+    else if (s.job_alert && s.last_run !== "fail") parts.push("failed");
     if (s.missing) {
       const missed = goSeconds(s.miss_for);
-      const beats = s.miss_count != null ? ` (${s.miss_count} beats)` : "";
+      const n = s.miss_count;
+      const beats = n != null ? ` (${n} ${n === 1 ? "beat" : "beats"})` : "";
       parts.push(`missed for ${missed === null ? "?" : span(missed)}${beats}`);
-    } else {
+    } else if (!job) {
       parts.push(`interval ${s.interval}, window ${s.allowed_window}`);
     }
     if (s.quiet) {
@@ -108,7 +111,13 @@
       else if (s.missing) q += ", late";
       parts.push(q);
     }
-    if (s.last_run) parts.push(`last run ${s.last_run}` + (s.exit_code != null ? ` (exit ${s.exit_code})` : ""));
+    if (s.last_run) {
+      let run = s.last_run === "running" ? "running" : `last run ${s.last_run === "success" ? "ok" : "failed"}`;
+      if (s.exit_code != null && s.last_run !== "success") run += `: exit ${s.exit_code}`;
+      if (s.run_duration) run += ` after ${s.run_duration}`;
+      if (s.output && s.last_run === "fail") run += `: ${s.output}`;
+      parts.push(run);
+    }
     if (s.next_run_due) {
       const due = parseTime(s.next_run_due);
       if (due !== null) parts.push(`next run due ${new Date(due).toLocaleString()}`);
