@@ -266,8 +266,8 @@
 
   function render() {
     const r = report;
-    const leads = r.leader === true ? "leads" : r.leader_id ? `follows ${cut(r.leader_id, 80)}` : "no replica leads";
-    $("replica").textContent = r.monitor ? `Answered by ${cut(r.monitor, 80)}, which ${leads}` : "";
+    const leads = r.leader === true ? " (the leader)" : r.leader_id ? `; leader: ${cut(r.leader_id, 80)}` : "; no replica leads";
+    $("replica").textContent = r.monitor ? `Answered by ${cut(r.monitor, 80)}${leads}` : "";
     $("replica").classList.remove("stale");
     renderCounts(r);
     renderRows(r);

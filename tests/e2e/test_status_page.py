@@ -15,18 +15,25 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
+from aiohttp import web
 from nats.aio.client import Client as NATS
 
 import heartbeat
+from heartbeat.durations import SECOND
+from heartbeat.engine import Record
 from heartbeat.notify import WebhookNotifier
-from heartbeat.status import bound_port, make_app, serve
+from heartbeat.status import Filter, bound_port, build_report, make_app, serve
+from heartbeat.status_schema import SilenceStatus, StatusReport
+from heartbeat.subjects import Track
 from tests.harness import NatsServer, Receiver, eventually, monitor_config, names, running_monitor
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -148,7 +155,7 @@ async def test_the_status_page_in_chromium(
                 return page.locator(f'#rows tr[data-subject="{p + subject}"]')
 
             await expect(page.locator("#replica")).to_have_text(
-                "Answered by page-b, which follows page-a"
+                "Answered by page-b; leader: page-a"
             )
             await expect(row("db.gone").locator(".badge")).to_have_text("ALERT")
             await expect(row("db.gone")).to_have_class(re.compile(r"\bst-alert\b"))
@@ -209,3 +216,130 @@ async def test_the_status_page_in_chromium(
         finally:
             await page.close()
             await runner.cleanup()
+
+
+class QuietSource:
+    """A status source with what the quiet features add (quiet rows, silences), for the
+    page's rendering of them; the report itself is built by the real code."""
+
+    def __init__(self) -> None:
+        now = time.time()
+        hour = 3600 * SECOND
+        self.tracks = [
+            Track(
+                subject=f"hb.fleet.n{i:03d}",
+                record=Record(subject=f"hb.fleet.n{i:03d}", interval_ns=hour, last_seen=now - 3),
+            )
+            for i in range(250)
+        ]
+        until = datetime.fromtimestamp(now + 600, UTC)
+        self.quiet = {
+            "hb.fleet.n000": ("silenced", until, "s-1"),
+            "hb.fleet.n001": ("paused", None, "p-1"),
+            "hb.fleet.n002": ("maint", until, "nightly"),
+            "hb.fleet.n003": ("suppressed", None, "hb.fleet.n250"),
+        }
+        self.silences = [
+            SilenceStatus(
+                id="s-1",
+                kind="silence",
+                subjects=["hb.fleet.n000"],
+                starts=datetime.fromtimestamp(now - 60, UTC),
+                ends=until,
+                reason="<b>disk swap</b>",
+                by="ops",
+            ),
+            SilenceStatus(
+                id="p-1",
+                kind="pause",
+                subjects=["hb.fleet.n001"],
+                starts=datetime.fromtimestamp(now - 60, UTC),
+            ),
+        ]
+
+    def report(self, only: Filter | None = None) -> StatusReport:
+        report = build_report(self.tracks, time.time(), monitor="r2", leader=False, only=only)
+        rows = [
+            msgspec.structs.replace(s, quiet=q[0], quiet_until=q[1], quiet_ref=q[2])
+            if (q := self.quiet.get(s.subject))
+            else s
+            for s in report.subjects
+        ]
+        return msgspec.structs.replace(report, subjects=rows, silences=self.silences)
+
+    def healthy(self) -> tuple[bool, str]:
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "ok"
+
+
+async def history(request: web.Request) -> web.Response:
+    subject = request.query["subject"]
+    events = [
+        {"time": "2026-12-01T10:00:00Z", "subject": subject, "kind": "alert", "alert_id": "a1",
+         "monitor": "r1"},
+        {"time": "2026-12-01T10:00:01Z", "subject": subject, "kind": "delivery",
+         "channel": "oncall", "result": "failed", "attempt": 2,
+         "detail": "<script>window.__pwned=1</script>",
+         "notification_id": "a1-1", "monitor": "r1"},
+    ]  # fmt: skip
+    return web.json_response({"events": events})
+
+
+async def test_quiet_states_silences_paging_and_history_render(browser: Any) -> None:
+    from playwright.async_api import expect
+
+    app = make_app(QuietSource())
+    app.router.add_get("/history", history)  # the shape the history helper serves
+    runner = await serve(app, "127.0.0.1:0")
+    page = await browser.new_page()
+    try:
+        await page.goto(f"http://127.0.0.1:{bound_port(runner)}/ui")
+        rows = page.locator("#rows tr")
+        await expect(rows).to_have_count(100)
+        await expect(page.locator("#replica")).to_have_text("Answered by r2; no replica leads")
+        for n, word, cls in [
+            (0, "SILENCED", "st-silenced"),
+            (1, "PAUSED", "st-paused"),
+            (2, "MAINT", "st-maint"),
+            (3, "SUPPRESSED", "st-suppressed"),
+            (4, "OK", "st-ok"),
+        ]:
+            row = rows.nth(n)
+            await expect(row.locator(".badge")).to_have_text(word)
+            await expect(row).to_have_class(re.compile(rf"\b{cls}\b"))
+        await expect(rows.nth(3).locator("td.details")).to_contain_text("by hb.fleet.n250")
+        silences = page.locator("#silences tbody tr")
+        await expect(silences).to_have_count(2)
+        await expect(silences.first).to_contain_text("<b>disk swap</b>")  # text, not markup
+        await expect(silences.nth(1)).to_contain_text("until resumed")
+
+        # Paging.
+        await expect(page.locator("#range")).to_have_text("1–100 of 250")
+        await page.click("#next")
+        await expect(page.locator("#range")).to_have_text("101–200 of 250")
+        await expect(rows.first).to_have_attribute("data-subject", "hb.fleet.n100")
+        await page.click("#next")
+        await expect(rows).to_have_count(50)
+        await expect(page.locator("#next")).to_be_disabled()
+        await page.click("#prev")
+        await page.click("#prev")
+        await expect(page.locator("#prev")).to_be_disabled()
+
+        # A quiet state this monitor cannot filter on: filtered on the page, and said so.
+        await page.select_option("#state", "paused")
+        await expect(rows).to_have_count(1)
+        await expect(page.locator("#filter-note")).to_contain_text("cannot filter by PAUSED")
+
+        # History, as the history helper's /history serves it.
+        await page.select_option("#state", "")
+        await rows.nth(2).click()
+        events = page.locator("#history tbody tr")
+        await expect(events).to_have_count(2)
+        await expect(events.nth(1)).to_contain_text("oncall")
+        await expect(events.nth(1)).to_contain_text("<script>window.__pwned=1</script>")
+        assert await page.evaluate("window.__pwned") is None
+    finally:
+        await page.close()
+        await runner.cleanup()
