@@ -70,8 +70,9 @@ async def browser() -> AsyncIterator[Any]:
         if os.environ.get("CI"):
             pytest.fail(f"the browser test cannot run in CI: {missing}", pytrace=False)
         pytest.skip(missing)
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
 
+    expect.set_options(timeout=15_000)  # a loaded CI machine is slow; a broken page still fails
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path=str(CHROMIUM))
         try:
@@ -107,7 +108,13 @@ async def test_the_status_page_in_chromium(
         contextlib.AsyncExitStack() as api,
     ):
         await api.enter_async_context(
-            heartbeat.beating(nc, p + "svc.api", interval=300 * MS, description="API service")
+            heartbeat.beating(
+                nc,
+                p + "svc.api",
+                interval=300 * MS,
+                grace_period=1500 * MS,  # a loaded machine's late beat is no alert
+                description="API service",
+            )
         )
         await eventually(leader.judging, 10, what="page-a leading")
         pub = heartbeat.Publisher(nc)
@@ -203,7 +210,7 @@ async def test_the_status_page_in_chromium(
             await page.evaluate("window.__same_page = true")
             await api.aclose()
             await expect(row("svc.api").locator(".badge")).to_have_text(
-                re.compile("^(LATE|ALERT)$"), timeout=15_000
+                re.compile("^(LATE|ALERT)$")
             )
             assert await page.evaluate("window.__same_page") is True
             await expect(row("svc.api").locator("td.details")).to_contain_text("missed for")
