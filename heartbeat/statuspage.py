@@ -56,8 +56,9 @@ def signed_in(request: web.Request, token: str) -> bool:
 
 
 def public(path: str) -> bool:
-    """Paths served without a token: the page's script and style hold no data."""
-    return path in ASSETS
+    """Paths served without a token: the page's script and style hold no data, and
+    signing out (or finding the page from ``/ui/``) needs no token either."""
+    return path in ASSETS or path in (PAGE + "/logout", PAGE + "/")
 
 
 @cache

@@ -96,9 +96,12 @@ async def test_a_browser_signs_in_once_and_the_cookie_opens_the_json(guarded: st
             report = decode_status(await r.read())
             assert report.total == 250 and len(report.subjects) == 10
         async with s.get(guarded + "ui/logout", allow_redirects=False) as r:
-            assert r.status == 303
+            assert r.status == 303 and r.headers["Location"] == "../ui"
+            assert r.cookies[COOKIE].value == ""  # deleted
         async with s.get(guarded) as r:
             assert r.status == 401
+        async with s.get(guarded + "ui/logout", allow_redirects=False) as r:
+            assert r.status == 303  # signed out already (or with a stale cookie): still fine
 
 
 async def test_the_sign_in_form_and_a_proxy_that_speaks_https(guarded: str) -> None:
