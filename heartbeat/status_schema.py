@@ -17,6 +17,10 @@ Ours, not Go's, and only for jobs (all optional, left out for a plain heartbeat)
 ``output`` (the last finished run; output neutralised and cut to its end),
 ``running_since``, ``schedule``, ``timezone`` and ``next_run_due`` (the scheduled
 run expected next).
+
+Ours, for the status page: a paged answer (``?limit=``, ``offset``, ``after``) adds
+``total`` (how many subjects matched), and ``?counts=1`` adds ``counts`` (the
+pattern's subjects per state: ``ok``, ``late``, ``alert``).
 """
 
 from __future__ import annotations

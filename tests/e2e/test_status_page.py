@@ -347,6 +347,11 @@ async def test_quiet_states_silences_paging_and_history_render(browser: Any) -> 
         await expect(events.nth(1)).to_contain_text("oncall")
         await expect(events.nth(1)).to_contain_text("<script>window.__pwned=1</script>")
         assert await page.evaluate("window.__pwned") is None
+
+        # The replica goes away: the page says so and keeps what it showed.
+        await runner.cleanup()
+        await expect(page.locator("#error")).to_contain_text("Cannot reach the monitor")
+        await expect(rows).to_have_count(100)
     finally:
         await page.close()
         await runner.cleanup()
