@@ -98,6 +98,7 @@ async def test_the_status_page_in_chromium(
     unique: str,
     browser: Any,
     artifacts: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from playwright.async_api import expect
 
@@ -218,7 +219,8 @@ async def test_the_status_page_in_chromium(
 
             shot = artifacts / "status-page.png"
             await page.screenshot(path=str(shot), full_page=True)
-            print(f"status page screenshot: {shot}")
+            with capsys.disabled():  # shown even when output is captured
+                print(f"\nstatus page screenshot: {shot}")
             assert not errors, errors
         finally:
             await page.close()
