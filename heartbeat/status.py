@@ -21,6 +21,7 @@ from heartbeat import statuspage
 from heartbeat.durations import SECOND, format_duration_ns
 from heartbeat.engine import Health, Record, health, is_late, miss_count, silent_past
 from heartbeat.jobrules import next_scheduled
+from heartbeat.quiet import LOUD, Hush, QuietKind
 from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
 from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
@@ -30,6 +31,9 @@ from heartbeat.text import ELLIPSIS, for_log, neutral
 log = logging.getLogger(__name__)
 BAD_REQUEST_LOG_EVERY_S = 10.0
 OUTPUT_STATUS = 200  # characters of a run's output tail in the status JSON (its end)
+
+HushFor = Callable[[str, float], Hush]  # what keeps a subject quiet (heartbeat.quiet)
+STATES = (*Health, *QuietKind)  # what ?state= takes
 
 # Intervals and windows repeat across subjects: format each once.
 _duration_text = functools.lru_cache(maxsize=4096)(format_duration_ns)
@@ -42,11 +46,12 @@ _FLAGS = {"1": True, "true": True, "0": False, "false": False}
 
 @dataclass(frozen=True)
 class Filter:
-    """Which subjects a status answer lists: by state, by subject pattern, then a
-    page of them in subject order (after the subject ``after``, skipping ``offset``,
-    at most ``limit``); ``counts``: also count the pattern's subjects by state."""
+    """Which subjects a status answer lists: by state (a health, or a kind of quiet),
+    by subject pattern, then a page of them in subject order (after the subject
+    ``after``, skipping ``offset``, at most ``limit``); ``counts``: also count the
+    pattern's subjects by state."""
 
-    state: Health | None = None
+    state: Health | QuietKind | None = None
     pattern: str | None = None
     limit: int | None = None
     offset: int = 0
@@ -55,14 +60,14 @@ class Filter:
 
     @classmethod
     def parse(cls, query: Mapping[str, str]) -> Filter:
-        """From ``?state=alert|late|ok&subject=<pattern>&limit=N&offset=N&after=S&counts=1``;
-        ValueError (one line) if bad."""
+        """From ``?state=alert|late|ok|paused|silenced|maint|suppressed&subject=<pattern>
+        &limit=N&offset=N&after=S&counts=1``; ValueError (one line) if bad."""
         unknown = set(query) - {"state", "subject", "limit", "offset", "after", "counts"}
         if unknown:
             raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))[:200]}")
         state = query.get("state")
-        if state is not None and state not in set(Health):
-            raise ValueError(f"state must be one of {', '.join(Health)}, not {state[:40]!r}")
+        if state is not None and state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}, not {state[:40]!r}")
         pattern = query.get("subject")
         if pattern is not None and (why := valid_pattern(pattern)) is not None:
             raise ValueError(f"subject pattern {pattern[:80]!r} {why}")
@@ -78,8 +83,9 @@ class Filter:
         counts = _FLAGS.get(query.get("counts", "0"))
         if counts is None:
             raise ValueError(f"counts must be 1 or 0, not {query['counts'][:40]!r}")
+        chosen = None if not state else Health(state) if state in set(Health) else QuietKind(state)
         return cls(
-            Health(state) if state else None,
+            chosen,
             pattern,
             int(limit) if limit is not None else None,
             int(offset),
@@ -92,15 +98,18 @@ class Filter:
         """Asked for a page (so the answer says how many there are in all)."""
         return self.limit is not None or self.offset > 0 or self.after is not None
 
-    def keeps(self, track: Track, now: float) -> bool:
-        return self.keeps_subject(track) and self.keeps_state(track, now)
+    def keeps(self, track: Track, now: float, hush_for: HushFor | None = None) -> bool:
+        return self.keeps_subject(track) and self.keeps_state(track, now, hush_for)
 
     def keeps_subject(self, track: Track) -> bool:
         return self.pattern is None or matches(self.pattern, track.subject)
 
-    def keeps_state(self, track: Track, now: float) -> bool:
+    def keeps_state(self, track: Track, now: float, hush_for: HushFor | None = None) -> bool:
         if self.state is None:
             return True
+        if isinstance(self.state, QuietKind):
+            q = hush_for(track.subject, now).quiet if hush_for is not None else None
+            return q is not None and q.kind is self.state
         rec = track.record
         if self.state is Health.ALERT:  # only a committed record alerts: no view needed
             return rec is not None and health(rec, now) is Health.ALERT
@@ -123,15 +132,27 @@ def track_health(track: Track, now: float) -> Health:
 _OK, _LATE, _ALERT = Health.OK, Health.LATE, Health.ALERT  # enum lookups are slow in a loop
 
 
-def count_states(tracks: Iterable[Track], now: float) -> dict[str, int]:
-    """How many of ``tracks`` are ok, late and alert."""
-    by_state = Counter([track_health(t, now) for t in tracks])
-    return {str(h): by_state.get(h, 0) for h in Health}
+def count_states(
+    tracks: Iterable[Track], now: float, hush_for: HushFor | None = None
+) -> dict[str, int]:
+    """How many of ``tracks`` are ok, late and alert (these add up to all of them) and,
+    given the quiet sources, how many are kept quiet by each kind (counted apart: a
+    silenced subject is also ok, late or alert)."""
+    tracks = list(tracks)
+    by_state: Counter[str] = Counter([track_health(t, now) for t in tracks])
+    counts = {str(h): by_state.get(h, 0) for h in Health}
+    if hush_for is not None:
+        quiet = Counter(q.kind for t in tracks if (q := hush_for(t.subject, now).quiet) is not None)
+        counts.update({str(k): quiet.get(k, 0) for k in QuietKind})
+    return counts
 
 
-def subject_status(cur: Record, now: float, *, unrouted: bool = False) -> SubjectStatus:
+def subject_status(
+    cur: Record, now: float, *, unrouted: bool = False, hush: Hush = LOUD
+) -> SubjectStatus:
     """One row of the status report (``cur``: the subject's current view), as the Go
-    monitor computes it; ``unrouted``: no channel hears of it."""
+    monitor computes it; ``unrouted``: no channel hears of it; ``hush``: what keeps it
+    quiet now."""
     subject = cur.subject
     window_ns = cur.window_ns
     elapsed = now - cur.last_seen
@@ -151,6 +172,10 @@ def subject_status(cur: Record, now: float, *, unrouted: bool = False) -> Subjec
         alert_active=cur.alert_active,
         unrouted=True if unrouted else None,
     )
+    if (q := hush.quiet) is not None:
+        row = msgspec.structs.replace(
+            row, quiet=str(q.kind), quiet_until=_when(q.until), quiet_ref=q.ref
+        )
     return row if cur.job is None else _with_job(row, cur)
 
 
@@ -188,12 +213,18 @@ def build_report(
     leader_id: str | None = None,
     router: Router | None = None,
     only: Filter | None = None,
+    hush_for: HushFor | None = None,
 ) -> StatusReport:
+    """The status of ``tracks`` at ``now`` (``hush_for``: the monitor's quiet sources;
+    None: nothing is ever quiet)."""
     only = only or Filter()
-    chosen, total, counts = select(tracks, now, only)
+    chosen, total, counts = select(tracks, now, only, hush_for)
     rows = [
         subject_status(
-            t.view(), now, unrouted=router is not None and router.route(t.subject).unrouted
+            t.view(),
+            now,
+            unrouted=router is not None and router.route(t.subject).unrouted,
+            hush=LOUD if hush_for is None else hush_for(t.subject, now),
         )
         for t in chosen
     ]
@@ -209,7 +240,7 @@ def build_report(
 
 
 def select(
-    tracks: Iterable[Track], now: float, only: Filter
+    tracks: Iterable[Track], now: float, only: Filter, hush_for: HushFor | None = None
 ) -> tuple[list[Track], int, dict[str, int] | None]:
     """The page of tracks ``only`` asks for (in subject order), how many matched in
     all, and (``only.counts``) how many of the pattern's subjects are in each state.
@@ -220,9 +251,9 @@ def select(
     matched = list(tracks)
     if only.pattern is not None:
         matched = [t for t in matched if only.keeps_subject(t)]
-    counts = count_states(matched, now) if only.counts else None
+    counts = count_states(matched, now, hush_for) if only.counts else None
     if only.state is not None:
-        matched = [t for t in matched if only.keeps_state(t, now)]
+        matched = [t for t in matched if only.keeps_state(t, now, hush_for)]
     if only.after is not None:
         after = only.after
         matched = [t for t in matched if t.subject > after]

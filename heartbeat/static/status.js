@@ -281,6 +281,13 @@
     const all = ["ok", "late", "alert"].reduce((n, k) => n + (c[k] || 0), 0);
     $("count-all").textContent = r.counts ? all.toLocaleString() : "–";
     for (const k of ["ok", "late", "alert"]) $(`count-${k}`).textContent = r.counts ? (c[k] || 0).toLocaleString() : "–";
+    // Kinds of quiet: counted apart (a silenced subject is also ok, late or alert), shown
+    // when the monitor counts them and some are quiet that way (or that filter is on).
+    for (const k of Object.keys(QUIET)) {
+      const n = typeof c[k] === "number" ? c[k] : null;
+      $(`count-${k}`).textContent = n === null ? "–" : n.toLocaleString();
+      $(`count-${k}`).parentElement.hidden = !(n > 0 || view.state === k);
+    }
     for (const b of document.querySelectorAll("#summary .count")) b.classList.toggle("active", b.dataset.state === view.state);
     document.title = c.alert ? `(${c.alert}) nats-heartbeat status` : "nats-heartbeat status";
   }

@@ -12,6 +12,7 @@ Without chromium or playwright the test fails in CI (``CI`` set) and skips local
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -31,6 +32,7 @@ import heartbeat
 from heartbeat.durations import SECOND
 from heartbeat.engine import Record
 from heartbeat.notify import WebhookNotifier
+from heartbeat.quiet import LOUD, Hush, Quiet, QuietKind
 from heartbeat.status import Filter, bound_port, build_report, make_app, serve
 from heartbeat.status_schema import SilenceStatus, StatusReport
 from heartbeat.subjects import Track
@@ -228,8 +230,8 @@ async def test_the_status_page_in_chromium(
 
 
 class QuietSource:
-    """A status source with what the quiet features add (quiet rows, silences), for the
-    page's rendering of them; the report itself is built by the real code."""
+    """A status source with what the quiet features add (quiet sources, silences), for
+    the page's rendering of them; the report is built by the real code."""
 
     def __init__(self) -> None:
         now = time.time()
@@ -242,11 +244,11 @@ class QuietSource:
             for i in range(250)
         ]
         until = datetime.fromtimestamp(now + 600, UTC)
-        self.quiet = {
-            "hb.fleet.n000": ("silenced", until, "s-1"),
-            "hb.fleet.n001": ("paused", None, "p-1"),
-            "hb.fleet.n002": ("maint", until, "nightly"),
-            "hb.fleet.n003": ("suppressed", None, "hb.fleet.n250"),
+        self.hushes = {
+            "hb.fleet.n000": Hush(Quiet(QuietKind.SILENCED, now + 600, "s-1")),
+            "hb.fleet.n001": Hush(Quiet(QuietKind.PAUSED, None, "p-1")),
+            "hb.fleet.n002": Hush(Quiet(QuietKind.MAINT, now + 600, "nightly")),
+            "hb.fleet.n003": Hush(Quiet(QuietKind.SUPPRESSED, None, "hb.fleet.n250")),
         }
         self.silences = [
             SilenceStatus(
@@ -266,15 +268,15 @@ class QuietSource:
             ),
         ]
 
+    def hush_for(self, subject: str, now: float) -> Hush:
+        return self.hushes.get(subject, LOUD)
+
     def report(self, only: Filter | None = None) -> StatusReport:
-        report = build_report(self.tracks, time.time(), monitor="r2", leader=False, only=only)
-        rows = [
-            msgspec.structs.replace(s, quiet=q[0], quiet_until=q[1], quiet_ref=q[2])
-            if (q := self.quiet.get(s.subject))
-            else s
-            for s in report.subjects
-        ]
-        return msgspec.structs.replace(report, subjects=rows, silences=self.silences)
+        now = time.time()
+        report = build_report(
+            self.tracks, now, monitor="r2", leader=False, only=only, hush_for=self.hush_for
+        )
+        return msgspec.structs.replace(report, silences=self.silences)
 
     def healthy(self) -> tuple[bool, str]:
         return True, "ok"
@@ -299,7 +301,16 @@ async def history(request: web.Request) -> web.Response:
 async def test_quiet_states_silences_paging_and_history_render(browser: Any) -> None:
     from playwright.async_api import expect
 
+    older = asyncio.Event()
+
+    @web.middleware
+    async def as_older_replica(request: web.Request, handler: Any) -> web.StreamResponse:
+        if older.is_set() and request.query.get("state") in set(QuietKind):
+            return web.Response(status=400, text="state must be one of ok, late, alert\n")
+        return await handler(request)
+
     app = make_app(QuietSource())
+    app.middlewares.append(as_older_replica)
     app.router.add_get("/history", history)  # the shape the history helper serves
     runner = await serve(app, "127.0.0.1:0")
     page = await browser.new_page()
@@ -336,10 +347,23 @@ async def test_quiet_states_silences_paging_and_history_render(browser: Any) -> 
         await page.click("#prev")
         await expect(page.locator("#prev")).to_be_disabled()
 
-        # A quiet state this monitor cannot filter on: filtered on the page, and said so.
-        await page.select_option("#state", "paused")
+        # Quiet kinds: counted apart, and filtered by the monitor.
+        await expect(page.locator("#count-silenced")).to_have_text("1")
+        await expect(page.locator("#count-maint")).to_be_visible()
+        await page.click('#summary .count[data-state="paused"]')
         await expect(rows).to_have_count(1)
-        await expect(page.locator("#filter-note")).to_contain_text("cannot filter by PAUSED")
+        await expect(rows.first).to_have_attribute("data-subject", "hb.fleet.n001")
+        await expect(page.locator("#range")).to_have_text("1–1 of 1")
+        await expect(page.locator("#filter-note")).to_have_text("")
+
+        # An older replica without the quiet filters (it answers 400): the page filters the
+        # rows it was sent, and says so.
+        older.set()
+        await page.select_option("#state", "maint")
+        await expect(rows).to_have_count(1)
+        await expect(rows.first).to_have_attribute("data-subject", "hb.fleet.n002")
+        await expect(page.locator("#filter-note")).to_contain_text("cannot filter by MAINT")
+        older.clear()
 
         # History, as the history helper's /history serves it.
         await page.select_option("#state", "")

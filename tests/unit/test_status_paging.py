@@ -8,6 +8,7 @@ import pytest
 from heartbeat.durations import SECOND
 from heartbeat.engine import Beat, Health, Record, health
 from heartbeat.jobrules import JobState
+from heartbeat.quiet import LOUD, Hush, Quiet, QuietKind
 from heartbeat.status import Filter, build_report, select, track_health
 from heartbeat.status_schema import decode_status, encode_status
 from heartbeat.subjects import Track
@@ -133,3 +134,27 @@ def beat(silent_s: float, interval_s: float = 10, grace_s: float | None = None) 
 )
 def test_the_quick_health_of_a_track_is_the_health_of_its_view(t: Track) -> None:
     assert track_health(t, NOW) is health(t.view(), NOW)
+
+
+def test_counts_add_the_kinds_of_quiet_and_a_quiet_state_pages_like_any() -> None:
+    hushes = {
+        "hb.a": Hush(Quiet(QuietKind.SILENCED, NOW + 60, "s-1")),
+        "hb.b": Hush(Quiet(QuietKind.MAINT, NOW + 60, "nightly")),
+        "hb.c": Hush(Quiet(QuietKind.SILENCED, None, "s-2")),
+    }
+
+    def hush_for(subject: str, now: float) -> Hush:
+        return hushes.get(subject, LOUD)
+
+    only = Filter.parse({"state": "silenced", "limit": "1", "counts": "1"})
+    page, total, counts = select(TRACKS, NOW, only, hush_for)
+    assert [t.subject for t in page] == ["hb.a"] and total == 2
+    assert counts is not None and sum(counts[h] for h in Health) == 26
+    assert {k: counts[k] for k in QuietKind} == {
+        "paused": 0,
+        "silenced": 2,
+        "maint": 1,
+        "suppressed": 0,
+    }
+    report = build_report(TRACKS, NOW, only=only, hush_for=hush_for)
+    assert [(s.subject, s.quiet) for s in report.subjects] == [("hb.a", "silenced")]
