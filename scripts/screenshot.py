@@ -1,8 +1,8 @@
 """Take the README's screenshot of the status page (docs/status-page.png).
 
 Starts a private nats-server and a monitor with a few subjects in various states
-(ok, late, a failed job, a missing service), loads /ui in Debian's chromium and
-saves a PNG.  Usage: .venv/bin/python scripts/screenshot.py [--out PATH]
+(ok, late, a failed job, a missing service, one in a maintenance window), loads /ui
+in Debian's chromium and saves a PNG.  Usage: .venv/bin/python scripts/screenshot.py [--out PATH]
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import sys
 import tempfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import aiohttp
 import heartbeat
 from heartbeat.connection import ConnectOptions, close_connection, connect
 from heartbeat.engine import EngineConfig
+from heartbeat.maintenance import Window
 from heartbeat.monitor import MonitorConfig
 from heartbeat.notify import WebhookNotifier
 from heartbeat.status import bound_port, make_app, serve
@@ -60,6 +61,11 @@ async def scene(nc: Any) -> None:
     # (a subject alerts at window + tolerance: 1 s + 4 s here).
     worker = "heartbeat.queue.worker-{}"
     await pub.publish(heartbeat.Message(subject=worker.format(3), interval=S, host="q-3"))
+    await pub.publish(  # stopped too, but inside its maintenance window: MAINT, not told
+        heartbeat.Message(
+            subject="heartbeat.batch.reports", interval=S, description="Report batch", host="b-1"
+        )
+    )
     await asyncio.sleep(4)
     await pub.publish(heartbeat.Message(subject=worker.format(4), interval=S, host="q-4"))
     await asyncio.sleep(1.5)
@@ -77,6 +83,15 @@ async def main(out: Path) -> None:
                 poll_s=0.2,
                 lease_ttl_s=2,
                 replica_id="monitor-0",
+                # A window that began this hour and lasts two.
+                maintenance=(
+                    Window(
+                        "nightly-batch",
+                        ("heartbeat.batch.>",),
+                        f"0 {datetime.now(UTC).hour} * * *",
+                        7200,
+                    ),
+                ),
             )
             async with (
                 recording_receiver() as receiver,
@@ -93,10 +108,10 @@ async def main(out: Path) -> None:
                 try:
                     async with async_playwright() as pw:
                         browser = await pw.chromium.launch(executable_path=CHROMIUM)
-                        page = await browser.new_page(viewport={"width": 1100, "height": 520})
+                        page = await browser.new_page(viewport={"width": 1100, "height": 560})
                         await page.goto(f"http://127.0.0.1:{bound_port(runner)}/ui")
                         await page.wait_for_function(
-                            "document.querySelectorAll('#rows tr').length >= 7"
+                            "document.querySelectorAll('#rows tr').length >= 8"
                         )
                         await page.click('#rows tr[data-subject="heartbeat.backup.nightly"]')
                         await page.wait_for_function(

@@ -49,6 +49,13 @@
     return Number.isFinite(t) ? t : null;
   }
 
+  // A time of day when it is within a day of now, else date and time (browser's locale).
+  function when(ms) {
+    const d = new Date(ms);
+    const opts = { hour: "2-digit", minute: "2-digit" };
+    return Math.abs(ms - Date.now()) < 86400000 ? d.toLocaleTimeString([], opts) : d.toLocaleString([], { ...opts, year: "numeric", month: "short", day: "numeric" });
+  }
+
   function ago(seconds) {
     if (seconds < 0) seconds = 0;
     if (seconds < 60) return `${Math.floor(seconds)} s ago`;
@@ -92,6 +99,17 @@
   function details(s) {
     const parts = [];
     const job = Boolean(s.last_run || s.schedule || s.job_alert);
+    if (s.quiet) {
+      const ref = s.quiet_ref || "?";
+      let q = {
+        silenced: `silenced (${ref})`, paused: `paused (${ref})`, maint: `maintenance window ${ref}`,
+        suppressed: `suppressed: ${ref} is missing`,
+      }[s.quiet] || "quiet";
+      const until = parseTime(s.quiet_until);
+      q += until === null ? "" : ` until ${when(until)}`;
+      if (s.alert_active) q += ", alert active";
+      parts.push(q);
+    }
     if (s.job_alert === "running_long") parts.push("running long");
     else if (s.job_alert && s.last_run !== "fail") parts.push("failed");
     if (s.missing) {
@@ -102,15 +120,6 @@
     } else if (!job) {
       parts.push(`interval ${s.interval}, window ${s.allowed_window}`);
     }
-    if (s.quiet) {
-      let q = QUIET[s.quiet] ? s.quiet : "quiet";
-      if (s.quiet_ref) q += ` by ${s.quiet_ref}`;
-      const until = parseTime(s.quiet_until);
-      q += until === null ? "" : ` until ${new Date(until).toLocaleString()}`;
-      if (s.alert_active) q += ", alert active";
-      else if (s.missing) q += ", late";
-      parts.push(q);
-    }
     if (s.last_run) {
       let run = s.last_run === "running" ? "running" : `last run ${s.last_run === "success" ? "ok" : "failed"}`;
       if (s.exit_code != null && s.last_run !== "success") run += `: exit ${s.exit_code}`;
@@ -120,7 +129,7 @@
     }
     if (s.next_run_due) {
       const due = parseTime(s.next_run_due);
-      if (due !== null) parts.push(`next run due ${new Date(due).toLocaleString()}`);
+      if (due !== null) parts.push(`next run due ${when(due)}`);
     }
     if (s.unrouted) parts.push("unrouted: no channel hears of it");
     return parts.join("; ");
@@ -358,8 +367,8 @@
       cell(tr, x.id);
       cell(tr, (x.kind || "") + (pending ? " (scheduled)" : ""));
       cell(tr, Array.isArray(x.subjects) ? x.subjects.join(", ") : "");
-      cell(tr, starts === null ? "" : new Date(starts).toLocaleString());
-      cell(tr, ends === null ? "until resumed" : new Date(ends).toLocaleString());
+      cell(tr, starts === null ? "" : when(starts));
+      cell(tr, ends === null ? "until resumed" : when(ends));
       cell(tr, x.reason || "");
       cell(tr, x.by || "");
       body.appendChild(tr);

@@ -329,7 +329,9 @@ async def test_quiet_states_silences_paging_and_history_render(browser: Any) -> 
             row = rows.nth(n)
             await expect(row.locator(".badge")).to_have_text(word)
             await expect(row).to_have_class(re.compile(rf"\b{cls}\b"))
-        await expect(rows.nth(3).locator("td.details")).to_contain_text("by hb.fleet.n250")
+        await expect(rows.nth(3).locator("td.details")).to_contain_text(
+            "suppressed: hb.fleet.n250 is missing"
+        )
         silences = page.locator("#silences tbody tr")
         await expect(silences).to_have_count(2)
         await expect(silences.first).to_contain_text("<b>disk swap</b>")  # text, not markup
