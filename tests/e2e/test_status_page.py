@@ -372,8 +372,9 @@ async def test_quiet_states_silences_paging_and_history_render(browser: Any) -> 
         await rows.nth(2).click()
         events = page.locator("#history tbody tr")
         await expect(events).to_have_count(2)
-        await expect(events.nth(1)).to_contain_text("oncall")
-        await expect(events.nth(1)).to_contain_text("<script>window.__pwned=1</script>")
+        await expect(events.nth(0)).to_contain_text("oncall")  # newest first
+        await expect(events.nth(0)).to_contain_text("<script>window.__pwned=1</script>")
+        await expect(events.nth(1)).to_contain_text("alert")
         assert await page.evaluate("window.__pwned") is None
 
         # The replica goes away: the page says so and keeps what it showed.
