@@ -223,7 +223,8 @@
         answer = await getJSON(statusURL());
       }
       if (answer.status === 401) {
-        window.location.reload(); // the page itself asks for the token
+        // Not reloading by itself: a proxy that guards only the JSON would make that a loop.
+        showError("The monitor no longer accepts this session (was the token changed?): reload the page to sign in.");
         return;
       }
       if (answer.status !== 200) {

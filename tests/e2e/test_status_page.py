@@ -224,6 +224,13 @@ async def test_the_status_page_in_chromium(
             with capsys.disabled():  # shown even when output is captured
                 print(f"\nstatus page screenshot: {shot}")
             assert not errors, errors
+
+            # Signed out behind its back (a changed token, say): it says so, and a reload
+            # asks for the token again.
+            await page.context.clear_cookies()
+            await expect(page.locator("#error")).to_contain_text("reload the page to sign in")
+            await page.reload()
+            await expect(page.locator("#token")).to_be_visible()
         finally:
             await page.close()
             await runner.cleanup()
