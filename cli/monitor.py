@@ -176,12 +176,14 @@ log = logging.getLogger("nats-heartbeat.monitor")
     default="127.0.0.1:8080",
     show_default=True,
     callback=check_host_port,
-    help="host:port for the status JSON and probes; empty disables.",
+    help="host:port for the status JSON, the status page (/ui), metrics and probes; "
+    "empty disables.",
 )
 @secret_option(
     "--status-token",
     envvar="STATUS_TOKEN",
-    help="Require 'Authorization: Bearer <token>' on the status listener (not the probes)",
+    help="Require 'Authorization: Bearer <token>' on the status listener (not the probes); "
+    "the status page asks for it once and keeps a cookie",
 )
 @channel_options
 @option(
