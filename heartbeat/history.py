@@ -15,15 +15,17 @@ written before it died) is stored once by the stream's duplicate window
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 import msgspec
 
-from heartbeat.durations import format_duration_ns
+from heartbeat.durations import format_duration_ns, parse_duration
 from heartbeat.engine import Record
+from heartbeat.errors import InvalidDuration
 from heartbeat.notification import EventKind, Notification, epoch_rfc3339
+from heartbeat.routing import valid_pattern
 from heartbeat.text import neutral
 
 DEFAULT_STREAM = "HEARTBEAT_EVENTS"
@@ -137,6 +139,55 @@ def overlaps(a: str, b: str) -> bool:
         if x != y and x != "*" and y != "*":
             return False
     return len(ta) == len(tb)
+
+
+DEFAULT_SINCE_S = 86_400.0
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000  # per /history answer
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Which events: subjects matching ``pattern``, decided within ``since_s``, the
+    newest ``limit``."""
+
+    pattern: str = ">"
+    since_s: float = DEFAULT_SINCE_S
+    limit: int = DEFAULT_LIMIT
+
+    @classmethod
+    def parse(cls, query: Mapping[str, str], *, max_limit: int = MAX_LIMIT) -> HistoryQuery:
+        """From ``?subject=PATTERN&since=SECONDS|DURATION&limit=N``; ValueError if bad."""
+        unknown = set(query) - {"subject", "since", "limit"}
+        if unknown:
+            raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        pattern = query.get("subject") or ">"
+        if (why := valid_pattern(pattern)) is not None:
+            raise ValueError(f"subject pattern {pattern[:80]!r} {why}")
+        since = query.get("since")
+        since_s = DEFAULT_SINCE_S if since is None else parse_since(since)
+        limit = query.get("limit")
+        if limit is not None and not (limit.isdigit() and 0 < int(limit) <= max_limit):
+            raise ValueError(f"limit must be an integer from 1 to {max_limit}, not {limit[:40]!r}")
+        return cls(pattern, since_s, int(limit) if limit is not None else DEFAULT_LIMIT)
+
+
+def parse_since(text: str) -> float:
+    """Seconds (``7200``) or a Go duration (``2h``); ValueError unless positive."""
+    try:
+        seconds = float(text) if text.replace(".", "", 1).isdigit() else None
+        if seconds is None:
+            seconds = parse_duration(text).total_seconds()
+    except (InvalidDuration, ValueError) as e:
+        raise ValueError(f"since must be seconds or a duration (2h, 30m), not {text[:40]!r}") from e
+    if not 0 < seconds < 1e10:
+        raise ValueError(f"since must be positive, not {text[:40]!r}")
+    return seconds
+
+
+def encode_events(events: list[Event]) -> bytes:
+    """The ``GET /history`` body: ``{"events": [...]}``, oldest first."""
+    return _encoder.encode({"events": events})
 
 
 # ----- ids -------------------------------------------------------------------------

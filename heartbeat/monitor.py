@@ -31,7 +31,8 @@ from heartbeat.election import Election, lease_view
 from heartbeat.engine import EngineConfig, Record, health
 from heartbeat.feed import Feed
 from heartbeat.groups import GROUP_PREFIX, Batcher, group_size
-from heartbeat.history import HistoryConfig, overlaps, resumed, retired_event
+from heartbeat.history import Event, HistoryConfig, HistoryQuery, overlaps, resumed, retired_event
+from heartbeat.history_read import read_history
 from heartbeat.history_writer import HistoryWriter
 from heartbeat.ingest import IngestLimits, Ingestor
 from heartbeat.judge import Judge
@@ -338,6 +339,15 @@ class Monitor:
             router=self.router if self.cfg.routes else None,
             only=only,
         )
+
+    async def read_history(self, query: HistoryQuery) -> list[Event]:
+        """Events from the history stream (any replica can read it); StoreError if it
+        cannot be read."""
+        history = self.cfg.history
+        if history is None or not history.enabled or self._parts is None:
+            raise StoreError("history is off on this monitor")
+        js = self._parts.nc.jetstream()
+        return await read_history(js, history, query, self.clock(), timeout_s=5.0)
 
     def snapshot(self) -> Snapshot:
         """Every figure for /metrics, at once."""
