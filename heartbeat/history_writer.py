@@ -25,7 +25,7 @@ from heartbeat.store import ConfigConflict, StoreError
 log = logging.getLogger(__name__)
 
 MAX_QUEUE = 10_000
-BATCH = 256  # publishes in flight at once
+BATCH = 256  # publishes in flight at once; the rest wait in the queue
 TRIES = 3
 PUBLISH_TIMEOUT_S = 5.0
 
@@ -78,7 +78,13 @@ async def ensure_events_stream(js: JetStreamContext, cfg: HistoryConfig) -> floa
 
 
 class HistoryWriter:
-    """Publishes events in the order recorded; counts what it wrote, dropped, failed."""
+    """Publishes events in the order recorded; counts what it wrote, dropped, failed.
+
+    Each event's publish starts at once (at most ``BATCH`` in flight, the rest wait in
+    the queue), so its message goes down the connection before anything the caller
+    does next on it: a transition's event before its delivery's cross-off
+    (docs/architecture.md, "History").
+    """
 
     def __init__(self, cfg: HistoryConfig, *, max_queue: int = MAX_QUEUE) -> None:
         self.cfg = cfg
@@ -89,10 +95,9 @@ class HistoryWriter:
         self.duplicates = 0  # published again and recognised by the stream
         self.errors = 0  # given up after TRIES, or dropped because the queue was full
         self._queue: deque[Event] = deque()
-        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._task: asyncio.Task[None] | None = None
         self._log = RateLog(log, what="history events")
 
     async def start(self, js: JetStreamContext) -> None:
@@ -100,10 +105,7 @@ class HistoryWriter:
         connection)."""
         self.duplicate_window_s = await ensure_events_stream(js, self.cfg)
         self.js = js
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
-        if self._queue:
-            self._wake.set()
+        self._pump()
 
     def record(self, events: Iterable[Event]) -> None:
         """Queue ``events`` for publishing; never blocks, never raises."""
@@ -123,8 +125,7 @@ class HistoryWriter:
                 continue
             self._queue.append(event)
             self._idle.clear()
-        if self._queue:
-            self._wake.set()
+        self._pump()
 
     async def flush(self, timeout_s: float) -> bool:
         """Wait (at most ``timeout_s``) until everything queued was published or given up."""
@@ -136,29 +137,24 @@ class HistoryWriter:
 
     async def stop(self, timeout_s: float = 2.0) -> None:
         await self.flush(timeout_s)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _run(self) -> None:
-        while True:
-            if not self._queue:
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            js = self.js
-            if js is None:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
-            # Started in order, so they go down the connection in order; awaited together.
-            results = await asyncio.gather(*(self._publish(js, e) for e in batch))
-            self.errors += results.count(False)
+    def _pump(self) -> None:
+        js = self.js
+        while js is not None and self._queue and len(self._tasks) < BATCH:
+            task = asyncio.ensure_future(self._publish(js, self._queue.popleft()))
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+        if not self._queue and not self._tasks:
+            self._idle.set()
 
-    async def _publish(self, js: JetStreamContext, event: Event) -> bool:
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._pump()
+
+    async def _publish(self, js: JetStreamContext, event: Event) -> None:
         headers = {MSG_ID: event.id} if event.id else None
         subject = self.cfg.subject_for(event.subject)
         data = encode_event(event)
@@ -174,7 +170,8 @@ class HistoryWriter:
                 self.duplicates += 1
             else:
                 self.written[event.kind] += 1
-            return True
+            return
+        self.errors += 1
         self._log.log(
             "error",
             logging.WARNING,
@@ -184,4 +181,3 @@ class HistoryWriter:
             self.cfg.stream,
             error or "unknown error",
         )
-        return False
