@@ -18,6 +18,7 @@ from heartbeat.history import Event, HistoryConfig, HistoryQuery, Kind, Result
 from heartbeat.history_read import read_history
 from heartbeat.notification import EventKind, Notification
 from heartbeat.notify.webhook import webhook_name
+from heartbeat.retire import retire
 from heartbeat.status import bound_port, make_app, serve
 from heartbeat.store import StateStore, ensure_stream
 from tests.harness import (
@@ -182,7 +183,7 @@ async def test_a_commit_whose_event_was_lost_is_recorded_by_the_next_leader_once
         subject=subject, interval_ns=3600 * 10**9, last_seen=now, alert_active=True,
         alert_id=n.alert_id, alert_since=now - 2, alert_last_seen=now, notify_count=1,
         last_notified=now - 2, updated_by="gone",
-        pending=[Pending(notification=n, channels=[webhook_name(receiver.url)])],
+        pending=[Pending(notification=n, channels=[webhook_name(receiver.url), "removed"])],
     )  # fmt: skip
     store = await StateStore.open(js, cfg.store)
     await store.put(rec, None)
@@ -200,8 +201,33 @@ async def test_a_commit_whose_event_was_lost_is_recorded_by_the_next_leader_once
     assert [e.kind for e in got if e.kind != Kind.DELIVERY] == ["alert"]
     assert got[0].notification_id == n.notification_id and got[0].monitor == "gone"
     assert {e.monitor for e in got if e.result == Result.FAILED} == {"first", "second"}
+    (dropped,) = [e for e in got if e.result == Result.DROPPED]
+    assert dropped.channel == "removed" and dropped.detail == "channel no longer configured"
     rec_now = (await store.get(subject) or (None, 0))[0]
     assert rec_now is not None and rec_now.pending  # still owed: never crossed off
+
+
+async def test_retiring_a_subject_is_recorded(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    hist = history_config(unique)
+    cfg = dataclasses.replace(monitor_config(unique), history=hist)
+    subject = names(unique)["prefix"] + "old"
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
+        await heartbeat.Publisher(nc).publish(
+            heartbeat.Message(subject=subject, interval=timedelta(hours=1))
+        )
+        await eventually(lambda: mon.subjects.record(subject) is not None, what="a record")
+        rev = mon.subjects.get(subject).rev  # type: ignore[union-attr]
+        js = nc.jetstream()
+        await retire(js, await StateStore.open(js, cfg.store), subject)
+
+        async def retired() -> list[Event]:
+            return [e for e in await events(nc, hist) if e.kind == Kind.RETIRED]
+
+        (e,) = await eventually(retired, what="a retired event")
+    assert e.subject == subject and e.detail == "record deleted"
+    assert e.id == f"retired:{subject}:{rev}"
 
 
 async def test_reading_a_missing_stream_fails_cleanly(nc: NATS, unique: str) -> None:
