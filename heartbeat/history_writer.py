@@ -24,7 +24,7 @@ from heartbeat.store import ConfigConflict, StoreError
 
 log = logging.getLogger(__name__)
 
-MAX_QUEUE = 10_000
+MAX_QUEUE = 50_000  # a storm of 10k subjects makes ~20k events at once
 BATCH = 256  # publishes in flight at once; the rest wait in the queue
 TRIES = 3
 PUBLISH_TIMEOUT_S = 5.0
