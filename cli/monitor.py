@@ -33,6 +33,7 @@ from heartbeat.connection import close_connection, connect_with_retry
 from heartbeat.engine import EngineConfig
 from heartbeat.errors import HeartbeatError
 from heartbeat.history import HistoryConfig, duplicate_window_for, overlaps
+from heartbeat.maintenance import describe as describe_window
 from heartbeat.metrics import render
 from heartbeat.monitor import Monitor, MonitorConfig
 from heartbeat.notify import make_session
@@ -254,6 +255,8 @@ def monitor(
     subjects to them) and from the pushover, webhook and log flags; without
     [[routes]] every subject goes to every channel. Check a config with
     `nats-heartbeat routes --subject S` and `nats-heartbeat notify-test`.
+    [[maintenance]] windows in the file keep their subjects quiet on a cron
+    schedule; a subject still missing at a window's end alerts a full window later.
     """
     channels = load_channels()
     if not channels.channels:
@@ -291,12 +294,15 @@ def monitor(
         reconcile_every_s=reconcile_every.total_seconds(),
         routes=channels.routes,
         history=history,
+        maintenance=channels.maintenance,
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
     setup_logging(debug, log_format)
+    for window in channels.maintenance:
+        log.info("maintenance window %s", describe_window(window))
     for key, pattern in unreachable(channels, subject_prefix):
         log.warning(
-            "%s: %s %r matches no subject under --subject-prefix %r; that route never applies",
+            "%s: %s %r matches no subject under --subject-prefix %r; it never applies",
             channels.path,
             key,
             pattern,

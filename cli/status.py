@@ -61,6 +61,9 @@ MAX_BODY = 64 * 1024 * 1024
 HEADER = ("STATUS", "SUBJECT", "DESCRIPTION", "HOST", "LAST SEEN", "DETAILS")
 _PADDING = 2  # Go: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 _COLORS = {"ALERT!": 31, "FAILED": 31, "RUNNING LONG": 31, "LATE": 33, "OK": 32}
+_COLORS.update(dict.fromkeys(("PAUSED", "SILENCED", "MAINT", "SUPPRESSED"), 36))
+# Until when a quiet with no end of its own lasts, by kind.
+_QUIET_OPEN = {"paused": "until resumed", "suppressed": "while its parent is missing"}
 _OUTPUT_SHOWN = 60  # characters of a failed run's output tail in DETAILS (its end)
 
 
@@ -84,9 +87,10 @@ def render_table(report: StatusReport, *, color: bool) -> str:
     out.append("\n")
     for i, row in enumerate(rows):
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        if color and i > 0 and row[0] in _COLORS:
+        word = row[0].split(" (", 1)[0]  # "MAINT (nightly)" is coloured as MAINT
+        if color and i > 0 and word in _COLORS:
             pad = cells[0][len(row[0]) :]
-            cells[0] = f"\x1b[{_COLORS[row[0]]}m{row[0]}\x1b[0m{pad}"
+            cells[0] = f"\x1b[{_COLORS[word]}m{row[0]}\x1b[0m{pad}"
         out.append("".join(cells) + row[-1] + "\n")
     firing, total = report.alerts_firing, len(report.subjects)
     out.append(f"\n{firing} alert(s) firing across {total} subject(s)\n")
@@ -111,7 +115,24 @@ def subject_row(
 
 def summarize(s: SubjectStatus, observed_at: datetime | None = None) -> tuple[str, str]:
     """The status word and DETAILS text, worded as the Go tool words them (a job adds
-    its last run and, on a schedule, the next run due)."""
+    its last run and, on a schedule, the next run due).  A quiet subject shows why
+    (``MAINT (nightly)``, ``SILENCED (<id>)``), what it would show otherwise and until
+    when."""
+    word, details = _summarize(s, observed_at)
+    if not s.quiet:
+        return word, details
+    ref = _printable(s.quiet_ref or "", 64)
+    quiet_word = s.quiet.upper() + (f" ({ref})" if ref else "")
+    if s.quiet_until is not None:
+        until = f"quiet until {local_time(s.quiet_until, None, observed_at)}"
+    else:
+        until = f"quiet {_QUIET_OPEN.get(s.quiet, 'until lifted')}"
+    if word == "ALERT!":
+        details = f"alert sent before, {details}"
+    return quiet_word, f"{details}; {until}"
+
+
+def _summarize(s: SubjectStatus, observed_at: datetime | None) -> tuple[str, str]:
     beats = f" ({s.miss_count} beats)" if s.miss_count else ""
     nobody = "; no channel is routed" if s.unrouted else ""
     job = _job_details(s, observed_at)
@@ -393,9 +414,10 @@ def _check_pattern(ctx: click.Context, param: click.Parameter, value: str | None
 )
 @option(
     "--state",
-    type=click.Choice(["alert", "late", "ok"]),
+    type=click.Choice(["alert", "late", "ok", "paused", "silenced", "maint", "suppressed"]),
     default=None,
-    help="List only subjects in this state (filtered by the monitor).",
+    help="List only subjects in this state (filtered by the monitor): a health, or why "
+    "they are kept quiet (paused, silenced, maint, suppressed).",
 )
 @option(
     "--subject",

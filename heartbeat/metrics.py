@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from heartbeat.engine import Health
+from heartbeat.quiet import QuietKind
 
 P = "nats_heartbeat_"
 
@@ -71,6 +72,7 @@ class Snapshot:
     tick_total_s: float
     history_events: Mapping[str, int] = field(default_factory=dict)  # kind -> events written
     history_errors: int = 0  # events given up (publish failed, or the queue was full)
+    quiet: Mapping[QuietKind, int] = field(default_factory=dict)  # subjects quiet now, by kind
 
 
 class _Collector(Collector):
@@ -93,6 +95,15 @@ class _Collector(Collector):
             "Monitored subjects by state.",
             ["state"],
             (((str(h),), s.subjects.get(h, 0)) for h in Health),
+            sort=False,
+        )
+        yield _labelled(
+            GaugeMetricFamily,
+            "quiet_subjects",
+            "Subjects kept quiet now (no alert or repeat sent), by why: paused, silenced, "
+            "maint or suppressed.",
+            ["kind"],
+            (((str(k),), s.quiet.get(k, 0)) for k in QuietKind),
             sort=False,
         )
         yield _labelled(

@@ -36,10 +36,12 @@ from heartbeat.history_read import read_history
 from heartbeat.history_writer import HistoryWriter
 from heartbeat.ingest import IngestLimits, Ingestor
 from heartbeat.judge import Judge
+from heartbeat.maintenance import MAX_WINDOW_S, Maintenance, Window
 from heartbeat.metrics import Snapshot, TickTimer
 from heartbeat.notification import EventKind, capacity_notice, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
+from heartbeat.quiet import HushSource, Quieter, QuietKind
 from heartbeat.ratelog import RateLog
 from heartbeat.retire import Janitor
 from heartbeat.routing import Route, Router
@@ -79,6 +81,7 @@ class MonitorConfig:
     max_subjects: int = 1_000_000
     max_payload: int = 8192  # a heartbeat larger than this is rejected unread
     routes: tuple[Route, ...] = ()  # none: every subject to every channel
+    maintenance: tuple[Window, ...] = ()  # [[maintenance]] windows (heartbeat.maintenance)
     group_over: int = 10  # more than this many due for one channel within group_wait_s: group
     group_wait_s: float = 2.0
     reconcile_every_s: float = 30.0
@@ -123,6 +126,14 @@ class Monitor:
         self.judge.poll_s, self.judge.max_writes = cfg.poll_s, cfg.max_writes_per_tick
         self.judge.max_hold_s = 2 * cfg.stall_check_s  # by then a stall has blinded us
         self.counters = self.judge.counters
+        # What keeps subjects quiet (heartbeat.quiet): one source per kind, asked by the
+        # judge for every evaluation and by status and metrics for every subject.
+        sources: list[HushSource] = []
+        if cfg.maintenance:
+            lookback = MAX_WINDOW_S + cfg.engine.tolerance_s
+            sources.append(Maintenance(cfg.maintenance, lookback_s=lookback))
+        self.quieter = Quieter(sources)
+        self.judge.hush_for = self.quieter.hush_for
         self.tick_timer = TickTimer()
         self._parts: _Parts | None = None
         self._terms_seen = 0
@@ -338,6 +349,7 @@ class Monitor:
             leader_id=election.leader_id if election is not None else None,
             router=self.router if self.cfg.routes else None,
             only=only,
+            hush_for=self.quieter.hush_for if self.quieter.sources else None,
         )
 
     async def read_history(self, query: HistoryQuery) -> list[Event]:
@@ -353,6 +365,12 @@ class Monitor:
         """Every figure for /metrics, at once."""
         now = self.clock()
         states = Counter(health(t.view(), now) for t in self.subjects)
+        quiet: Counter[QuietKind] = Counter()
+        if self.quieter.sources:
+            hush_for = self.quieter.hush_for
+            quiet.update(
+                q.kind for s in self.subjects.tracks if (q := hush_for(s, now).quiet) is not None
+            )
         owed: Counter[str] = Counter()
         for subject in self.subjects.pending:
             rec = self.subjects.record(subject)
@@ -369,6 +387,7 @@ class Monitor:
             heartbeats=parts.ingestor.accepted,
             rejected=dict(parts.ingestor.rejected),
             subjects=states,
+            quiet=quiet,
             deliveries=dict(d.results),
             retries=dict(d.retries),
             leader=self.leading(),

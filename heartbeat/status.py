@@ -21,6 +21,7 @@ from heartbeat.engine import Health, Record, health, is_late, miss_count
 from heartbeat.errors import HeartbeatError
 from heartbeat.history import Event, HistoryQuery, encode_events
 from heartbeat.jobrules import next_scheduled
+from heartbeat.quiet import LOUD, Hush, QuietKind
 from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
 from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
@@ -31,52 +32,61 @@ log = logging.getLogger(__name__)
 BAD_REQUEST_LOG_EVERY_S = 10.0
 OUTPUT_STATUS = 200  # characters of a run's output tail in the status JSON (its end)
 
+HushFor = Callable[[str, float], Hush]  # what keeps a subject quiet (heartbeat.quiet)
+STATES = (*Health, *QuietKind)  # what ?state= takes
+
 # Intervals and windows repeat across subjects: format each once.
 _duration_text = functools.lru_cache(maxsize=4096)(format_duration_ns)
 
 
 @dataclass(frozen=True)
 class Filter:
-    """Which subjects a status answer lists: by state, by subject pattern, at most
-    ``limit`` (in subject order)."""
+    """Which subjects a status answer lists: by state (a health, or a kind of quiet),
+    by subject pattern, at most ``limit`` (in subject order)."""
 
-    state: Health | None = None
+    state: Health | QuietKind | None = None
     pattern: str | None = None
     limit: int | None = None
 
     @classmethod
     def parse(cls, query: Mapping[str, str]) -> Filter:
-        """From ``?state=alert|late|ok&subject=<pattern>&limit=N``; ValueError if bad."""
+        """From ``?state=alert|late|ok|paused|silenced|maint|suppressed&subject=<pattern>
+        &limit=N``; ValueError if bad."""
         unknown = set(query) - {"state", "subject", "limit"}
         if unknown:
             raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
         state = query.get("state")
-        if state is not None and state not in set(Health):
-            raise ValueError(f"state must be one of {', '.join(Health)}, not {state[:40]!r}")
+        if state is not None and state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}, not {state[:40]!r}")
         pattern = query.get("subject")
         if pattern is not None and (why := valid_pattern(pattern)) is not None:
             raise ValueError(f"subject pattern {pattern[:80]!r} {why}")
         limit = query.get("limit")
         if limit is not None and not (limit.isdigit() and 0 < int(limit) <= 10_000_000):
             raise ValueError(f"limit must be a positive integer, not {limit[:40]!r}")
-        return cls(
-            Health(state) if state else None, pattern, int(limit) if limit is not None else None
-        )
+        chosen = None if not state else Health(state) if state in set(Health) else QuietKind(state)
+        return cls(chosen, pattern, int(limit) if limit is not None else None)
 
-    def keeps(self, track: Track, now: float) -> bool:
+    def keeps(self, track: Track, now: float, hush_for: HushFor | None = None) -> bool:
         if self.pattern is not None and not matches(self.pattern, track.subject):
             return False
         if self.state is None:
             return True
+        if isinstance(self.state, QuietKind):
+            q = hush_for(track.subject, now).quiet if hush_for is not None else None
+            return q is not None and q.kind is self.state
         rec = track.record
         if self.state is Health.ALERT:  # only a committed record alerts: no view needed
             return rec is not None and health(rec, now) is Health.ALERT
         return health(track.view(), now) is self.state
 
 
-def subject_status(cur: Record, now: float, *, unrouted: bool = False) -> SubjectStatus:
+def subject_status(
+    cur: Record, now: float, *, unrouted: bool = False, hush: Hush = LOUD
+) -> SubjectStatus:
     """One row of the status report (``cur``: the subject's current view), as the Go
-    monitor computes it; ``unrouted``: no channel hears of it."""
+    monitor computes it; ``unrouted``: no channel hears of it; ``hush``: what keeps it
+    quiet now."""
     subject = cur.subject
     window_ns = cur.window_ns
     elapsed = now - cur.last_seen
@@ -96,6 +106,10 @@ def subject_status(cur: Record, now: float, *, unrouted: bool = False) -> Subjec
         alert_active=cur.alert_active,
         unrouted=True if unrouted else None,
     )
+    if (q := hush.quiet) is not None:
+        row = msgspec.structs.replace(
+            row, quiet=str(q.kind), quiet_until=_when(q.until), quiet_ref=q.ref
+        )
     return row if cur.job is None else _with_job(row, cur)
 
 
@@ -133,15 +147,21 @@ def build_report(
     leader_id: str | None = None,
     router: Router | None = None,
     only: Filter | None = None,
+    hush_for: HushFor | None = None,
 ) -> StatusReport:
+    """The status of ``tracks`` at ``now`` (``hush_for``: the monitor's quiet sources;
+    None: nothing is ever quiet)."""
     if only is not None and (only.state is not None or only.pattern is not None):
-        tracks = [t for t in tracks if only.keeps(t, now)]
+        tracks = [t for t in tracks if only.keeps(t, now, hush_for)]
     chosen = sorted(tracks, key=_subject)
     if only is not None and only.limit is not None:
         chosen = chosen[: only.limit]
     rows = [
         subject_status(
-            t.view(), now, unrouted=router is not None and router.route(t.subject).unrouted
+            t.view(),
+            now,
+            unrouted=router is not None and router.route(t.subject).unrouted,
+            hush=LOUD if hush_for is None else hush_for(t.subject, now),
         )
         for t in chosen
     ]

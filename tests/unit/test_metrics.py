@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from heartbeat.engine import Health
 from heartbeat.metrics import Snapshot, TickTimer, render
+from heartbeat.quiet import QuietKind
 
 P = "nats_heartbeat_"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -84,6 +85,7 @@ def test_every_family_is_there() -> None:
             "state_write_errors",
             "ignored_records",
             "unrouted_subjects",
+            "quiet_subjects",
             "pending_notifications",
             "held_alerts",
             "refused_subjects",
@@ -255,3 +257,16 @@ def test_tick_timer_buckets() -> None:
         ("+Inf", 4.0),
     ]
     assert t.total_s == pytest.approx(100.0201)
+
+
+def test_quiet_subjects_by_kind_every_kind_shown() -> None:
+    typ, samples = only(
+        mksnapshot(quiet={QuietKind.MAINT: 40, QuietKind.SILENCED: 2}), "quiet_subjects"
+    )
+    assert typ == "gauge"
+    assert samples == {
+        (P + "quiet_subjects", (("kind", "paused"),)): 0.0,
+        (P + "quiet_subjects", (("kind", "silenced"),)): 2.0,
+        (P + "quiet_subjects", (("kind", "maint"),)): 40.0,
+        (P + "quiet_subjects", (("kind", "suppressed"),)): 0.0,
+    }
