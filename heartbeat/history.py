@@ -215,15 +215,21 @@ def retired_id(subject: str, revision: int) -> str:
 # ----- events from decisions ---------------------------------------------------------
 
 
-def kind_of(n: Notification, rec: Record | None) -> Kind:
-    """The transition a notification stands for (a job's resolved is ``job_resolved``)."""
+def kind_of(n: Notification, rec: Record | None) -> Kind | None:
+    """The transition a notification stands for (a job's resolved is ``job_resolved``);
+    None for one that is no subject's transition (groups, notices about the monitor)."""
     if n.event is EventKind.RESOLVED:
         # Only a job's notifications carry run facts; a heartbeat's resolved has none.
         job_facts = n.run_id or n.exit_code is not None or n.duration_ns is not None
         job = rec.job if rec is not None else None
         is_job = job_facts or (job is not None and n.alert_id == job.alert_id)
         return Kind.JOB_RESOLVED if is_job else Kind.RESOLVED
-    return Kind(str(n.event))
+    return _KINDS.get(str(n.event))
+
+
+# The notification events a record's pending can hold, as transitions.
+_KINDS = {str(k): k for k in (Kind.ALERT, Kind.REPEAT, Kind.FAILED, Kind.RUNNING_LONG,
+                              Kind.RAN_LONG)}  # fmt: skip
 
 
 def transition_detail(n: Notification, kind: Kind) -> str:
@@ -250,8 +256,10 @@ def transition_detail(n: Notification, kind: Kind) -> str:
     return neutral(text, DETAIL_MAX)
 
 
-def transition_event(n: Notification, rec: Record | None, monitor: str) -> Event:
+def transition_event(n: Notification, rec: Record | None, monitor: str) -> Event | None:
     kind = kind_of(n, rec)
+    if kind is None:
+        return None
     return Event(
         time=epoch_rfc3339(n.created_at),
         subject=n.subject,
@@ -274,7 +282,7 @@ def committed(old: Record | None, new: Record, notification: Notification | None
         m.notification_id != notification.notification_id for m in made
     ):
         made.append(notification)
-    return [transition_event(n, new, new.updated_by) for n in made]
+    return [e for n in made if (e := transition_event(n, new, new.updated_by)) is not None]
 
 
 def resumed(records: Iterable[Record], now: float, horizon_s: float) -> Iterator[Event]:
@@ -286,7 +294,9 @@ def resumed(records: Iterable[Record], now: float, horizon_s: float) -> Iterator
     for rec in records:
         for p in rec.pending:
             if now - p.notification.created_at < horizon_s:
-                yield transition_event(p.notification, rec, rec.updated_by)
+                e = transition_event(p.notification, rec, rec.updated_by)
+                if e is not None:
+                    yield e
 
 
 def delivery_event(

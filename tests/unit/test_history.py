@@ -210,3 +210,13 @@ async def test_the_writer_never_blocks_and_counts_what_it_drops() -> None:
     w.record([e, e, e, Event(time="t", subject="", kind="alert", monitor="m")])
     assert w.errors == 1  # the third did not fit; the subject-less one is no event at all
     assert not await w.flush(0.01)  # not started: nothing published yet
+
+
+def test_a_notice_about_the_monitor_is_no_transition() -> None:
+    from heartbeat.notification import EventKind as NK
+    from heartbeat.notification import monitor_notice
+
+    notice = monitor_notice(NK.BLIND, "m1", T0, T0 + 30)
+    assert kind_of(notice, None) is None
+    rec = Record(subject=SUBJECT, updated_by="m1")
+    assert committed(None, rec, notice) == []
