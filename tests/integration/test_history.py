@@ -16,11 +16,12 @@ from heartbeat.engine import Pending, Record
 from heartbeat.errors import HeartbeatError
 from heartbeat.history import Event, HistoryConfig, HistoryQuery, Kind, Result
 from heartbeat.history_read import read_history
+from heartbeat.history_writer import ensure_events_stream
 from heartbeat.notification import EventKind, Notification
 from heartbeat.notify.webhook import webhook_name
 from heartbeat.retire import retire
 from heartbeat.status import bound_port, make_app, serve
-from heartbeat.store import StateStore, ensure_stream
+from heartbeat.store import ConfigConflict, StateStore, ensure_stream
 from tests.harness import (
     NatsServer,
     Receiver,
@@ -239,3 +240,24 @@ async def test_reading_a_missing_stream_fails_cleanly(nc: NATS, unique: str) -> 
     else:
         raise AssertionError("reading a missing stream should fail")
     await asyncio.sleep(0)
+
+
+async def test_the_events_stream_follows_the_max_age_and_refuses_a_stranger(
+    nc: NATS, unique: str
+) -> None:
+    js = nc.jetstream()
+    hist = dataclasses.replace(history_config(unique), max_age_s=3600.0)
+    assert await ensure_events_stream(js, hist) == 120.0
+    info = await js.stream_info(hist.stream)
+    assert info.config.subjects == [hist.filter_subject] and info.config.max_age == 3600.0
+    longer = dataclasses.replace(hist, max_age_s=7200.0)
+    assert await ensure_events_stream(js, longer) == 120.0
+    assert (await js.stream_info(hist.stream)).config.max_age == 7200.0
+    await js.add_stream(name=f"OTHER_{unique}", subjects=[f"other{unique}.>"])
+    stranger = dataclasses.replace(hist, stream=f"OTHER_{unique}")
+    try:
+        await ensure_events_stream(js, stranger)
+    except ConfigConflict as e:
+        assert "not a history stream" in str(e)
+    else:
+        raise AssertionError("a stream for other subjects must be refused")
