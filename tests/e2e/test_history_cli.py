@@ -267,3 +267,18 @@ def _rows(table: str) -> list[list[str]]:
 def test_status_watch_refuses_bad_input(args: list[str], needle: str) -> None:
     out = run_cli("status", *args)
     assert out.returncode == 2 and needle in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--history-prefix", "heartbeat.events"], "overlaps --subject-prefix"),
+        (["--history-prefix", "ev.>"], "no wildcards"),
+        (["--history-stream", "a b"], "letters"),
+        (["--history-max-age", "soon"], "not a duration"),
+    ],
+)
+def test_monitor_refuses_bad_history_flags(args: list[str], needle: str) -> None:
+    out = run_cli("monitor", "--notify-log", *args)
+    assert out.returncode == 2 and needle in out.stderr, out.stderr
+    assert len(out.stderr.splitlines()) == 1
