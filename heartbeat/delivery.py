@@ -380,6 +380,7 @@ class Deliveries:
                     "could not record delivery of %s to %s; it may be sent again", nid, channel
                 )
         self.inflight.discard((nid, channel))
+        self.rounds.pop((nid, channel), None)  # crossed off: no round of it follows here
 
     def _told(
         self,
