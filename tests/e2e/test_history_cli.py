@@ -61,12 +61,13 @@ async def test_an_incident_with_a_leader_kill_is_recorded_once_each_in_order(
     unique: str,
 ) -> None:
     """Alert (the channel answers 500, then 200: it recovers), repeats, ``kill -9`` of
-    the leader, repeats by the new leader, resolved: every transition once, each
-    notification's ``sent`` once (even when the kill made the channel get it twice),
-    in order, read back with ``nats-heartbeat history``."""
+    the leader, repeats by the new leader, ``kill -9`` of it, repeats by a third,
+    resolved: every transition once, each notification's ``sent`` once (even when a
+    kill made the channel get it twice), in order, read back with ``nats-heartbeat
+    history``."""
     receiver.script = [500]  # the first delivery fails once, then every one succeeds
     fleet: Fleet = fleets(nats_server.url, unique, receiver, **history_flags(unique))
-    fleet.start(2)
+    fleet.start(3)
     await fleet.wait_ready(fleet.replicas)
     first = await fleet.wait_sole_leader(15.0)
     subject = names(unique)["prefix"] + "db.main"
@@ -83,6 +84,10 @@ async def test_an_incident_with_a_leader_kill_is_recorded_once_each_in_order(
             return any(b["monitor"] == replica_id for b in _bodies(receiver))
 
         await eventually(lambda: by(second.replica_id), 15, "a repeat by the new leader")
+        second.proc.send_signal(signal.SIGKILL)  # and once more, mid-incident
+        assert await exited(second.proc) == -signal.SIGKILL
+        third = await fleet.wait_leader(15.0, exclude=[first, second])
+        await eventually(lambda: by(third.replica_id), 15, "a repeat by the third leader")
         async with heartbeat.beating(nc, subject, interval=200 * MS):
             await eventually(
                 lambda: any(b["event"] == "resolved" for b in _bodies(receiver)), 15, "resolved"
@@ -122,7 +127,8 @@ async def test_an_incident_with_a_leader_kill_is_recorded_once_each_in_order(
             if d["notification_id"] == t["notification_id"]:
                 assert place[t["id"]] < place[d["id"]]
     assert "2 attempts" in next(d["detail"] for d in deliveries if count_of(d) == 1)
-    assert {e["monitor"] for e in transitions} >= {first.replica_id, second.replica_id}
+    leaders = {first.replica_id, second.replica_id, third.replica_id}
+    assert {e["monitor"] for e in transitions} >= leaders
     # The table: TIME SUBJECT EVENT CHANNEL DETAIL, one line per event.
     flags = history_flags(unique)
     table = run_cli(
@@ -141,7 +147,12 @@ async def test_an_incident_with_a_leader_kill_is_recorded_once_each_in_order(
         "--history-stream", flags["history_stream"], "--history-prefix", flags["history_prefix"],
     )  # fmt: skip
     assert (nothing.returncode, nothing.stdout) == (0, "No events in the last 24h0m0s.\n")
-    print(f"{len(transitions)} transitions, {len(deliveries)} delivery events, told {len(told)}")
+    times = Counter(b["notification_id"] for b in _bodies(receiver))
+    twice = [nid for nid, n in times.items() if n > 1]
+    print(
+        f"{len(transitions)} transitions, {len(deliveries)} delivery events, {len(told)} told, "
+        f"{len(twice)} told twice (a kill between send and cross-off), history once each"
+    )
 
 
 def _bodies(receiver: Receiver) -> list[dict[str, Any]]:
