@@ -478,10 +478,15 @@ def status(
         raise click.UsageError("--count needs --watch")
     frame: Frame
     if from_kv:
+        if state is not None and state not in set(Health):
+            # Quiet comes from silences and the config file, which --from-kv does not read.
+            raise click.UsageError(f"--state {state} needs a monitor; with --from-kv use "
+                                   f"{', '.join(Health)}")  # fmt: skip
+        only = {k: v for k, v in (("state", state), ("subject", pattern)) if v is not None}
         frame = KvFrames(
             connect_options(nats_url, "status"),
             StoreConfig(stream=stream, bucket=state_bucket),
-            Filter(Health(state) if state else None, pattern),
+            Filter.parse(only),
             timeout.total_seconds(),
         )
     else:

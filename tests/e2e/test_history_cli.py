@@ -273,7 +273,11 @@ def _rows(table: str) -> list[list[str]]:
 
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [(["--count", "2"], "--count needs --watch"), (["--watch", "0"], "greater than 0")],
+    [
+        (["--count", "2"], "--count needs --watch"),
+        (["--watch", "0"], "greater than 0"),
+        (["--from-kv", "--state", "maint"], "needs a monitor"),
+    ],
 )
 def test_status_watch_refuses_bad_input(args: list[str], needle: str) -> None:
     out = run_cli("status", *args)
