@@ -261,3 +261,31 @@ async def test_the_events_stream_follows_the_max_age_and_refuses_a_stranger(
         assert "not a history stream" in str(e)
     else:
         raise AssertionError("a stream for other subjects must be refused")
+
+
+async def test_a_group_records_each_members_outcome(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    """Grouped in a storm: one request, and per member its own ``sent`` event."""
+    hist = history_config(unique)
+    cfg = dataclasses.replace(monitor_config(unique, group_over=0, group_wait_s=0.3), history=hist)
+    prefix = names(unique)["prefix"]
+    subjects = [prefix + "rack.a", prefix + "rack.b"]
+    async with webhook_monitor(nats_server.url, cfg, receiver):
+        for s in subjects:
+            await heartbeat.Publisher(nc).publish(heartbeat.Message(subject=s, interval=200 * MS))
+        await receiver.wait_for(1)
+
+        async def both_sent() -> list[Event] | None:
+            got = await events(nc, hist, prefix + "rack.*")
+            return got if sum(e.result == Result.SENT for e in got) == 2 else None
+
+        got = await eventually(both_sent, what="a sent event per member")
+    assert receiver.requests[0].json()["event"] == "group"
+    assert sorted(e.subject for e in got if e.kind == Kind.ALERT) == subjects
+    sent = [e for e in got if e.result == Result.SENT]
+    assert sorted(e.subject for e in sent) == subjects
+    assert all(e.detail and "(in group-" in e.detail for e in sent)
+    assert {e.notification_id for e in sent} == {
+        e.notification_id for e in got if e.kind == "alert"
+    }
