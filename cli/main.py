@@ -7,6 +7,7 @@ import sys
 import click
 
 from cli.agent import agent, beat
+from cli.history import history
 from cli.monitor import monitor
 from cli.notify_test import notify_test, routes
 from cli.retire import retire
@@ -28,6 +29,7 @@ def cli() -> None:
 
 cli.add_command(agent)
 cli.add_command(beat)
+cli.add_command(history)
 cli.add_command(monitor)
 cli.add_command(notify_test)
 cli.add_command(pause)

@@ -32,10 +32,12 @@ from heartbeat.config import Config, ConfigError, build_notifiers, unreachable
 from heartbeat.connection import close_connection, connect_with_retry
 from heartbeat.engine import EngineConfig
 from heartbeat.errors import HeartbeatError
+from heartbeat.history import HistoryConfig, duplicate_window_for, overlaps
 from heartbeat.maintenance import describe as describe_window
 from heartbeat.metrics import render
 from heartbeat.monitor import Monitor, MonitorConfig
 from heartbeat.notify import make_session
+from heartbeat.schema import is_valid_subject
 from heartbeat.status import make_app, serve
 from heartbeat.store import ConfigConflict, StoreConfig
 
@@ -171,6 +173,30 @@ log = logging.getLogger("nats-heartbeat.monitor")
     help="How often the leader retires subjects purged from the stream by hand (0: never).",
 )
 @option(
+    "--history-max-age",
+    envvar="HISTORY_MAX_AGE",
+    type=DURATION,
+    default="720h",
+    show_default=True,
+    help="Keep history events (transitions, delivery outcomes) this long in the events "
+    "stream (720h: 30 days; 0: no history).",
+)
+@option(
+    "--history-stream",
+    envvar="HISTORY_STREAM",
+    default="HEARTBEAT_EVENTS",
+    show_default=True,
+    callback=check_name,
+    help="JetStream stream of history events (the monitor creates it).",
+)
+@option(
+    "--history-prefix",
+    envvar="HISTORY_PREFIX",
+    default="heartbeat_events",
+    show_default=True,
+    help="Subject prefix of history events: <prefix>.<subject>; must not overlap --subject-prefix.",
+)
+@option(
     "--status-addr",
     envvar="STATUS_ADDR",
     default="127.0.0.1:8080",
@@ -220,6 +246,9 @@ def monitor(
     max_payload: int,
     max_subjects: int,
     reconcile_every: timedelta,
+    history_max_age: timedelta,
+    history_stream: str,
+    history_prefix: str,
     status_addr: str,
     status_token: str,
     replica_id: str,
@@ -253,6 +282,9 @@ def monitor(
         raise click.UsageError("--replica-id must be printable and at most 128 characters")
     if not subject_prefix or "*" in subject_prefix or ">" in subject_prefix:
         raise click.UsageError(f"--subject-prefix {subject_prefix!r} must be a literal prefix")
+    history = _history_config(
+        history_max_age, history_stream, history_prefix, subject_prefix, lease_ttl, replicas
+    )
     cfg = MonitorConfig(
         store=StoreConfig(
             stream=stream, bucket=state_bucket, subject_prefix=subject_prefix, replicas=replicas
@@ -273,6 +305,7 @@ def monitor(
         reconcile_every_s=reconcile_every.total_seconds(),
         silence_bucket=silence_bucket,
         routes=channels.routes,
+        history=history,
         maintenance=channels.maintenance,
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
@@ -288,6 +321,38 @@ def monitor(
             subject_prefix,
         )
     raise SystemExit(asyncio.run(_run(nats_url, cfg, channels, status_addr, status_token)))
+
+
+def _history_config(
+    max_age: timedelta,
+    stream: str,
+    prefix: str,
+    subject_prefix: str,
+    lease_ttl: timedelta,
+    replicas: int,
+) -> HistoryConfig | None:
+    """The events stream's settings; None when --history-max-age is 0."""
+    if max_age <= timedelta(0):
+        return None
+    if not is_valid_subject(prefix) or len(prefix) > 64:
+        raise click.UsageError(
+            f"--history-prefix {prefix[:80]!r} must be 1-64 characters of subject tokens "
+            "(letters, digits, '_', '-', '/', '=' between dots; no wildcards)"
+        )
+    cfg = HistoryConfig(
+        stream=stream,
+        prefix=prefix,
+        max_age_s=max_age.total_seconds(),
+        duplicate_window_s=duplicate_window_for(lease_ttl.total_seconds(), max_age.total_seconds()),
+        replicas=replicas,
+    )
+    heartbeats = StoreConfig(subject_prefix=subject_prefix).filter_subject
+    if overlaps(cfg.filter_subject, heartbeats):
+        raise click.UsageError(
+            f"--history-prefix {prefix!r} overlaps --subject-prefix {subject_prefix!r}: the "
+            "heartbeat stream would capture history events; choose another prefix"
+        )
+    return cfg
 
 
 async def _start(mon: Monitor, nc: NATS, stop: asyncio.Event) -> bool:
@@ -343,10 +408,13 @@ async def _run(
             runner = None
             if status_addr:
                 try:
-                    runner = await serve(
-                        make_app(mon, metrics=lambda: render(mon.snapshot()), token=status_token),
-                        status_addr,
+                    app = make_app(
+                        mon,
+                        metrics=lambda: render(mon.snapshot()),
+                        token=status_token,
+                        history=mon.read_history if cfg.history is not None else None,
                     )
+                    runner = await serve(app, status_addr)
                 except OSError as e:
                     fail(f"cannot listen on {status_addr}: {e.strerror or e}", 1)
                 log.info("status on http://%s/", status_addr)

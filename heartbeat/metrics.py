@@ -70,6 +70,8 @@ class Snapshot:
     pending: Mapping[str, int]  # channel -> notifications it still owes
     tick_buckets: tuple[tuple[str, float], ...]  # cumulative, as Prometheus wants them
     tick_total_s: float
+    history_events: Mapping[str, int] = field(default_factory=dict)  # kind -> events written
+    history_errors: int = 0  # events given up (publish failed, or the queue was full)
     quiet: Mapping[QuietKind, int] = field(default_factory=dict)  # subjects quiet now, by kind
 
 
@@ -155,6 +157,18 @@ class _Collector(Collector):
             "refused_subjects",
             "Beats of new subjects refused: the monitor already tracks --max-subjects.",
             s.refused_subjects,
+        )
+        yield _labelled(
+            CounterMetricFamily,
+            "history_events",
+            "History events written to the events stream, by kind.",
+            ["kind"],
+            (((kind,), n) for kind, n in s.history_events.items()),
+        )
+        yield _counter(
+            "history_errors",
+            "History events given up: publishing failed, or the queue was full.",
+            s.history_errors,
         )
         yield HistogramMetricFamily(
             P + "evaluation_seconds",

@@ -31,6 +31,9 @@ from heartbeat.election import Election, lease_view
 from heartbeat.engine import EngineConfig, Record, health
 from heartbeat.feed import Feed
 from heartbeat.groups import GROUP_PREFIX, Batcher, group_size
+from heartbeat.history import Event, HistoryConfig, HistoryQuery, overlaps, resumed, retired_event
+from heartbeat.history_read import read_history
+from heartbeat.history_writer import HistoryWriter
 from heartbeat.ingest import IngestLimits, Ingestor
 from heartbeat.judge import Judge
 from heartbeat.maintenance import MAX_WINDOW_S, Maintenance, Window
@@ -51,6 +54,7 @@ from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
     LEASE_KEY,
     RESERVED,
+    ConfigConflict,
     StateStore,
     StoreConfig,
     StoreError,
@@ -86,6 +90,7 @@ class MonitorConfig:
     reconcile_every_s: float = 30.0
     silence_bucket: str = SILENCE_BUCKET  # silences and pauses (heartbeat.silences)
     purge_silences_every_s: float = 3600.0  # the leader purges long-ended ones this often
+    history: HistoryConfig | None = None  # the events stream; None: no history
 
 
 @dataclass
@@ -149,6 +154,15 @@ class Monitor:
         self._refused_logged = 0
         self._capacity_told = False
         self._replacing: asyncio.Task[None] | None = None
+        self.history: HistoryWriter | None = None
+        if cfg.history is not None and cfg.history.enabled:
+            if overlaps(cfg.history.filter_subject, cfg.store.filter_subject):
+                raise ConfigConflict(
+                    f"history subjects {cfg.history.filter_subject} overlap the heartbeat "
+                    f"subjects {cfg.store.filter_subject}: choose another history prefix"
+                )
+            self.history = HistoryWriter(cfg.history)
+            self.judge.history = self.history.record
 
     @property
     def parts(self) -> _Parts:
@@ -167,6 +181,8 @@ class Monitor:
         cfg = self.cfg
         js = nc.jetstream()
         await ensure_stream(js, cfg.store)
+        if self.history is not None:
+            await self.history.start(js)
         store = await StateStore.open(js, cfg.store)
         silences = await SilenceStore.open(js, cfg.silence_bucket, replicas=cfg.store.replicas)
         old = self._parts
@@ -189,6 +205,8 @@ class Monitor:
                 monitor=cfg.replica_id,
                 max_entry_bytes=int(nc.max_payload or 1 << 20) // 2,
             )
+            if self.history is not None:
+                deliveries.history = self.history.record
         else:  # a new connection: the same election and deliveries, on the new store
             election, deliveries = old.election, old.deliveries
             election.store = deliveries.store = store
@@ -210,7 +228,12 @@ class Monitor:
             watch=store.watch(self._on_entry),
             deliveries=deliveries,
             janitor=Janitor(
-                js, store, self.subjects, every_s=cfg.reconcile_every_s, clock=self.clock
+                js,
+                store,
+                self.subjects,
+                every_s=cfg.reconcile_every_s,
+                clock=self.clock,
+                on_retired=self._retired,
             ),
             silences=silences,
             silence_watch=silences.watch(self.silences.observe),
@@ -276,6 +299,8 @@ class Monitor:
             self._replacing.cancel()
         parts = self.parts
         await parts.deliveries.hand_over(2.0)
+        if self.history is not None:
+            await self.history.stop(2.0)  # what was decided is written before we go
         campaign_stop.set()
         await campaign
         await self.close()
@@ -346,6 +371,15 @@ class Monitor:
             silences=[status_of(s) for s in self.silences.current(self.clock())],
         )
 
+    async def read_history(self, query: HistoryQuery) -> list[Event]:
+        """Events from the history stream (any replica can read it); StoreError if it
+        cannot be read."""
+        history = self.cfg.history
+        if history is None or not history.enabled or self._parts is None:
+            raise StoreError("history is off on this monitor")
+        js = self._parts.nc.jetstream()
+        return await read_history(js, history, query, self.clock(), timeout_s=5.0)
+
     def snapshot(self) -> Snapshot:
         """Every figure for /metrics, at once."""
         now = self.clock()
@@ -389,6 +423,8 @@ class Monitor:
             pending=dict(owed),
             tick_buckets=tuple(self.tick_timer.buckets()),
             tick_total_s=self.tick_timer.total_s,
+            history_events=dict(self.history.written) if self.history else {},
+            history_errors=self.history.errors if self.history else 0,
         )
 
     def healthy(self) -> tuple[bool, str]:
@@ -428,8 +464,28 @@ class Monitor:
             self.subjects.set_record(key, rec, rev)
         elif (t := self.subjects.get(key)) is not None and t.record is not None and rev > t.rev:
             log.info("record %s was deleted: retiring the subject", key)
+            self._retired(key, t.rev, "record deleted")
             self.subjects.retire(key)
             parts.janitor.deleted(key)
+
+    def _retired(self, subject: str, revision: int, why: str) -> None:
+        """History: the leader records a retirement (named by the record's last revision,
+        so the same whoever records it)."""
+        if self.history is not None and self.leading():
+            now = self.clock()
+            self.history.record(
+                [retired_event(subject, revision, monitor=self.cfg.replica_id, now=now, why=why)]
+            )
+
+    def _resume_history(self, now: float) -> None:
+        """A new term: publish again the transitions still pending that a predecessor
+        may have committed but not written (the stream drops those it did write)."""
+        if self.history is None:
+            return
+        # Inside the duplicate window, with room for the time the publish takes.
+        horizon = self.history.duplicate_window_s * 0.8
+        records = (r for s in list(self.subjects.pending) if (r := self.subjects.record(s)))
+        self.history.record(resumed(records, now, horizon))
 
     # ----- connection and sight --------------------------------------------------
 
@@ -540,6 +596,7 @@ class Monitor:
                 return  # a new leader judges nothing before it has seen everything
             self._terms_seen = election.terms
             log.info("monitor %s leads; caught up, evaluating", self.cfg.replica_id)
+            self._resume_history(now)
         await self._check_capacity(now)
         await self._purge_silences(now)
         started = time.perf_counter()

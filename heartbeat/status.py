@@ -20,6 +20,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from heartbeat import statuspage
 from heartbeat.durations import SECOND, format_duration_ns
 from heartbeat.engine import Health, Record, health, is_late, miss_count, silent_past
+from heartbeat.errors import HeartbeatError
+from heartbeat.history import Event, HistoryQuery, encode_events
 from heartbeat.jobrules import next_scheduled
 from heartbeat.quiet import LOUD, Hush, QuietKind
 from heartbeat.ratelog import RateLog
@@ -282,6 +284,9 @@ class StatusSource(Protocol):
     def ready(self) -> tuple[bool, str]: ...
 
 
+HistoryReader = Callable[[HistoryQuery], Awaitable[list[Event]]]
+"""Reads the events stream (heartbeat.history_read through the monitor's connection)."""
+
 PROBES = ("/healthz", "/readyz")
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -291,9 +296,11 @@ def make_app(
     *,
     metrics: Callable[[], bytes] | None = None,
     token: str = "",
+    history: HistoryReader | None = None,
 ) -> web.Application:
     """``GET /`` status JSON, ``/ui`` (the status page), ``/healthz``, ``/readyz`` and
-    (given) ``/metrics``.
+    (given) ``/metrics`` and ``/history`` (``?subject=PATTERN&since=SECONDS&limit=N``:
+    ``{"events": [...]}``, oldest first; 404 when history is off).
 
     With ``token``, everything but the probes and the page's script and style needs
     ``Authorization: Bearer <token>`` or the status page's session cookie
@@ -341,6 +348,7 @@ def make_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     statuspage.add_routes(app, token)
+    app.router.add_get("/history", history_handler(history))
     if metrics is not None:
         render = metrics
 
@@ -349,6 +357,28 @@ def make_app(
 
         app.router.add_get("/metrics", metrics_handler)
     return app
+
+
+def history_handler(
+    history: HistoryReader | None,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``GET /history``: 400 for a bad query, 404 when history is off, 503 when the
+    stream cannot be read."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if history is None:
+            return web.Response(status=404, text="history is off on this monitor\n")
+        try:
+            query = HistoryQuery.parse(request.query)
+        except ValueError as e:
+            return web.Response(status=400, text=f"{e}\n")
+        try:
+            events = await history(query)
+        except HeartbeatError as e:
+            return web.Response(status=503, text=f"{for_log(str(e), 300)}\n")
+        return web.Response(body=encode_events(events), content_type="application/json")
+
+    return handler
 
 
 class RequestErrors(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -89,9 +89,22 @@ def test_every_family_is_there() -> None:
             "pending_notifications",
             "held_alerts",
             "refused_subjects",
+            "history_events",
+            "history_errors",
             "evaluation_seconds",
         )
     )
+
+
+def test_history_counters() -> None:
+    snap = mksnapshot(history_events={"alert": 2, "delivery": 5}, history_errors=1)
+    typ, samples = only(snap, "history_events")
+    assert typ == "counter"
+    assert samples == {
+        (P + "history_events_total", (("kind", "alert"),)): 2.0,
+        (P + "history_events_total", (("kind", "delivery"),)): 5.0,
+    }
+    assert only(snap, "history_errors")[1] == {(P + "history_errors_total", ()): 1.0}
 
 
 @pytest.mark.parametrize(
@@ -103,6 +116,7 @@ def test_every_family_is_there() -> None:
         pytest.param("cas_conflicts", "conflicts", 2, "counter", id="cas-conflicts"),
         pytest.param("state_write_errors", "write_errors", 5, "counter", id="write-errors"),
         pytest.param("ignored_records", "ignored_records", 1, "counter", id="ignored-records"),
+        pytest.param("history_errors", "history_errors", 3, "counter", id="history-errors"),
         pytest.param("heartbeats_received", "heartbeats", 0, "counter", id="heartbeats-zero"),
     ],
 )
