@@ -115,6 +115,12 @@ async def test_a_parent_with_fifty_dependents_down_together_sends_one_notificati
         assert alert["dependents_missing"] == 50
         assert alert["dependents"] == hosts[:NAMED]
         assert alerting(mon, hosts) == []
+        rows = {r.subject: r for r in mon.report().subjects}
+        assert {(rows[s].quiet, rows[s].quiet_ref, rows[s].quiet_until) for s in hosts} == {
+            ("suppressed", parent, None)
+        }
+        assert rows[parent].quiet is None and rows[parent].alert_active
+        assert mon.snapshot().quiet[QuietKind.SUPPRESSED] == 50
 
         # The uplink is back with 40 hosts; 10 stay missing.
         missing = hosts[:10]
