@@ -49,13 +49,15 @@ class Dependency:
 
 @dataclass(frozen=True, slots=True)
 class Parent:
-    """What :func:`decide` needs of one parent: its view, its alert deadline and the
-    return this replica saw in its beats (0.0: none)."""
+    """What :func:`decide` needs of one parent: its view, its alert deadline, the
+    return this replica saw in its beats (0.0: none) and, if known, whether it is
+    down at the time asked (None: decide works it out)."""
 
     subject: str
     view: Record
     deadline: float
     returned: float = 0.0
+    down: bool | None = None
 
 
 def parents_of(rules: Sequence[Dependency], subject: str) -> tuple[str, ...]:
@@ -99,20 +101,18 @@ def is_down(view: Record, now: float) -> bool:
     return is_late(view, now)
 
 
-def back_at(parent: Parent) -> float:
-    return max(parent.returned, parent.view.back_at or 0.0)
-
-
 def decide(view: Record, parents: Iterable[Parent], now: float) -> Hush:
     """The hush of a dependent (``view``) given its known parents, at ``now``."""
     parents = tuple(parents)
     if not parents:
         return LOUD
-    ended = max(back_at(p) for p in parents)
+    ended = 0.0
+    for p in parents:
+        ended = max(ended, p.returned, p.view.back_at or 0.0)
     if not is_down(view, now):
         return Hush(None, ended)
     for p in parents:
-        if is_down(p.view, now):
+        if p.down if p.down is not None else is_down(p.view, now):
             return Hush(Quiet(QuietKind.SUPPRESSED, None, p.subject), ended)
     if view.alert_active:
         return Hush(None, ended)  # alerted already (parent up): its repeats go out
@@ -153,6 +153,9 @@ class Dependencies:
         self._parents: dict[str, tuple[str, ...]] = {}
         self._members: dict[str, tuple[str, ...]] = {}
         self._members_key = (-1, -1)
+        # Parents as of one ``now``: status and metrics ask for every subject at once.
+        self._parents_at: dict[str, Parent | None] = {}
+        self._parents_now = -1.0
 
     def attach(self) -> None:
         """Watch the parents' beats (the only per-beat cost: one set lookup)."""
@@ -167,7 +170,16 @@ class Dependencies:
             got = self._parents[subject] = parents_of(self.rules, subject)
         return got
 
-    def _parent(self, subject: str) -> Parent | None:
+    def _parent_at(self, subject: str, now: float) -> Parent | None:
+        if now != self._parents_now:
+            self._parents_at.clear()
+            self._parents_now = now
+        if subject in self._parents_at:
+            return self._parents_at[subject]
+        got = self._parents_at[subject] = self._parent(subject, now)
+        return got
+
+    def _parent(self, subject: str, now: float) -> Parent | None:
         track = self.subjects.get(subject)
         if track is None or (track.record is None and track.beat is None):
             return None
@@ -176,7 +188,7 @@ class Dependencies:
             return None
         engine = self.subjects.engine_for(subject)
         deadline = alert_deadline(view, engine, self.subjects.sight_since)
-        return Parent(subject, view, deadline, self.returned.get(subject, 0.0))
+        return Parent(subject, view, deadline, self.returned.get(subject, 0.0), is_down(view, now))
 
     def hush(self, subject: str, now: float) -> Hush:
         names = self.parents_of(subject)
@@ -185,10 +197,13 @@ class Dependencies:
         track = self.subjects.get(subject)
         if track is None:
             return LOUD
-        parents = [p for n in names if (p := self._parent(n)) is not None]
+        parents = [p for n in names if (p := self._parent_at(n, now)) is not None]
         out = decide(track.view(), parents, now)
-        if out.quiet is not None:
-            self.quieted.setdefault(out.quiet.ref, set()).add(subject)
+        if (q := out.quiet) is not None:
+            woken = self.quieted.get(q.ref)
+            if woken is None:
+                woken = self.quieted[q.ref] = set()
+            woken.add(subject)
         return out
 
     def on_parent_beat(self, parent: str, prev: Beat | None, beat: Beat | None) -> None:
@@ -201,6 +216,7 @@ class Dependencies:
             back = returned_at(prev, beat, track.record if track is not None else None)
             if back > self.returned.get(parent, 0.0):
                 self.returned[parent] = back
+        self._parents_at.pop(parent, None)  # decided as of an older beat
         woken = self.quieted.pop(parent, None)
         if woken:
             for s in woken:
