@@ -27,6 +27,7 @@ from tests.harness import (
     monitor_config,
     names,
     recording_receiver,
+    run_cli,
     webhook_events,
     webhook_monitor,
 )
@@ -151,3 +152,67 @@ async def test_a_parent_with_fifty_dependents_down_together_sends_one_notificati
         assert told == {("alert", parent), ("resolved", parent)} | {("alert", s) for s in missing}
         assert len(webhook_events(rx)) == 12  # no resolve for a host that was never told
         assert all("dependents" not in e for e in webhook_events(rx) if e["subject"] != parent)
+
+
+async def test_a_paused_parent_back_without_an_alert_still_holds_its_dependents_a_window(
+    nats_server: NatsServer, nc: NATS, unique: str
+) -> None:
+    """The uplink is paused (no alert, so no ``back_at`` in its record): its return is
+    the one every replica saw in its beats, and the hosts still missing alert a full
+    window after it."""
+    p = names(unique)["prefix"]
+    parent = p + "dc1.uplink"
+    hosts = [p + f"dc1.h{i}" for i in range(5)]
+    bucket = f"SIL_{unique}"
+    cfg = monitor_config(
+        unique,
+        poll_s=0.05,
+        tolerance_s=TOLERANCE_S,
+        silence_bucket=bucket,
+        depends=(Dependency((p + "dc1.>",), parent),),
+    )
+    async with (
+        recording_receiver() as rx,
+        webhook_monitor(nats_server.url, cfg, rx) as (mon, _),
+        beating(nc, parent, hosts) as live,
+    ):
+        await eventually(mon.leading, what="leadership")
+        paused = await asyncio.to_thread(
+            run_cli,
+            "pause", parent, "--reason", "uplink firmware",
+            "--nats-url", nats_server.url, "--silence-bucket", bucket,
+        )  # fmt: skip
+        assert paused.returncode == 0, paused.stderr
+        quiet = mon.quieter.hush_for
+
+        def kind(s: str) -> QuietKind | None:
+            q = quiet(s, mon.clock()).quiet
+            return None if q is None else q.kind
+
+        await eventually(lambda: kind(parent) is QuietKind.PAUSED, 10, what="the pause")
+        live.clear()
+        await eventually(
+            lambda: all(
+                (q := quiet(s, mon.clock()).quiet) is not None
+                and q.until is None
+                and q.ref == parent
+                for s in hosts
+            ),
+            15,
+            what="every host suppressed by the late, paused uplink",
+        )
+        live.update([parent, *hosts[2:]])  # back, still paused; h0 and h1 are not
+        await eventually(lambda: len(alerting(mon, hosts[:2])) == 2, 15, what="h0, h1 alerts")
+        back = mon.depends.returned[parent]
+        rec = mon.subjects.record(parent)
+        assert rec is not None and rec.back_at is None and not rec.alert_active  # never told
+        window_s = HOST_INTERVAL.total_seconds() + TOLERANCE_S
+        for s in hosts[:2]:
+            r = mon.subjects.record(s)
+            assert r is not None and r.alert_since is not None
+            assert window_s <= r.alert_since - back < window_s + 2.0, s
+        await eventually(lambda: len(webhook_events(rx)) == 2, 10, what="the two alerts sent")
+        assert sorted((e["event"], e["subject"]) for e in webhook_events(rx)) == [
+            ("alert", hosts[0]),
+            ("alert", hosts[1]),
+        ]
