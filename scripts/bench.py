@@ -9,6 +9,9 @@ One run starts a private nats-server (temporary store) and measures:
   5. kv        KV writes per heartbeat at steady state (10k subjects beating every second)
   6. startup   Monitor.start() to ready with 100k records and 100k beats
   7. failover  takeover after kill -9 / SIGTERM of the leading `nats-heartbeat monitor`
+  8. fresh     new subjects, each published twice, into a `nats-heartbeat monitor` process:
+               until GET / lists them all, busy after, RSS per subject, idle CPU, one GET /;
+               with --go-monitor PATH the same run against the Go tool's monitor, side by side
 
 It prints a table (figure, value, target, pass/fail) and writes every figure, with its
 details, to a JSON file.  Exit status: 0; 2 when a figure could not be measured; with
@@ -29,6 +32,7 @@ import platform
 import random
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,10 +67,13 @@ from tests.harness import (  # noqa: E402
     MonitorProcess,
     NatsServer,
     Receiver,
+    cli_binary,
+    cli_env,
     eventually,
     free_port,
     names,
     recording_receiver,
+    stop_process,
 )
 
 log = logging.getLogger("bench")
@@ -114,6 +121,10 @@ FIGURES: dict[str, list[str]] = {
     "startup": ["startup_ready_s"],
     "failover": ["failover_kill_s", "failover_term_s"],
     "integrity": ["wrongly_retired"],
+    "fresh": [
+        f"fresh_{k}"
+        for k in ("listed_s", "busy_after_s", "rss_per_subject_bytes", "idle_cpu", "get_s")
+    ],
 }
 
 
@@ -134,6 +145,8 @@ class Sizes:
     lease_ttl_s: float = 10.0  # figure 7 (the CLI default)
     kill_trials: int = 2
     term_trials: int = 3
+    fresh_poll_s: float = 0.2  # figure 8 (issue 12's side-by-side setting)
+    fresh_idle_s: float = 10.0
 
 
 FULL = Sizes()
@@ -150,6 +163,7 @@ QUICK = Sizes(
     lease_ttl_s=1.0,
     kill_trials=1,
     term_trials=1,
+    fresh_idle_s=2.0,
 )
 
 
@@ -902,6 +916,199 @@ async def bench_failover(url: str, sizes: Sizes, logs: Path) -> list[Result]:
     ]  # fmt: skip
 
 
+# ----- figure 8: fresh subjects into a monitor process, ours or the Go tool's --------------------
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc (fields 14 and 15 of stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+async def quiet_since(pid: int, within: float, busy_cpu: float = 0.2) -> float:
+    """perf_counter when the process began its first 1-s window under ``busy_cpu`` s/s."""
+    samples: list[tuple[float, float]] = []
+    deadline = time.perf_counter() + within
+    while time.perf_counter() < deadline:
+        samples.append((time.perf_counter(), proc_cpu_s(pid)))
+        old = [x for x in samples if x[0] <= samples[-1][0] - 1.0]
+        if old:
+            (t0, c0), (t1, c1) = old[-1], samples[-1]
+            if (c1 - c0) / (t1 - t0) < busy_cpu:
+                return t0
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"the monitor stayed busy for {within:g}s")
+
+
+def fresh_command(go_monitor: str | None, url: str, store: StoreConfig, port: int, poll_s: float
+                  ) -> list[str]:  # fmt: skip
+    """Either monitor, watching the same prefix at the same poll, on its own status port."""
+    poll, addr = f"{poll_s * 1000:g}ms", f"127.0.0.1:{port}"
+    if go_monitor:  # the Go flags (single dash); -prime-stream as its README runs it
+        return [go_monitor, "-nats-url", url, "-subject-prefix", store.subject_prefix,
+                "-prime-stream", store.stream, "-poll", poll, "-status-addr", addr]  # fmt: skip
+    return [cli_binary(), "monitor", "--nats-url", url, "--subject-prefix", store.subject_prefix,
+            "--stream", store.stream, "--state-bucket", store.bucket, "--poll", poll,
+            "--status-addr", addr, "--notify-log"]  # fmt: skip
+
+
+def spawn(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as out:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                env=cli_env())  # fmt: skip
+
+
+async def fresh_get(session: aiohttp.ClientSession, url: str) -> tuple[int, float, int]:
+    """(subjects listed, seconds, bytes) of one full GET /; each row has one allowed_window."""
+    started = time.perf_counter()
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=60)) as resp:
+        resp.raise_for_status()
+        body = await resp.read()
+    return body.count(b'"allowed_window"'), time.perf_counter() - started, len(body)
+
+
+async def fresh_run(
+    js: JetStreamContext, url: str, sizes: Sizes, logs: Path, go_monitor: str | None
+) -> dict[str, Any]:
+    """Start the monitor, publish N new subjects twice, and time what it does with them."""
+    world = World.new(url, "go" if go_monitor else "fr")
+    if go_monitor:  # the Go monitor creates nothing; the JetStream publishes need the stream
+        await ensure_stream(js, world.store)
+    n, port = sizes.subjects, free_port()
+    status = f"http://127.0.0.1:{port}"
+    log_path = logs / f"fresh-{world.unique}.log"
+    proc = spawn(fresh_command(go_monitor, url, world.store, port, sizes.fresh_poll_s), log_path)
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def up() -> bool:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    path = "/" if go_monitor else "/readyz"  # the Go monitor has no probes
+                    async with session.get(status + path) as resp:
+                        return resp.status == 200
+                if proc.poll() is not None:
+                    raise RuntimeError(f"monitor exited: {log_path.read_text()[-1500:]}")
+                return False
+
+            await eventually(up, 60, "the monitor's status listener", every=0.05)
+            await quiet_since(proc.pid, 30)
+            rss0 = proc_rss(proc.pid)
+            world.subjects = [world.subject("new", i) for i in range(n)]
+            started = time.perf_counter()
+
+            async def publish_twice() -> float:
+                for _ in range(2):
+                    now = datetime.now(UTC)
+                    await publish_pipelined(
+                        js, ((s, beat_payload(s, HOUR_NS, now)) for s in world.subjects)
+                    )
+                return time.perf_counter() - started
+
+            publishing = asyncio.create_task(publish_twice())
+            polls, last = 0, (0, 0.0, 0)
+            while last[0] < n:
+                if time.perf_counter() - started > 300:
+                    raise TimeoutError(f"GET / listed {last[0]} of {n} after 300s")
+                last = await fresh_get(session, status + "/")
+                polls += 1
+            listed = time.perf_counter()
+            published_s = await publishing
+            quiet = await quiet_since(proc.pid, 300)
+            cpu0, t0 = proc_cpu_s(proc.pid), time.perf_counter()
+            await asyncio.sleep(sizes.fresh_idle_s)
+            idle = (proc_cpu_s(proc.pid) - cpu0) / (time.perf_counter() - t0)
+            rss1 = proc_rss(proc.pid)
+            gets = [await fresh_get(session, status + "/") for _ in range(3)]
+    finally:
+        stop_process(proc)
+        with contextlib.suppress(Exception):
+            await js.delete_stream(world.store.stream)
+        if not go_monitor:
+            with contextlib.suppress(Exception):
+                await js.delete_key_value(world.store.bucket)
+    return {
+        "listed_s": listed - started,
+        "busy_after_s": max(0.0, quiet - listed),
+        "rss_per_subject_bytes": (rss1 - rss0) / n,
+        "idle_cpu": idle,
+        "get_s": statistics.median(g[1] for g in gets),
+        "details": {"subjects": n, "published_twice_s": round(published_s, 3),
+                    "status_polls": polls, "rss_before": rss0, "rss_after": rss1,
+                    "get_s_each": [round(g[1], 3) for g in gets], "get_bytes": gets[0][2],
+                    "listed_by_last_get": gets[-1][0], "idle_window_s": sizes.fresh_idle_s,
+                    "poll_s": sizes.fresh_poll_s, "loadavg": os.getloadavg()},
+    }  # fmt: skip
+
+
+FRESH_ROWS = (  # (key, figure, unit)
+    ("listed_s", "first publish -> GET / lists all", "s"),
+    ("busy_after_s", "busy after that", "s"),
+    ("rss_per_subject_bytes", "RSS per subject, settled", "B"),
+    ("idle_cpu", "idle CPU, all healthy", "s/s"),
+    ("get_s", "one GET / (median of 3)", "s"),
+)
+# Issue 12's targets, ours against the Go tool's figure: at most this ratio.
+FRESH_RATIOS = {"listed_s": 1.0, "rss_per_subject_bytes": 0.5, "idle_cpu": 0.2, "get_s": 1.0}
+
+
+def fresh_results(ours: dict[str, Any], go: dict[str, Any] | None, go_error: str) -> list[Result]:
+    n = ours["details"]["subjects"]
+    results = []
+    for key, figure, unit in FRESH_ROWS:
+        label = f"8. fresh: {figure}"
+        if key == "busy_after_s":
+            results.append(
+                at_most(
+                    f"fresh_{key}",
+                    label,
+                    ours[key],
+                    5.0,
+                    unit,
+                    notes=f"{n} new subjects",
+                    details=ours["details"],
+                )
+            )
+        else:
+            results.append(info(f"fresh_{key}", label, ours[key], unit, details=ours["details"]))
+        if go is None and not go_error:
+            continue
+        go_key = f"go_fresh_{key}"
+        if go is None:
+            results.append(Result(go_key, f"{label} (Go)", None, unit, "", None, error=go_error))
+            continue
+        results.append(info(go_key, f"{label} (Go)", go[key], unit, details=go["details"]))
+        limit = FRESH_RATIOS.get(key)
+        if limit is not None and go[key] > 0:
+            results.append(at_most(f"fresh_{key}_vs_go", f"{label}: ours / Go",
+                                   ours[key] / go[key], limit, "x"))  # fmt: skip
+    return results
+
+
+async def bench_fresh(
+    nc: NATS, url: str, sizes: Sizes, logs: Path, go_monitor: str | None
+) -> list[Result]:
+    """Figure 8: ours, then (given a binary) the Go tool's monitor, one after the other."""
+    js = nc.jetstream()
+    ours = await fresh_run(js, url, sizes, logs, None)
+    go, go_error = None, ""
+    if go_monitor:
+        try:
+            go = await fresh_run(js, url, sizes, logs, go_monitor)
+        except Exception as e:  # keep our figures; say why the Go ones are missing
+            log.error("the Go monitor's run failed:\n%s", traceback.format_exc())
+            go_error = f"{type(e).__name__}: {e}"
+    return fresh_results(ours, go, go_error)
+
+
 # ----- the run ----------------------------------------------------------------------------------
 
 
@@ -923,7 +1130,9 @@ async def guarded(
     return results
 
 
-async def run_all(sizes: Sizes, only: set[str], tmp: Path) -> list[Result]:
+async def run_all(
+    sizes: Sizes, only: set[str], tmp: Path, go_monitor: str | None = None
+) -> list[Result]:
     server = NatsServer(tmp / "store").start()
     results: list[Result] = []
     nc = await connect(ConnectOptions(servers=(server.url,), name="bench"))
@@ -947,6 +1156,8 @@ async def run_all(sizes: Sizes, only: set[str], tmp: Path) -> list[Result]:
             results += await guarded("kv", bench_kv(nc, server.url, sizes))
         if "failover" in only:
             results += await guarded("failover", bench_failover(server.url, sizes, tmp))
+        if "fresh" in only:
+            results += await guarded("fresh", bench_fresh(nc, server.url, sizes, tmp, go_monitor))
     finally:
         await close_connection(nc)
         server.stop()
@@ -984,6 +1195,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="bench-results.json", help="JSON results file")
     p.add_argument("--only", default="", help=f"comma-separated subset of {', '.join(FIGURES)}")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--go-monitor", metavar="PATH",
+                   help="also run figure 8 (fresh) against this binary of the Go tool's monitor "
+                        "(github.com/venkytv/nats-heartbeat cmd/monitor); the bench only runs "
+                        "it, build it yourself")  # fmt: skip
     p.add_argument("--memory-child", nargs=4, metavar=("URL", "STREAM", "BUCKET", "PREFIX"),
                    help=argparse.SUPPRESS)  # fmt: skip
     args = p.parse_args(argv)
@@ -996,12 +1211,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = only - set(FIGURES)
     if unknown:
         p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
+    if args.go_monitor is not None:
+        if not os.access(args.go_monitor, os.X_OK) or os.path.isdir(args.go_monitor):
+            p.error(f"--go-monitor: {args.go_monitor} is not an executable file")
+        if "fresh" not in only:
+            p.error("--go-monitor needs the fresh figure (add it to --only)")
     sizes = QUICK if args.quick else FULL
     mode = "quick" if args.quick else "full"
     print(f"==> nats-heartbeat bench ({mode}): {', '.join(sorted(only))}", file=sys.stderr)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nats-heartbeat-bench-") as tmp:
-        results = asyncio.run(run_all(sizes, only, Path(tmp)))
+        results = asyncio.run(run_all(sizes, only, Path(tmp), args.go_monitor))
     elapsed = time.perf_counter() - started
     print(table(results))
     measured = [r for r in results if r.passed is not None]
