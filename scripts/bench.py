@@ -954,6 +954,19 @@ async def quiet_since(pid: int, within: float, busy_cpu: float = 0.25, span: flo
     raise TimeoutError(f"the monitor stayed busy for {within:g}s")
 
 
+async def settled(pid: int, idle_s: float, until: float, busy_cpu: float = 0.25
+                  ) -> tuple[float, float]:  # fmt: skip
+    """(when the process went quiet, its CPU s/s over the next ``idle_s``): a quiet spell
+    counts only if the whole idle window after it stays under ``busy_cpu`` too."""
+    while True:
+        quiet = await quiet_since(pid, until - time.perf_counter(), busy_cpu)
+        cpu0, t0 = proc_cpu_s(pid), time.perf_counter()
+        await asyncio.sleep(idle_s)
+        idle = (proc_cpu_s(pid) - cpu0) / (time.perf_counter() - t0)
+        if idle < busy_cpu:
+            return quiet, idle
+
+
 def fresh_command(go_monitor: str | None, url: str, store: StoreConfig, port: int, poll_s: float
                   ) -> list[str]:  # fmt: skip
     """Either monitor, watching the same prefix at the same poll, on its own status port."""
@@ -1042,10 +1055,7 @@ async def fresh_run(
             stored = await stream_count(js, world.store.stream)  # core publishes: check
             if stored != n:
                 raise RuntimeError(f"the stream holds {stored} of {n} subjects")
-            quiet = await quiet_since(proc.pid, 300)
-            cpu0, t0 = proc_cpu_s(proc.pid), time.perf_counter()
-            await asyncio.sleep(sizes.fresh_idle_s)
-            idle = (proc_cpu_s(proc.pid) - cpu0) / (time.perf_counter() - t0)
+            quiet, idle = await settled(proc.pid, sizes.fresh_idle_s, started + 300)
             rss1 = proc_rss(proc.pid)
             gets = [await asyncio.to_thread(fresh_get, status + "/") for _ in range(3)]
     finally:
