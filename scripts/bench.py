@@ -1078,9 +1078,9 @@ async def fresh_run(
             if stored != n:
                 raise RuntimeError(f"the stream holds {stored} of {n} subjects")
             quiet, idle = await settled(proc.pid, sizes.fresh_idle_s, started + 300)
-            cpu_settled, writes_done = idle, quiet
+            cpu_settled, writes_done = idle, quiet  # the Go monitor writes nothing
             if not go_monitor:  # nothing due: wait out the spread checkpoints of 2nd beats
-                writes_done = await writes_stopped(status, started + 900)
+                writes_done = await writes_stopped(status, started + 900, sizes.fresh_idle_s / 2)
                 cpu0, t0 = proc_cpu_s(proc.pid), time.perf_counter()
                 await asyncio.sleep(sizes.fresh_idle_s)
                 idle = (proc_cpu_s(proc.pid) - cpu0) / (time.perf_counter() - t0)
@@ -1093,6 +1093,7 @@ async def fresh_run(
         if not go_monitor:
             with contextlib.suppress(Exception):
                 await js.delete_key_value(world.store.bucket)
+    writes_after = None if go_monitor else round(writes_done - listed, 2)
     return {
         "listed_s": listed - started,
         "busy_after_s": max(0.0, quiet - listed),
@@ -1102,7 +1103,7 @@ async def fresh_run(
         "details": {"subjects": n, "published_twice_s": round(published_s, 3),
                     "stream_messages": stored, "status_polls": polls,
                     "cpu_when_settled": round(cpu_settled, 4),
-                    "kv_writes_done_after_s": round(writes_done - listed, 2),
+                    "kv_writes_done_after_s": writes_after,
                     "last_poll_s": round(last[2], 3), "rss_before": rss0, "rss_after": rss1,
                     "get_s_each": [round(g[2], 3) for g in gets], "get_bytes": gets[0][3],
                     "listed_by_last_get": gets[-1][0], "idle_window_s": sizes.fresh_idle_s,
