@@ -9,9 +9,10 @@ One run starts a private nats-server (temporary store) and measures:
   5. kv        KV writes per heartbeat at steady state (10k subjects beating every second)
   6. startup   Monitor.start() to ready with 100k records and 100k beats
   7. failover  takeover after kill -9 / SIGTERM of the leading `nats-heartbeat monitor`
-  8. fresh     new subjects, each published twice, into a `nats-heartbeat monitor` process:
-               until GET / lists them all, busy after, RSS per subject, idle CPU, one GET /;
-               with --go-monitor PATH the same run against the Go tool's monitor, side by side
+  8b. side     (only with --go-monitor PATH, or --only side) 100k new subjects, each published
+               twice, into a `nats-heartbeat monitor` process and then into the Go tool's
+               monitor, measured alike: until listed, busy after, RSS per subject, idle CPU,
+               one GET /
 
 It prints a table (figure, value, target, pass/fail) and writes every figure, with its
 details, to a JSON file.  Exit status: 0; 2 when a figure could not be measured; with
@@ -123,8 +124,8 @@ FIGURES: dict[str, list[str]] = {
     "startup": ["startup_ready_s"],
     "failover": ["failover_kill_s", "failover_term_s"],
     "integrity": ["wrongly_retired"],
-    "fresh": [
-        f"fresh_{k}"
+    "side": [  # not in a default run: --go-monitor (or --only side) asks for it
+        f"side_{k}"
         for k in ("listed_s", "busy_after_s", "rss_per_subject_bytes", "idle_cpu", "get_s")
     ],
 }
@@ -147,8 +148,8 @@ class Sizes:
     lease_ttl_s: float = 10.0  # figure 7 (the CLI default)
     kill_trials: int = 2
     term_trials: int = 3
-    fresh_poll_s: float = 0.2  # figure 8 (issue 12's side-by-side setting)
-    fresh_idle_s: float = 10.0
+    side_poll_s: float = 0.2  # figure 8b (issue 12's side-by-side setting)
+    side_idle_s: float = 10.0
 
 
 FULL = Sizes()
@@ -165,7 +166,7 @@ QUICK = Sizes(
     lease_ttl_s=1.0,
     kill_trials=1,
     term_trials=1,
-    fresh_idle_s=2.0,
+    side_idle_s=2.0,
 )
 
 
@@ -918,17 +919,17 @@ async def bench_failover(url: str, sizes: Sizes, logs: Path) -> list[Result]:
     ]  # fmt: skip
 
 
-# ----- figure 8: fresh subjects into a monitor process, ours or the Go tool's --------------------
+# ----- figure 8b: new subjects into a monitor process, ours and (--go-monitor) the Go tool's ----
 
 
-def proc_cpu_s(pid: int) -> float:
+def side_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process, from /proc (fields 14 and 15 of stat)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_rss(pid: int) -> int:
+def side_rss(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -936,7 +937,9 @@ def proc_rss(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-async def quiet_since(pid: int, within: float, busy_cpu: float = 0.25, span: float = 3.0) -> float:
+async def side_quiet_since(
+    pid: int, within: float, busy_cpu: float = 0.25, span: float = 3.0
+) -> float:
     """perf_counter when the process began its first ``span``-s window under ``busy_cpu`` s/s.
 
     The Go monitor scans every subject each poll (~0.1 s/s at 100k here), so "quiet" is
@@ -945,7 +948,7 @@ async def quiet_since(pid: int, within: float, busy_cpu: float = 0.25, span: flo
     samples: list[tuple[float, float]] = []
     deadline = time.perf_counter() + within
     while time.perf_counter() < deadline:
-        samples.append((time.perf_counter(), proc_cpu_s(pid)))
+        samples.append((time.perf_counter(), side_cpu_s(pid)))
         old = [x for x in samples if x[0] <= samples[-1][0] - span]
         if old:
             (t0, c0), (t1, c1) = old[-1], samples[-1]
@@ -955,20 +958,20 @@ async def quiet_since(pid: int, within: float, busy_cpu: float = 0.25, span: flo
     raise TimeoutError(f"the monitor stayed busy for {within:g}s")
 
 
-async def settled(pid: int, idle_s: float, until: float, busy_cpu: float = 0.25
+async def side_settled(pid: int, idle_s: float, until: float, busy_cpu: float = 0.25
                   ) -> tuple[float, float]:  # fmt: skip
     """(when the process went quiet, its CPU s/s over the next ``idle_s``): a quiet spell
     counts only if the whole idle window after it stays under ``busy_cpu`` too."""
     while True:
-        quiet = await quiet_since(pid, until - time.perf_counter(), busy_cpu)
-        cpu0, t0 = proc_cpu_s(pid), time.perf_counter()
+        quiet = await side_quiet_since(pid, until - time.perf_counter(), busy_cpu)
+        cpu0, t0 = side_cpu_s(pid), time.perf_counter()
         await asyncio.sleep(idle_s)
-        idle = (proc_cpu_s(pid) - cpu0) / (time.perf_counter() - t0)
+        idle = (side_cpu_s(pid) - cpu0) / (time.perf_counter() - t0)
         if idle < busy_cpu:
             return quiet, idle
 
 
-def kv_writes(status: str) -> float:
+def side_kv_writes(status: str) -> float:
     with urllib.request.urlopen(status + "/metrics", timeout=30) as resp:
         found = re.search(rb"^\w*kv_writes_total (\S+)$", resp.read(), re.M)
     if found is None:
@@ -976,11 +979,11 @@ def kv_writes(status: str) -> float:
     return float(found.group(1))
 
 
-async def writes_stopped(status: str, until: float, still_s: float = 5.0) -> float:
+async def side_writes_stopped(status: str, until: float, still_s: float = 5.0) -> float:
     """perf_counter of our monitor's last KV write (its counter then still for ``still_s``)."""
     last, since = -1.0, time.perf_counter()
     while time.perf_counter() < until:
-        count, now = await asyncio.to_thread(kv_writes, status), time.perf_counter()
+        count, now = await asyncio.to_thread(side_kv_writes, status), time.perf_counter()
         if count != last:
             last, since = count, now
         elif now - since >= still_s:
@@ -989,7 +992,7 @@ async def writes_stopped(status: str, until: float, still_s: float = 5.0) -> flo
     raise TimeoutError("the monitor's KV writes did not stop")
 
 
-def fresh_command(go_monitor: str | None, url: str, store: StoreConfig, port: int, poll_s: float
+def side_command(go_monitor: str | None, url: str, store: StoreConfig, port: int, poll_s: float
                   ) -> list[str]:  # fmt: skip
     """Either monitor, watching the same prefix at the same poll, on its own status port."""
     poll, addr = f"{poll_s * 1000:g}ms", f"127.0.0.1:{port}"
@@ -1001,13 +1004,13 @@ def fresh_command(go_monitor: str | None, url: str, store: StoreConfig, port: in
             "--status-addr", addr, "--notify-log"]  # fmt: skip
 
 
-def spawn(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+def side_spawn(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as out:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                 env=cli_env())  # fmt: skip
 
 
-def fresh_get(url: str) -> tuple[int, float, float, int]:
+def side_get(url: str) -> tuple[int, float, float, int]:
     """(subjects listed, started, seconds, bytes) of one full GET /, blocking: it runs in a
     thread, so reading 20-30 MB does not slow the publisher's event loop.  Each row of
     either monitor's JSON has one allowed_window."""
@@ -1017,8 +1020,8 @@ def fresh_get(url: str) -> tuple[int, float, float, int]:
     return body.count(b'"allowed_window"'), started, time.perf_counter() - started, len(body)
 
 
-def fresh_count(url: str) -> tuple[int, float, float, int]:
-    """fresh_get's answer from our /metrics: the subjects gauge, summed over states."""
+def side_count(url: str) -> tuple[int, float, float, int]:
+    """side_get's answer from our /metrics: the subjects gauge, summed over states."""
     started = time.perf_counter()
     with urllib.request.urlopen(url, timeout=60) as resp:
         body = resp.read()
@@ -1028,7 +1031,7 @@ def fresh_count(url: str) -> tuple[int, float, float, int]:
     return int(sum(float(c) for c in counts)), started, time.perf_counter() - started, len(body)
 
 
-async def publish_core(nc: NATS, items: Iterable[tuple[str, bytes]], batch: int = 5000) -> None:
+async def side_publish(nc: NATS, items: Iterable[tuple[str, bytes]], batch: int = 5000) -> None:
     """Core publishes (both tools' agents send so) with a flush every ``batch``."""
     for i, (subject, data) in enumerate(items, 1):
         await nc.publish(subject, data)
@@ -1037,17 +1040,17 @@ async def publish_core(nc: NATS, items: Iterable[tuple[str, bytes]], batch: int 
     await nc.flush(timeout=30)
 
 
-async def fresh_run(
+async def side_run(
     nc: NATS, url: str, sizes: Sizes, logs: Path, go_monitor: str | None
 ) -> dict[str, Any]:
     """Start the monitor, publish N new subjects twice, and time what it does with them."""
-    js, world = nc.jetstream(), World.new(url, "go" if go_monitor else "fr")
+    js, world = nc.jetstream(), World.new(url, "go" if go_monitor else "sd")
     if go_monitor:  # the Go monitor creates nothing: the stream is ours, as in a mixed fleet
         await ensure_stream(js, world.store)
     n, port = sizes.subjects, free_port()
     status = f"http://127.0.0.1:{port}"
-    log_path = logs / f"fresh-{world.unique}.log"
-    proc = spawn(fresh_command(go_monitor, url, world.store, port, sizes.fresh_poll_s), log_path)
+    log_path = logs / f"side-{world.unique}.log"
+    proc = side_spawn(side_command(go_monitor, url, world.store, port, sizes.side_poll_s), log_path)
     try:
         async with aiohttp.ClientSession() as session:
 
@@ -1061,8 +1064,8 @@ async def fresh_run(
                 return False
 
             await eventually(up, 60, "the monitor's status listener", every=0.05)
-            await quiet_since(proc.pid, 30)
-            rss0 = proc_rss(proc.pid)
+            await side_quiet_since(proc.pid, 30)
+            rss0 = side_rss(proc.pid)
             world.subjects = [world.subject("new", i) for i in range(n)]
             rounds = [  # encoded up front: the clock is for the monitor, not our encoder
                 [(s, beat_payload(s, HOUR_NS, datetime.now(UTC))) for s in world.subjects]
@@ -1072,7 +1075,7 @@ async def fresh_run(
 
             async def publish_twice() -> float:
                 for beats in rounds:
-                    await publish_core(nc, beats)
+                    await side_publish(nc, beats)
                 return time.perf_counter() - started
 
             publishing = asyncio.create_task(publish_twice())
@@ -1080,7 +1083,7 @@ async def fresh_run(
             # its event loop (polled back to back, half its time), so ours is asked for its
             # subject count on /metrics and a GET / then confirms the listing.  The Go
             # monitor has only GET /; it answers on another core.
-            ask = fresh_get if go_monitor else fresh_count
+            ask = side_get if go_monitor else side_count
             polls, last = 0, (0, 0.0, 0.0, 0)
             while last[0] < n:
                 if time.perf_counter() - started > 300:
@@ -1092,24 +1095,23 @@ async def fresh_run(
             # The answer reflects the monitor when the request arrived: the previous one,
             # started earlier, did not count them all.
             listed = last[1]
-            if (
-                not go_monitor
-                and (got := (await asyncio.to_thread(fresh_get, status + "/"))[0]) < n
-            ):
+            if not go_monitor and (got := (await asyncio.to_thread(side_get, status + "/"))[0]) < n:
                 raise RuntimeError(f"/metrics counted {n} subjects, GET / listed {got}")
             published_s = await publishing
             stored = await stream_count(js, world.store.stream)  # core publishes: check
             if stored != n:
                 raise RuntimeError(f"the stream holds {stored} of {n} subjects")
-            quiet, idle = await settled(proc.pid, sizes.fresh_idle_s, started + 300)
+            quiet, idle = await side_settled(proc.pid, sizes.side_idle_s, started + 300)
             cpu_settled, writes_done = idle, quiet  # the Go monitor writes nothing
             if not go_monitor:  # nothing due: wait out the spread checkpoints of 2nd beats
-                writes_done = await writes_stopped(status, started + 900, sizes.fresh_idle_s / 2)
-                cpu0, t0 = proc_cpu_s(proc.pid), time.perf_counter()
-                await asyncio.sleep(sizes.fresh_idle_s)
-                idle = (proc_cpu_s(proc.pid) - cpu0) / (time.perf_counter() - t0)
-            rss1 = proc_rss(proc.pid)
-            gets = [await asyncio.to_thread(fresh_get, status + "/") for _ in range(3)]
+                writes_done = await side_writes_stopped(
+                    status, started + 900, sizes.side_idle_s / 2
+                )
+                cpu0, t0 = side_cpu_s(proc.pid), time.perf_counter()
+                await asyncio.sleep(sizes.side_idle_s)
+                idle = (side_cpu_s(proc.pid) - cpu0) / (time.perf_counter() - t0)
+            rss1 = side_rss(proc.pid)
+            gets = [await asyncio.to_thread(side_get, status + "/") for _ in range(3)]
     finally:
         stop_process(proc)
         with contextlib.suppress(Exception):
@@ -1131,12 +1133,12 @@ async def fresh_run(
                     "kv_writes_done_after_s": writes_after,
                     "last_poll_s": round(last[2], 3), "rss_before": rss0, "rss_after": rss1,
                     "get_s_each": [round(g[2], 3) for g in gets], "get_bytes": gets[0][3],
-                    "listed_by_last_get": gets[-1][0], "idle_window_s": sizes.fresh_idle_s,
-                    "poll_s": sizes.fresh_poll_s, "loadavg": os.getloadavg()},
+                    "listed_by_last_get": gets[-1][0], "idle_window_s": sizes.side_idle_s,
+                    "poll_s": sizes.side_poll_s, "loadavg": os.getloadavg()},
     }  # fmt: skip
 
 
-FRESH_ROWS = (  # (key, figure, unit)
+SIDE_ROWS = (  # (key, figure, unit)
     ("listed_s", "first publish -> GET / lists all", "s"),
     ("busy_after_s", "busy after that", "s"),
     ("rss_per_subject_bytes", "RSS per subject, settled", "B"),
@@ -1144,48 +1146,48 @@ FRESH_ROWS = (  # (key, figure, unit)
     ("get_s", "one GET / (median of 3)", "s"),
 )
 # Issue 12's targets, ours against the Go tool's figure: at most this ratio.
-FRESH_RATIOS = {"listed_s": 1.0, "rss_per_subject_bytes": 0.5, "idle_cpu": 0.2, "get_s": 1.0}
+SIDE_RATIOS = {"listed_s": 1.0, "rss_per_subject_bytes": 0.5, "idle_cpu": 0.2, "get_s": 1.0}
 
 
-def fresh_results(ours: dict[str, Any], go: dict[str, Any] | None, go_error: str) -> list[Result]:
+def side_results(ours: dict[str, Any], go: dict[str, Any] | None, go_error: str) -> list[Result]:
     d = ours["details"]
     busy_notes = (f"{d['subjects']} new subjects; then {d['cpu_when_settled']:g} s/s CPU, "
                   f"last KV write {d['kv_writes_done_after_s']:g}s after listed")  # fmt: skip
     results = []
-    for key, figure, unit in FRESH_ROWS:
-        label = f"8. fresh: {figure}"
+    for key, figure, unit in SIDE_ROWS:
+        label = f"8b. side by side: {figure}"
         if key == "busy_after_s":
-            results.append(at_most(f"fresh_{key}", label, ours[key], 5.0, unit, notes=busy_notes,
+            results.append(at_most(f"side_{key}", label, ours[key], 5.0, unit, notes=busy_notes,
                                    details=d))  # fmt: skip
         else:
-            results.append(info(f"fresh_{key}", label, ours[key], unit, details=d))
+            results.append(info(f"side_{key}", label, ours[key], unit, details=d))
         if go is None and not go_error:
             continue
-        go_key = f"go_fresh_{key}"
+        go_key = f"go_side_{key}"
         if go is None:
             results.append(Result(go_key, f"{label} (Go)", None, unit, "", None, error=go_error))
             continue
         results.append(info(go_key, f"{label} (Go)", go[key], unit, details=go["details"]))
-        limit = FRESH_RATIOS.get(key)
+        limit = SIDE_RATIOS.get(key)
         if limit is not None and go[key] > 0:
-            results.append(at_most(f"fresh_{key}_vs_go", f"{label}: ours / Go",
+            results.append(at_most(f"side_{key}_vs_go", f"{label}: ours / Go",
                                    ours[key] / go[key], limit, "x"))  # fmt: skip
     return results
 
 
-async def bench_fresh(
+async def bench_side(
     nc: NATS, url: str, sizes: Sizes, logs: Path, go_monitor: str | None
 ) -> list[Result]:
     """Figure 8: ours, then (given a binary) the Go tool's monitor, one after the other."""
-    ours = await fresh_run(nc, url, sizes, logs, None)
+    ours = await side_run(nc, url, sizes, logs, None)
     go, go_error = None, ""
     if go_monitor:
         try:
-            go = await fresh_run(nc, url, sizes, logs, go_monitor)
+            go = await side_run(nc, url, sizes, logs, go_monitor)
         except Exception as e:  # keep our figures; say why the Go ones are missing
             log.error("the Go monitor's run failed:\n%s", traceback.format_exc())
             go_error = f"{type(e).__name__}: {e}"
-    return fresh_results(ours, go, go_error)
+    return side_results(ours, go, go_error)
 
 
 # ----- the run ----------------------------------------------------------------------------------
@@ -1235,8 +1237,8 @@ async def run_all(
             results += await guarded("kv", bench_kv(nc, server.url, sizes))
         if "failover" in only:
             results += await guarded("failover", bench_failover(server.url, sizes, tmp))
-        if "fresh" in only:
-            results += await guarded("fresh", bench_fresh(nc, server.url, sizes, tmp, go_monitor))
+        if "side" in only:
+            results += await guarded("side", bench_side(nc, server.url, sizes, tmp, go_monitor))
     finally:
         await close_connection(nc)
         server.stop()
@@ -1275,9 +1277,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="", help=f"comma-separated subset of {', '.join(FIGURES)}")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--go-monitor", metavar="PATH",
-                   help="also run figure 8 (fresh) against this binary of the Go tool's monitor "
-                        "(github.com/venkytv/nats-heartbeat cmd/monitor); the bench only runs "
-                        "it, build it yourself")  # fmt: skip
+                   help="add figure 8b (side): ours, then this binary of the Go tool's "
+                        "monitor (github.com/venkytv/nats-heartbeat cmd/monitor), measured "
+                        "alike; the bench only runs it, build it yourself; --only side for "
+                        "just that")  # fmt: skip
     p.add_argument("--memory-child", nargs=4, metavar=("URL", "STREAM", "BUCKET", "PREFIX"),
                    help=argparse.SUPPRESS)  # fmt: skip
     args = p.parse_args(argv)
@@ -1286,15 +1289,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")  # fmt: skip
-    only = set(args.only.split(",")) - {""} if args.only else set(FIGURES)
+    only = set(args.only.split(",")) - {""} if args.only else set(FIGURES) - {"side"}
     unknown = only - set(FIGURES)
     if unknown:
         p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
     if args.go_monitor is not None:
         if not os.access(args.go_monitor, os.X_OK) or os.path.isdir(args.go_monitor):
             p.error(f"--go-monitor: {args.go_monitor} is not an executable file")
-        if "fresh" not in only:
-            p.error("--go-monitor needs the fresh figure (add it to --only)")
+        only.add("side")
     sizes = QUICK if args.quick else FULL
     mode = "quick" if args.quick else "full"
     print(f"==> nats-heartbeat bench ({mode}): {', '.join(sorted(only))}", file=sys.stderr)
