@@ -402,9 +402,12 @@ def is_late(rec: Record, now: float) -> bool:
         due = jobrules.missing_after(rec.job, rec.last_seen, rec.interval_ns, rec.window_ns)
         if due is not None:
             return now > due
-    return (
-        rec.last_seen > 0 and rec.interval_ns > 0 and (now - rec.last_seen) * SECOND > rec.window_ns
-    )
+    return silent_past(rec.last_seen, rec.interval_ns, rec.window_ns, now)
+
+
+def silent_past(last_seen: float, interval_ns: int, window_ns: int, now: float) -> bool:
+    """A plain heartbeat seen at ``last_seen`` is silent past its window at ``now``."""
+    return last_seen > 0 and interval_ns > 0 and (now - last_seen) * SECOND > window_ns
 
 
 def health(rec: Record, now: float) -> Health:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from heartbeat.engine import Beat, EngineConfig, Outcome, Reason, Record, evaluate
+from heartbeat.history import Event, committed
 from heartbeat.quiet import LOUD, Hush
 from heartbeat.ratelog import RateLog
 from heartbeat.store import StateConflict, StateStore, StoreError
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 MAX_WRITE_BACKOFF_S = 60.0
 Evidence = Callable[[], Awaitable[int | None]]
 """Beats the stream still has to hand the consumer (None: it cannot say)."""
+History = Callable[[Iterable[Event]], None]
+"""Where committed transitions are recorded (heartbeat.history_writer); never blocks."""
 HushFor = Callable[[str, float], Hush]
 """What keeps a subject quiet at a time (heartbeat.quiet); the default: nothing."""
 # Decisions made from silence: committed only once the consumer has nothing unhandled.
@@ -69,6 +72,7 @@ class Judge:
         self.max_hold_s = 10.0
         self.write_log = RateLog(log, what="state writes")
         self.hush_for: HushFor = _loud
+        self.history: History | None = None
 
     async def judge_due(self, now: float, store: StateStore, evidence: Evidence) -> None:
         """Evaluate every subject due at ``now`` and wait for the commits.
@@ -161,9 +165,11 @@ class Judge:
         subject = track.subject
         decided_on = held[0] if held else None
         latest = work.first
+        base = decided_on
 
         def change(rec: Record | None) -> Record | None:
-            nonlocal latest
+            nonlocal latest, base
+            base = rec
             if self.subjects.get(subject) is not track:
                 return None  # retired meanwhile
             if rec is not decided_on or track.beat is not beat:
@@ -204,6 +210,9 @@ class Judge:
         self.counters.kv_writes += 1
         if (n := latest.notification) is not None:
             log.info("%s %s (id %s)", n.event, subject, n.notification_id)
+            if self.history is not None and latest.record is not None:
+                # Only now: the commit won, so the transition is a fact.
+                self.history(committed(base, latest.record, n))
 
 
 def _loud(subject: str, now: float) -> Hush:

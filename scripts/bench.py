@@ -9,7 +9,8 @@ One run starts a private nats-server (temporary store) and measures:
   5. kv        KV writes per heartbeat at steady state (10k subjects beating every second)
   6. startup   Monitor.start() to ready with 100k records and 100k beats
   7. failover  takeover after kill -9 / SIGTERM of the leading `nats-heartbeat monitor`
-  8b. side     (only with --go-monitor PATH, or --only side) 100k new subjects, each published
+  8. page      the status page at 100k subjects: its JSON queries, and its load in chromium
+  side         (only with --go-monitor PATH, or --only side) 100k new subjects, each published
                twice, into a `nats-heartbeat monitor` process and then into the Go tool's
                monitor, measured alike: until listed, busy after, RSS per subject, idle CPU,
                one GET /
@@ -124,6 +125,7 @@ FIGURES: dict[str, list[str]] = {
     "startup": ["startup_ready_s"],
     "failover": ["failover_kill_s", "failover_term_s"],
     "integrity": ["wrongly_retired"],
+    "page": ["page_query_ms", "page_deep_query_ms", "page_load_ms"],
     "side": [  # not in a default run: --go-monitor (or --only side) asks for it
         f"side_{k}"
         for k in ("listed_s", "busy_after_s", "rss_per_subject_bytes", "idle_cpu", "get_s")
@@ -148,7 +150,7 @@ class Sizes:
     lease_ttl_s: float = 10.0  # figure 7 (the CLI default)
     kill_trials: int = 2
     term_trials: int = 3
-    side_poll_s: float = 0.2  # figure 8b (issue 12's side-by-side setting)
+    side_poll_s: float = 0.2  # figure side (issue 12's side-by-side setting)
     side_idle_s: float = 10.0
 
 
@@ -633,8 +635,131 @@ async def bench_big_monitor(nc: NATS, world: World, sizes: Sizes, only: set[str]
                 results += await guarded("detect", bench_detect(nc, world, run, receiver, sizes))
             if "evaluate" in only:
                 results += await guarded("evaluate", bench_evaluate(run, sizes))
+            if "page" in only:
+                results += await guarded("page", bench_page(mon, world))
             results.append(await integrity(nc, world, mon))
     return results
+
+
+# ----- figure 8: the status page ----------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+async def timed_get(session: aiohttp.ClientSession, url: str, n: int) -> tuple[list[float], int]:
+    """Wall times (ms) of ``n`` GETs of ``url`` and the answer's size in bytes."""
+    times, size = [], 0
+    for _ in range(n):
+        started = time.perf_counter()
+        async with session.get(url) as r:
+            body = await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"GET {url}: HTTP {r.status}: {body[:200]!r}")
+        times.append((time.perf_counter() - started) * 1000)
+        size = len(body)
+    return times, size
+
+
+def browser_missing() -> str:
+    """What the page-load figure lacks here ("" when chromium and playwright are there)."""
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "the playwright package"
+    return "" if CHROMIUM.exists() else str(CHROMIUM)
+
+
+async def page_load_ms(url: str, rows: int, n: int) -> list[float]:
+    """Chromium: from navigating to /ui to ``rows`` rows shown, ``n`` times (ms)."""
+    from playwright.async_api import async_playwright
+
+    times = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            for _ in range(n):
+                page = await browser.new_page()
+                started = time.perf_counter()
+                await page.goto(url)
+                await page.wait_for_function(
+                    f"document.querySelectorAll('#rows tr').length >= {rows}", timeout=30_000
+                )
+                times.append((time.perf_counter() - started) * 1000)
+                await page.close()
+        finally:
+            await browser.close()
+    return times
+
+
+async def bench_page(mon: Monitor, world: World) -> list[Result]:
+    """The queries the status page makes (a first page with counts, a last page), and
+    the page's load in chromium, against the big world's monitor."""
+    from heartbeat.status import bound_port, make_app, serve
+
+    n = len(world.subjects)
+    runner = await serve(make_app(mon), "127.0.0.1:0")
+    base = f"http://127.0.0.1:{bound_port(runner)}/"
+    try:
+        async with aiohttp.ClientSession() as session:
+            first, first_size = await timed_get(session, base + "?limit=100&counts=1", 10)
+            deep, _ = await timed_get(session, base + f"?limit=100&offset={n - 100}&counts=1", 5)
+            whole, whole_size = await timed_get(session, base, 2)
+        details = {
+            "subjects": n,
+            "first_page_bytes": first_size,
+            "whole_json_bytes": whole_size,
+            "whole_json_ms": spread(whole),
+            "first": spread(first),
+            "deep": spread(deep),
+        }
+        results = [
+            at_most(
+                "page_query_ms",
+                "8. page: first page of 100 with counts, median",
+                statistics.median(first),
+                250,
+                "ms",
+                notes=f"{first_size:,} bytes; all {n:,} at once: "
+                f"{statistics.median(whole):.0f} ms, {whole_size:,} bytes",
+                details=details,
+            ),
+            at_most(
+                "page_deep_query_ms",
+                "8. page: last page of 100 with counts, median",
+                statistics.median(deep),
+                500,
+                "ms",
+                details=details,
+            ),
+        ]
+        missing = browser_missing()
+        if missing:
+            results.append(
+                Result(
+                    "page_load_ms",
+                    "8. page: load in chromium",
+                    None,
+                    "ms",
+                    "",
+                    None,
+                    notes=f"not measured: {missing} missing",
+                )
+            )
+        else:
+            loads = await page_load_ms(base + "ui", min(100, n), 3)
+            results.append(
+                at_most(
+                    "page_load_ms",
+                    "8. page: /ui to 100 rows in chromium, median",
+                    statistics.median(loads),
+                    2000,
+                    "ms",
+                    details={"loads_ms": loads},
+                )
+            )
+        return results
+    finally:
+        await runner.cleanup()
 
 
 async def integrity(nc: NATS, world: World, mon: Monitor) -> Result:
@@ -919,7 +1044,7 @@ async def bench_failover(url: str, sizes: Sizes, logs: Path) -> list[Result]:
     ]  # fmt: skip
 
 
-# ----- figure 8b: new subjects into a monitor process, ours and (--go-monitor) the Go tool's ----
+# ----- side: new subjects into a monitor process, ours and (--go-monitor) the Go tool's -------
 
 
 def side_cpu_s(pid: int) -> float:
@@ -1155,7 +1280,7 @@ def side_results(ours: dict[str, Any], go: dict[str, Any] | None, go_error: str)
                   f"last KV write {d['kv_writes_done_after_s']:g}s after listed")  # fmt: skip
     results = []
     for key, figure, unit in SIDE_ROWS:
-        label = f"8b. side by side: {figure}"
+        label = f"side by side: {figure}"
         if key == "busy_after_s":
             results.append(at_most(f"side_{key}", label, ours[key], 5.0, unit, notes=busy_notes,
                                    details=d))  # fmt: skip
@@ -1220,7 +1345,7 @@ async def run_all(
     try:
         js = nc.jetstream()
         world = World.new(server.url, "big")
-        if only & {"ingest", "detect", "evaluate", "memory", "startup", "integrity"}:
+        if only & {"ingest", "detect", "evaluate", "memory", "startup", "integrity", "page"}:
             started = time.perf_counter()
             await world.create(js)
             await fill_world(js, world, sizes.subjects, HOUR_NS, records=True)
@@ -1228,8 +1353,9 @@ async def run_all(
                   f"{time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)  # fmt: skip
         if "ingest" in only:
             results += await guarded("ingest", bench_ingest(nc, world, sizes))
-        if only & {"detect", "evaluate", "startup", "integrity"}:
-            groups = [g for g in ("startup", "detect", "evaluate", "integrity") if g in only]
+        big = ("startup", "detect", "evaluate", "page", "integrity")
+        if only & set(big):
+            groups = [g for g in big if g in only]
             results += await guarded("startup", bench_big_monitor(nc, world, sizes, only), groups)
         if "memory" in only:
             results += await guarded("memory", bench_memory(world))
@@ -1277,7 +1403,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="", help=f"comma-separated subset of {', '.join(FIGURES)}")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--go-monitor", metavar="PATH",
-                   help="add figure 8b (side): ours, then this binary of the Go tool's "
+                   help="add the figure side: ours, then this binary of the Go tool's "
                         "monitor (github.com/venkytv/nats-heartbeat cmd/monitor), measured "
                         "alike; the bench only runs it, build it yourself; --only side for "
                         "just that")  # fmt: skip

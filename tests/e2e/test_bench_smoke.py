@@ -71,7 +71,7 @@ SIDE = {
 
 @pytest.mark.timeout(150)
 def test_bench_side_measures_a_monitor_process(tmp_path: Path) -> None:
-    """Figure 8b alone, on `nats-heartbeat monitor` (the Go tool's run needs its binary)."""
+    """The figure side alone, on `nats-heartbeat monitor` (the Go tool's run needs its binary)."""
     out = tmp_path / "results.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--only", "side",

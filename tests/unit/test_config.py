@@ -76,8 +76,10 @@ urls_file = "/run/secrets/urls"
 [channels.quiet]
 type = "log"
 
-[maintenance]
-anything = "reserved for a later issue"
+[[maintenance]]
+subjects = ["heartbeat.batch.>"]
+schedule = "0 2 * * SUN"
+duration = "2h"
 
 [[depends]]
 on = "reserved too"
@@ -157,8 +159,12 @@ def test_a_channel_defined_by_file_and_flag_is_an_error() -> None:
 
 
 ERRORS = [
-    ("x = 1", "x", "unknown top-level key (expected [channels.NAME] or [[routes]])"),
-    ("[x]", "x", "unknown top-level key (expected [channels.NAME] or [[routes]])"),
+    (
+        "x = 1",
+        "x",
+        "unknown top-level key (expected [channels.NAME], [[routes]] or [[maintenance]])",
+    ),
+    ("[x]", "x", "unknown top-level key (expected [channels.NAME], [[routes]] or [[maintenance]])"),
     ("channels = 3", "channels", "must be a table, not an integer"),
     ("[channels]\na = 3", "channels.a", "must be a table, not an integer"),
     ('[channels."1x"]\ntype="log"', "channels.1x", "a channel name must start with a letter"),
