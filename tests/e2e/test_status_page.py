@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import time
@@ -31,6 +32,7 @@ from nats.aio.client import Client as NATS
 import heartbeat
 from heartbeat.durations import SECOND
 from heartbeat.engine import Record
+from heartbeat.history import Event, HistoryConfig, HistoryQuery
 from heartbeat.notify import WebhookNotifier
 from heartbeat.quiet import LOUD, Hush, Quiet, QuietKind
 from heartbeat.status import Filter, bound_port, build_report, make_app, serve
@@ -86,6 +88,9 @@ async def browser() -> AsyncIterator[Any]:
 @contextlib.asynccontextmanager
 async def replica(url: str, unique: str, name: str, receiver: Receiver) -> AsyncIterator[Any]:
     cfg = monitor_config(unique, poll_s=0.05, tolerance_s=0.2, replica_id=name)
+    cfg = dataclasses.replace(
+        cfg, history=HistoryConfig(stream=f"EV_{unique}", prefix=f"ev{unique}")
+    )
     async with (
         aiohttp.ClientSession() as session,
         running_monitor(url, cfg, [WebhookNotifier(session, receiver.url)]) as mon,
@@ -134,7 +139,8 @@ async def test_the_status_page_in_chromium(
             return len(rows) == 4 and rows[p + "db.gone"].alert_active
 
         await eventually(follower_sees_the_alert, 15, what="the follower mirroring the alert")
-        runner = await serve(make_app(follower, token=TOKEN), "127.0.0.1:0")
+        app = make_app(follower, token=TOKEN, history=follower.read_history)  # from a follower
+        runner = await serve(app, "127.0.0.1:0")
         page = await browser.new_page(viewport={"width": 1280, "height": 720})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
@@ -201,13 +207,12 @@ async def test_the_status_page_in_chromium(
             await expect(rows).to_have_count(4)
             await expect(page.locator("#error")).to_be_hidden()
 
-            # History: until a monitor serves /history, the panel says so.
+            # History, from the events stream the leader wrote: the alert that was sent.
             await row("db.gone").click()
             await expect(page.locator("#history-box")).to_be_visible()
             await expect(page.locator("#history-subject")).to_have_text(p + "db.gone")
-            await expect(page.locator("#history-note")).to_have_text(
-                re.compile(r"History not available on this monitor\.|^$")
-            )
+            events = page.locator("#history tbody tr")
+            await expect(events.filter(has_text="alert").first).to_be_visible()
 
             # Live: the API stops beating; its row turns without a reload.
             await page.evaluate("window.__same_page = true")
@@ -292,17 +297,17 @@ class QuietSource:
         return True, "ok"
 
 
-async def history(request: web.Request) -> web.Response:
-    subject = request.query["subject"]
-    events = [
-        {"time": "2026-12-01T10:00:00Z", "subject": subject, "kind": "alert", "alert_id": "a1",
-         "monitor": "r1"},
-        {"time": "2026-12-01T10:00:01Z", "subject": subject, "kind": "delivery",
-         "channel": "oncall", "result": "failed", "attempt": 2,
-         "detail": "<script>window.__pwned=1</script>",
-         "notification_id": "a1-1", "monitor": "r1"},
+async def history(query: HistoryQuery) -> list[Event]:
+    """What the monitor's history reader answers, for the page's rendering of it."""
+    subject = query.pattern
+    return [
+        Event(time="2026-12-01T10:00:00Z", subject=subject, kind="alert", alert_id="a1",
+              monitor="r1"),
+        Event(time="2026-12-01T10:00:01Z", subject=subject, kind="delivery",
+              channel="oncall", result="failed", attempt=2,
+              detail="<script>window.__pwned=1</script>",
+              notification_id="a1-1", monitor="r1"),
     ]  # fmt: skip
-    return web.json_response({"events": events})
 
 
 async def test_quiet_states_silences_paging_and_history_render(browser: Any) -> None:
@@ -316,9 +321,8 @@ async def test_quiet_states_silences_paging_and_history_render(browser: Any) -> 
             return web.Response(status=400, text="state must be one of ok, late, alert\n")
         return await handler(request)
 
-    app = make_app(QuietSource())
+    app = make_app(QuietSource(), history=history)
     app.middlewares.append(as_older_replica)
-    app.router.add_get("/history", history)  # the shape the history helper serves
     runner = await serve(app, "127.0.0.1:0")
     page = await browser.new_page()
     try:
