@@ -28,7 +28,7 @@ from cli.common import (
     storage_options,
 )
 from heartbeat.aio import retry_until_stopped
-from heartbeat.config import Config, ConfigError, build_notifiers, unreachable
+from heartbeat.config import Config, ConfigError, build_notifiers, can_match_under, unreachable
 from heartbeat.connection import close_connection, connect_with_retry
 from heartbeat.engine import EngineConfig
 from heartbeat.errors import HeartbeatError
@@ -268,6 +268,8 @@ def monitor(
     `nats-heartbeat routes --subject S` and `nats-heartbeat notify-test`.
     [[maintenance]] windows in the file keep their subjects quiet on a cron
     schedule; a subject still missing at a window's end alerts a full window later.
+    [[depends]] in the file keeps dependents quiet while their parent is missing;
+    the parent's alert and repeats count them.
     """
     channels = load_channels()
     if not channels.channels:
@@ -307,11 +309,22 @@ def monitor(
         routes=channels.routes,
         history=history,
         maintenance=channels.maintenance,
+        depends=channels.depends,
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
     setup_logging(debug, log_format)
     for window in channels.maintenance:
         log.info("maintenance window %s", describe_window(window))
+    for i, dep in enumerate(channels.depends, 1):
+        if not can_match_under(dep.on, subject_prefix):
+            log.warning(
+                "%s: depends[%d].on %r is not under --subject-prefix %r: never seen, it keeps "
+                "nothing quiet",
+                channels.path,
+                i,
+                dep.on,
+                subject_prefix,
+            )
     for key, pattern in unreachable(channels, subject_prefix):
         log.warning(
             "%s: %s %r matches no subject under --subject-prefix %r; it never applies",

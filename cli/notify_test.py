@@ -14,6 +14,7 @@ import click
 from cli.channels import channel_options, config_fail, load_channels
 from cli.common import DURATION, POSITIVE_DURATION, debug_option, option, setup_logging
 from heartbeat.config import Config, ConfigError, build_notifiers
+from heartbeat.depends import parents_of
 from heartbeat.durations import format_duration
 from heartbeat.maintenance import Window, next_start, phase
 from heartbeat.maintenance import describe as describe_window
@@ -121,8 +122,9 @@ def _attempts(r: DeliveryResult) -> str:
 def routes(subject: str, repeat_every: timedelta) -> None:
     """Print which channels a subject's notifications go to, and how often alerts repeat.
 
-    Uses the same --config and channel flags as the monitor. Exits 0 (also for an
-    unrouted subject), 2 on a bad config.
+    Uses the same --config and channel flags as the monitor; names the parents a
+    subject depends on ([[depends]]). Exits 0 (also for an unrouted subject), 2 on a
+    bad config.
     """
     if valid_pattern(subject) is not None or "*" in subject.split(".") or subject.endswith(">"):
         raise click.UsageError(f"--subject {subject!r} must be a subject without wildcards")
@@ -153,6 +155,9 @@ def routes(subject: str, repeat_every: timedelta) -> None:
     for w in config.maintenance:
         if w.covers(subject):
             click.echo(f"quiet in maintenance window {describe_window(w)}{_window_now(w, now)}")
+    parents = parents_of(config.depends, subject)
+    if parents:
+        click.echo(f"depends on {', '.join(parents)}: quiet while one of them is missing")
 
 
 def _window_now(w: Window, now: float) -> str:

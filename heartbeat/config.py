@@ -27,9 +27,12 @@ Format (every key)::
     timezone = "Europe/Berlin" # optional IANA zone of the schedule, default UTC
     name = "nightly"           # optional, default maintenance[N]; shown in status
 
-Top-level tables other than ``channels``, ``routes`` and ``maintenance`` are
-rejected, except ``depends`` (reserved for a feature that is not built yet:
-accepted and ignored, so a config written for it starts today).
+    [[depends]]                # optional (heartbeat.depends)
+    subjects = ["heartbeat.dc1.>"]    # NATS patterns: the dependents
+    on = "heartbeat.dc1.uplink"       # one exact subject: their parent
+
+Top-level tables other than ``channels``, ``routes``, ``maintenance`` and ``depends``
+are rejected.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import Any
 
 import aiohttp
 
+from heartbeat.depends import Dependency, find_cycle
 from heartbeat.durations import parse_duration
 from heartbeat.errors import HeartbeatError, InvalidDuration
 from heartbeat.maintenance import Window, check_schedule, check_zone
@@ -64,9 +68,10 @@ from heartbeat.notify import (
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.pushover import PUSHOVER_URL
 from heartbeat.routing import Route, valid_pattern
+from heartbeat.schema import is_valid_subject
 
 FLAGS = "flags"  # the source of channels defined by flags and environment variables
-RESERVED_TABLES = frozenset({"depends"})  # a later issue: accepted, ignored
+RESERVED_TABLES: frozenset[str] = frozenset()  # tables of later issues: accepted, ignored
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 ReadFile = Callable[[str], str]
@@ -217,6 +222,7 @@ class Config:
     path: str
     channels: tuple[ChannelSpec, ...] = ()
     routes: tuple[Route, ...] = ()
+    depends: tuple[Dependency, ...] = ()
     maintenance: tuple[Window, ...] = ()
 
     @property
@@ -256,11 +262,15 @@ def parse_config(
     channels (from flags).  Relative ``*_file`` paths are relative to the config file's
     directory; ``read_file`` reads one (raising ``OSError``)."""
     for top in data:
-        if top not in ("channels", "routes", "maintenance") and top not in RESERVED_TABLES:
+        if (
+            top not in ("channels", "routes", "maintenance", "depends")
+            and top not in RESERVED_TABLES
+        ):
             raise ConfigError(
                 path,
                 top,
-                "unknown top-level key (expected [channels.NAME], [[routes]] or [[maintenance]])",
+                "unknown top-level key (expected [channels.NAME], [[routes]], [[maintenance]] "
+                "or [[depends]])",
             )
     channels = _table(data.get("channels", {}), path, "channels")
     specs: list[ChannelSpec] = []
@@ -285,6 +295,7 @@ def parse_config(
         channels=tuple(specs),
         routes=routes,
         maintenance=_maintenance(path, data.get("maintenance", [])),
+        depends=_depends(path, data.get("depends", [])),
     )
 
 
@@ -497,6 +508,46 @@ def _route(path: str, i: int, body: Any, known: set[str]) -> Route:
     if not isinstance(cont, bool):
         raise ConfigError(path, f"{key}.continue", f"must be true or false, not {_kind(cont)}")
     return Route(subjects=subjects, channels=channels, repeat_every_s=repeat, continue_=cont)
+
+
+def _depends(path: str, raw: Any) -> tuple[Dependency, ...]:
+    """``[[depends]]`` tables (counted from 1); a cycle among parents is an error."""
+    if not isinstance(raw, list):
+        raise ConfigError(path, "depends", "must be an array of tables ([[depends]])")
+    out: list[Dependency] = []
+    for i, body in enumerate(raw, 1):
+        key = f"depends[{i}]"
+        body = _table(body, path, key)
+        for k in body:
+            if k not in ("subjects", "on"):
+                raise ConfigError(path, f"{key}.{k}", "unknown key (takes subjects, on)")
+        for k in ("subjects", "on"):
+            if k not in body:
+                raise ConfigError(path, f"{key}.{k}", "missing")
+        subjects = _strings(path, f"{key}.subjects", body["subjects"], "subject patterns")
+        for j, pattern in enumerate(subjects, 1):
+            why = valid_pattern(pattern)
+            if why is not None:
+                raise ConfigError(path, f"{key}.subjects[{j}]", f"{pattern!r} {why}")
+        on = body["on"]
+        if not isinstance(on, str):
+            raise ConfigError(path, f"{key}.on", f"must be a subject string, not {_kind(on)}")
+        if not is_valid_subject(on):
+            raise ConfigError(
+                path,
+                f"{key}.on",
+                f"{on!r} must be one exact subject (no wildcards, no empty tokens)",
+            )
+        out.append(Dependency(subjects=subjects, on=on))
+    cycle = find_cycle(out)
+    if cycle is not None:
+        raise ConfigError(
+            path,
+            "depends",
+            f"dependency cycle: {' -> '.join(cycle)} (each depends on the next); narrow "
+            "the subjects patterns so that no parent depends on its own dependent",
+        )
+    return tuple(out)
 
 
 MAINTENANCE_KEYS = ("subjects", "schedule", "duration", "timezone", "name")

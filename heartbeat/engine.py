@@ -78,6 +78,7 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     pending: list[Pending] = []
     updated_by: str = ""
     job: JobState | None = None  # a job's runs and job alert (heartbeat.jobrules)
+    back_at: float | None = None  # the first beat after its last alert (heartbeat.depends)
 
     @property
     def window_ns(self) -> int:
@@ -160,9 +161,19 @@ def meta_differs(a: Record, b: Record | Beat) -> bool:
     )
 
 
+Dependents = tuple[int, Sequence[str]]
+"""A parent's missing dependents: how many, and the first few by name."""
+
+
 def _notification(
-    rec: Record, kind: EventKind, now: float, monitor: str, missed_for_s: float
+    rec: Record,
+    kind: EventKind,
+    now: float,
+    monitor: str,
+    missed_for_s: float,
+    dependents: Dependents | None = None,
 ) -> Notification:
+    count, named = dependents if dependents is not None else (None, ())
     return Notification(
         event=kind,
         subject=rec.subject,
@@ -177,6 +188,8 @@ def _notification(
         notification_id=f"{rec.alert_id}-{rec.notify_count}",
         created_at=now,
         monitor=monitor,
+        dependents_missing=count,
+        dependents=tuple(named),
     )
 
 
@@ -187,10 +200,11 @@ def _with_notification(
     monitor: str,
     channels: Sequence[str],
     missed_for_s: float,
+    dependents: Dependents | None = None,
 ) -> tuple[Record, Notification]:
     """Commit ``reason``: bump the count, stamp last_notified, queue a pending delivery."""
     rec = msgspec.structs.replace(rec, notify_count=rec.notify_count + 1, last_notified=now)
-    n = _notification(rec, EventKind(reason), now, monitor, missed_for_s)
+    n = _notification(rec, EventKind(reason), now, monitor, missed_for_s, dependents)
     if not channels:  # nothing to deliver: an entry with no channels would never be drained
         return rec, n
     pending = [*rec.pending, Pending(notification=n, channels=list(channels))]
@@ -209,6 +223,7 @@ def evaluate(
     channels: Sequence[str] = (),
     new_alert_id: str = "",
     hush: Hush = LOUD,
+    dependents: Dependents | None = None,
 ) -> Outcome:
     """Decide alert / repeat / resolved / checkpoint for one subject.
 
@@ -216,7 +231,9 @@ def evaluate(
     the newest heartbeat on the stream, ``sight_since`` the end of the last blind
     period (no subject alerts on silence observed while blind), ``new_alert_id``
     the id to give an alert raised now, ``hush`` what keeps it quiet (heartbeat.quiet:
-    while quiet nothing alerts or repeats; a resolve is still told).
+    while quiet nothing alerts or repeats; a resolve is still told), ``dependents``
+    how many of its dependents are missing too, for its alert and repeats to say
+    (heartbeat.depends).
     """
     cur = merged(rec, beat, subject)
     if cur.interval_ns <= 0:
@@ -230,7 +247,7 @@ def evaluate(
         gap = cur.last_seen - (cur.alert_last_seen or cur.last_seen)
         new, notification = _with_notification(cur, reason, now, monitor, channels, gap)
         new = msgspec.structs.replace(
-            new, alert_active=False, alert_since=None, alert_last_seen=None
+            new, alert_active=False, alert_since=None, alert_last_seen=None, back_at=cur.last_seen
         )
     elif quiet:
         pass  # tracked and shown, never told (heartbeat.quiet)
@@ -246,12 +263,12 @@ def evaluate(
                 notify_count=0,
             )
             new, notification = _with_notification(
-                new, reason, now, monitor, channels, now - cur.last_seen
+                new, reason, now, monitor, channels, now - cur.last_seen, dependents
             )
     elif now >= repeat_deadline(cur, cfg, hush.ended):
         reason = Reason.REPEAT
         new, notification = _with_notification(
-            cur, reason, now, monitor, channels, now - cur.last_seen
+            cur, reason, now, monitor, channels, now - cur.last_seen, dependents
         )
     new, notification, reason = _job_step(
         rec, new, notification, reason, now, cfg, monitor, channels, new_alert_id, quiet

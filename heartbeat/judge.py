@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from heartbeat.engine import Beat, EngineConfig, Outcome, Reason, Record, evaluate
+from heartbeat.engine import Beat, Dependents, EngineConfig, Outcome, Reason, Record, evaluate
 from heartbeat.history import Event, committed
 from heartbeat.quiet import LOUD, Hush
 from heartbeat.ratelog import RateLog
@@ -30,6 +30,8 @@ History = Callable[[Iterable[Event]], None]
 """Where committed transitions are recorded (heartbeat.history_writer); never blocks."""
 HushFor = Callable[[str, float], Hush]
 """What keeps a subject quiet at a time (heartbeat.quiet); the default: nothing."""
+DependentsFor = Callable[[str, float], Dependents | None]
+"""A parent's dependents missing too at a time (heartbeat.depends); the default: none."""
 # Decisions made from silence: committed only once the consumer has nothing unhandled.
 ACCUSATIONS = frozenset({Reason.ALERT, Reason.RUNNING_LONG})
 
@@ -72,6 +74,7 @@ class Judge:
         self.max_hold_s = 10.0
         self.write_log = RateLog(log, what="state writes")
         self.hush_for: HushFor = _loud
+        self.dependents_for: DependentsFor = _no_dependents
         self.history: History | None = None
 
     async def judge_due(self, now: float, store: StateStore, evidence: Evidence) -> None:
@@ -138,6 +141,7 @@ class Judge:
             channels=self.subjects.channels_for(track.subject, self.channels),
             new_alert_id=alert_id,
             hush=self.hush_for(track.subject, now),
+            dependents=self.dependents_for(track.subject, now),
         )
 
     def _evaluate(self, subject: str, now: float) -> Commit | None:
@@ -217,3 +221,7 @@ class Judge:
 
 def _loud(subject: str, now: float) -> Hush:
     return LOUD
+
+
+def _no_dependents(subject: str, now: float) -> Dependents | None:
+    return None

@@ -27,6 +27,7 @@ from nats.aio.msg import Msg
 from heartbeat.aio import wait_any, wait_event
 from heartbeat.connection import close_connection
 from heartbeat.delivery import Deliveries
+from heartbeat.depends import Dependencies, Dependency
 from heartbeat.election import Election, lease_view
 from heartbeat.engine import EngineConfig, Record, health
 from heartbeat.feed import Feed
@@ -91,6 +92,7 @@ class MonitorConfig:
     silence_bucket: str = SILENCE_BUCKET  # silences and pauses (heartbeat.silences)
     purge_silences_every_s: float = 3600.0  # the leader purges long-ended ones this often
     history: HistoryConfig | None = None  # the events stream; None: no history
+    depends: tuple[Dependency, ...] = ()  # [[depends]]: dependents quiet while a parent is down
 
 
 @dataclass
@@ -143,6 +145,12 @@ class Monitor:
         if cfg.maintenance:
             lookback = MAX_WINDOW_S + cfg.engine.tolerance_s
             sources.append(Maintenance(cfg.maintenance, lookback_s=lookback))
+        # [[depends]] (heartbeat.depends): its hush, and the parents' dependents count.
+        self.depends = Dependencies(self.subjects, cfg.depends)
+        if cfg.depends:
+            self.depends.attach()
+            sources.append(self.depends)
+            self.judge.dependents_for = self.depends.dependents_for
         self.quieter = Quieter(sources)
         self.judge.hush_for = self.quieter.hush_for
         self.tick_timer = TickTimer()
