@@ -20,7 +20,7 @@ from heartbeat.durations import SECOND, window_of
 from heartbeat.jobrules import Job as Job  # re-exported: Beat.job's type
 from heartbeat.jobrules import JobState
 from heartbeat.notification import EventKind, Notification
-from heartbeat.quiet import LOUD, Hush
+from heartbeat.quiet import LOUD, Hush, Quiet
 
 NEVER = math.inf
 _DURATIONS: dict[int, int] = {}
@@ -131,6 +131,7 @@ class Outcome:
     notification: Notification | None
     due: float
     reason: Reason = Reason.NONE
+    hushed: Quiet | None = None  # what kept back an alert or repeat due now (history)
 
 
 def merged(rec: Record | None, beat: Beat | None, subject: str) -> Record:
@@ -241,6 +242,7 @@ def evaluate(
     quiet = hush.quiet is not None
     floor = max(sight_since, hush.ended)
     reason, new, notification = Reason.NONE, cur, None
+    held_back = False
     if cur.alert_active and cur.last_seen > (cur.alert_last_seen or 0.0):
         # Beats resumed: resolve once.
         reason = Reason.RESOLVED
@@ -250,7 +252,8 @@ def evaluate(
             new, alert_active=False, alert_since=None, alert_last_seen=None, back_at=cur.last_seen
         )
     elif quiet:
-        pass  # tracked and shown, never told (heartbeat.quiet)
+        # Tracked and shown, never told (heartbeat.quiet); what it kept back is history.
+        held_back = now >= _loud_deadline(cur, cfg, sight_since)
     elif not cur.alert_active:
         if cur.last_seen > 0 and now > alert_deadline(cur, cfg, floor):
             reason = Reason.ALERT
@@ -273,15 +276,33 @@ def evaluate(
     new, notification, reason = _job_step(
         rec, new, notification, reason, now, cfg, monitor, channels, new_alert_id, quiet
     )
+    hushed = hush.quiet if held_back else None
     if reason is Reason.NONE:
         if rec is None:
             reason = Reason.CREATE
         elif _needs_checkpoint(rec, new, cfg):
             reason = Reason.CHECKPOINT
         else:
-            return Outcome(None, None, next_due(new, cfg, sight_since, hush))
+            return Outcome(None, None, _due(new, cfg, sight_since, hush, held_back), hushed=hushed)
     new = msgspec.structs.replace(new, updated_by=monitor)
-    return Outcome(new, notification, next_due(new, cfg, sight_since, hush), reason)
+    due = _due(new, cfg, sight_since, hush, held_back)
+    return Outcome(new, notification, due, reason, hushed)
+
+
+def _loud_deadline(rec: Record, cfg: EngineConfig, sight_since: float) -> float:
+    """When a loud ``rec`` would alert or repeat next (quiet periods aside)."""
+    if rec.alert_active:
+        return repeat_deadline(rec, cfg)
+    return alert_deadline(rec, cfg, sight_since) if rec.last_seen > 0 else NEVER
+
+
+def _due(rec: Record, cfg: EngineConfig, sight_since: float, hush: Hush, held_back: bool) -> float:
+    """:func:`next_due`, and while quiet once more at the loud deadline: the moment
+    the quiet keeps an alert back is recorded in the history (then: its end)."""
+    due = next_due(rec, cfg, sight_since, hush)
+    if hush.quiet is not None and not held_back:
+        due = min(due, _loud_deadline(rec, cfg, sight_since))
+    return due
 
 
 _JOB_REASONS = {

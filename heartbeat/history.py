@@ -1,8 +1,10 @@
 """History: what happened to each subject, and who was told, as JSON events.
 
 Every transition the leader commits (alert, repeat, resolved, the job alerts,
-retired) and every delivery outcome per channel (sent, failed with a retry to
-come, dropped) becomes one :class:`Event`, appended to the JetStream stream
+retired), an alert's ``late`` before it, an alert or repeat kept back by a quiet
+(``silenced``, ``paused``, ``maint``, ``suppressed``, heartbeat.quiet; ``late``
+before a kept-back alert too) and every delivery outcome per channel (sent, failed
+with a retry to come, dropped) becomes one :class:`Event`, appended to the JetStream stream
 ``HEARTBEAT_EVENTS`` on ``<prefix>.<subject>`` by :mod:`heartbeat.history_writer`.
 
 This module is pure: the schema, the event kinds, and the deterministic ids sent
@@ -21,10 +23,11 @@ from enum import StrEnum
 
 import msgspec
 
-from heartbeat.durations import format_duration_ns, parse_duration
+from heartbeat.durations import SECOND, format_duration_ns, parse_duration
 from heartbeat.engine import Record
 from heartbeat.errors import InvalidDuration
 from heartbeat.notification import EventKind, Notification, epoch_rfc3339
+from heartbeat.quiet import Quiet, QuietKind
 from heartbeat.routing import valid_pattern
 from heartbeat.text import neutral
 
@@ -49,9 +52,11 @@ class Kind(StrEnum):
     JOB_RESOLVED = "job_resolved"
     RETIRED = "retired"
     DELIVERY = "delivery"  # one channel's outcome for one notification (see Result)
-    # Reserved for noise control (not emitted yet): ok -> late, and the quiet ones.
-    LATE = "late"
+    LATE = "late"  # silent past its window: written with the alert or quiet it led to
+    # An alert or repeat kept back, by what (heartbeat.quiet.QuietKind).
     SILENCED = "silenced"
+    PAUSED = "paused"
+    MAINT = "maint"
     SUPPRESSED = "suppressed"
 
 
@@ -207,6 +212,18 @@ def delivery_id(result: str, notification_id: str, channel: str, monitor: str, r
     return f"{result}:{notification_id}:{channel}"
 
 
+def late_id(subject: str, last_seen: float) -> str:
+    """Late once per silence: named by the last beat it followed."""
+    return f"late:{subject}:{last_seen:.6f}"
+
+
+def hushed_id(kind: str, subject: str, ref: str, rec: Record) -> str:
+    """What kept back an alert (named by the last beat) or a repeat (by the
+    notification it would have followed): every leader deciding it names it the same."""
+    what = f"{rec.alert_id}-{rec.notify_count}" if rec.alert_active else f"{rec.last_seen:.6f}"
+    return f"{kind}:{subject}:{ref}:{what}"
+
+
 def retired_id(subject: str, revision: int) -> str:
     """Retiring ends the record at ``revision``: every replica names it the same."""
     return f"retired:{subject}:{revision}"
@@ -272,6 +289,58 @@ def transition_event(n: Notification, rec: Record | None, monitor: str) -> Event
     )
 
 
+def transition_events(n: Notification, rec: Record | None, monitor: str) -> list[Event]:
+    """A notification's transition, an alert's preceded by ``late`` (when the window
+    ran out)."""
+    e = transition_event(n, rec, monitor)
+    if e is None:
+        return []
+    if n.event is not EventKind.ALERT or n.last_seen is None:
+        return [e]
+    return [late_event(n.subject, n.last_seen, n.window_ns, monitor, n.alert_id), e]
+
+
+def late_event(
+    subject: str, last_seen: float, window_ns: int, monitor: str, alert_id: str | None = None
+) -> Event:
+    """Silent past its window (when it ran out); with the id of the alert it led to."""
+    return Event(
+        time=epoch_rfc3339(last_seen + window_ns / SECOND),
+        subject=subject,
+        kind=str(Kind.LATE),
+        monitor=monitor,
+        alert_id=alert_id or None,
+        detail=f"no heartbeat within {format_duration_ns(window_ns)}",
+        id=late_id(subject, last_seen),
+    )
+
+
+def hushed_events(rec: Record, quiet: Quiet, now: float, monitor: str) -> list[Event]:
+    """An alert (``late`` first) or a repeat due at ``now`` that ``quiet`` kept back."""
+    kind = _QUIET_KINDS[quiet.kind]
+    held = "repeat" if rec.alert_active else "alert"
+    e = Event(
+        time=epoch_rfc3339(now),
+        subject=rec.subject,
+        kind=str(kind),
+        monitor=monitor,
+        alert_id=rec.alert_id if rec.alert_active else None,
+        detail=neutral(f"{held} kept back ({quiet.kind} by {quiet.ref})", DETAIL_MAX),
+        id=hushed_id(str(kind), rec.subject, quiet.ref, rec),
+    )
+    if rec.alert_active or rec.last_seen <= 0:
+        return [e]
+    return [late_event(rec.subject, rec.last_seen, rec.window_ns, monitor), e]
+
+
+_QUIET_KINDS = {
+    QuietKind.SILENCED: Kind.SILENCED,
+    QuietKind.PAUSED: Kind.PAUSED,
+    QuietKind.MAINT: Kind.MAINT,
+    QuietKind.SUPPRESSED: Kind.SUPPRESSED,
+}
+
+
 def committed(old: Record | None, new: Record, notification: Notification | None) -> list[Event]:
     """The transitions one commit made: every notification new in ``new.pending``
     (a commit can queue two: a heartbeat's resolved and a job's failed), and the
@@ -282,7 +351,7 @@ def committed(old: Record | None, new: Record, notification: Notification | None
         m.notification_id != notification.notification_id for m in made
     ):
         made.append(notification)
-    return [e for n in made if (e := transition_event(n, new, new.updated_by)) is not None]
+    return [e for n in made for e in transition_events(n, new, new.updated_by)]
 
 
 def resumed(records: Iterable[Record], now: float, horizon_s: float) -> Iterator[Event]:
@@ -294,9 +363,7 @@ def resumed(records: Iterable[Record], now: float, horizon_s: float) -> Iterator
     for rec in records:
         for p in rec.pending:
             if now - p.notification.created_at < horizon_s:
-                e = transition_event(p.notification, rec, rec.updated_by)
-                if e is not None:
-                    yield e
+                yield from transition_events(p.notification, rec, rec.updated_by)
 
 
 def delivery_event(

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from heartbeat.engine import Beat, Dependents, EngineConfig, Outcome, Reason, Record, evaluate
-from heartbeat.history import Event, committed
+from heartbeat.history import Event, committed, hushed_events
 from heartbeat.quiet import LOUD, Hush
 from heartbeat.ratelog import RateLog
 from heartbeat.store import StateConflict, StateStore, StoreError
@@ -156,6 +156,8 @@ class Judge:
             self.subjects.push(track, now + self.poll_s * 10)
             return None
         self.subjects.push(track, out.due)
+        if out.hushed is not None and self.history is not None:
+            self.history(hushed_events(track.view(), out.hushed, now, self.replica_id))
         if out.record is None:
             return None
         self.busy.add(subject)

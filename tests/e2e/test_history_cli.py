@@ -110,19 +110,20 @@ async def test_an_incident_with_a_leader_kill_is_recorded_once_each_in_order(
     transitions = [e for e in got if e["kind"] != "delivery"]
     deliveries = [e for e in got if e["kind"] == "delivery"]
     kinds = [e["kind"] for e in transitions]
-    assert kinds[0] == "alert" and kinds[-1] == "resolved", kinds
-    assert set(kinds[1:-1]) == {"repeat"} and len(kinds) >= 4, kinds
-    assert [count_of(e) for e in transitions] == list(range(1, len(transitions) + 1))
+    assert kinds[:2] == ["late", "alert"] and kinds[-1] == "resolved", kinds
+    assert set(kinds[2:-1]) == {"repeat"} and len(kinds) >= 5, kinds
+    notified = transitions[1:]  # late is no notification
+    assert [count_of(e) for e in notified] == list(range(1, len(notified) + 1))
     assert len({e["alert_id"] for e in got}) == 1
     # Exactly once: one event per id, one transition and one sent per notification.
     assert len({e["id"] for e in got}) == len(got)
     sent = Counter(e["notification_id"] for e in deliveries if e["result"] == "sent")
-    assert set(sent) == {e["notification_id"] for e in transitions} == told
+    assert set(sent) == {e["notification_id"] for e in notified} == told
     assert set(sent.values()) == {1}
     assert not [e for e in deliveries if e["result"] == "dropped"]
     # In order: each notification's transition comes before its delivery outcome(s).
     place = {e["id"]: i for i, e in enumerate(got)}
-    for t in transitions:
+    for t in notified:
         for d in deliveries:
             if d["notification_id"] == t["notification_id"]:
                 assert place[t["id"]] < place[d["id"]]
@@ -140,7 +141,7 @@ async def test_an_incident_with_a_leader_kill_is_recorded_once_each_in_order(
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["TIME", "SUBJECT", "EVENT", "CHANNEL", "DETAIL"]
     assert len(lines) >= 1 + len(got)
-    assert lines[1].split()[1:3] == [subject, "alert"]
+    assert [line.split()[1:3] for line in lines[1:3]] == [[subject, "late"], [subject, "alert"]]
     assert any(line.split()[2] == "sent" and "webhook:" in line for line in lines)
     nothing = run_cli(
         "history", "nomatch.>", "--nats-url", nats_server.url,

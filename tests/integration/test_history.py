@@ -20,6 +20,8 @@ from heartbeat.history_writer import ensure_events_stream
 from heartbeat.notification import EventKind, Notification
 from heartbeat.notify.webhook import webhook_name
 from heartbeat.retire import retire
+from heartbeat.silence_store import SilenceStore
+from heartbeat.silences import new_silence
 from heartbeat.status import bound_port, make_app, serve
 from heartbeat.store import ConfigConflict, StateStore, ensure_stream
 from tests.harness import (
@@ -95,6 +97,7 @@ async def test_an_incident_is_recorded_once_each_in_order(
     shape = outline(got)
     failed = [s for s in shape if s == ("failed", "1")]
     assert failed and shape == [
+        ("late", ""),
         ("alert", "1"),
         *failed,
         ("sent", "1"),
@@ -109,14 +112,15 @@ async def test_an_incident_is_recorded_once_each_in_order(
     alert_id = got[0].alert_id
     assert alert_id and all(e.alert_id == alert_id for e in got)
     assert [e.attempt for e in got if e.result == Result.FAILED] == list(range(1, len(failed) + 1))
-    assert "500" in (got[1].detail or "")
-    assert got[0].detail and got[0].detail.startswith("missed ")
+    assert "500" in (got[2].detail or "")
+    assert got[1].detail and got[1].detail.startswith("missed ")
     assert await events(nc, hist, other) == []
-    assert [e.kind for e in await events(nc, hist, names(unique)["prefix"] + "db.*")][:1] == [
-        "alert"
+    assert [e.kind for e in await events(nc, hist, names(unique)["prefix"] + "db.*")][:2] == [
+        "late",
+        "alert",
     ]
     written = mon.snapshot().history_events
-    assert written.get("alert") == 1 and written.get("delivery") == len(got) - 3
+    assert written.get("alert") == 1 and written.get("delivery") == len(got) - 4
 
 
 async def test_history_on_the_status_listener(
@@ -145,8 +149,8 @@ async def test_history_on_the_status_listener(
 
                 status, body = await get(f"?subject={subject}&since=600&limit=10")
                 assert status == 200
-                assert [e["kind"] for e in body["events"]] == ["alert", "delivery"]
-                assert body["events"][1]["result"] == "sent"
+                assert [e["kind"] for e in body["events"]] == ["late", "alert", "delivery"]
+                assert body["events"][2]["result"] == "sent"
                 status, body = await get("?limit=1&since=1h")
                 assert status == 200 and [e["kind"] for e in body["events"]] == ["delivery"]
                 assert (await get(""))[0] == 200
@@ -199,8 +203,8 @@ async def test_a_commit_whose_event_was_lost_is_recorded_by_the_next_leader_once
             await eventually(failed_here, what=f"a failed round by {replica}")
             assert mon.history is not None and mon.history.duplicates >= (replica == "second")
     got = await events(nc, hist)
-    assert [e.kind for e in got if e.kind != Kind.DELIVERY] == ["alert"]
-    assert got[0].notification_id == n.notification_id and got[0].monitor == "gone"
+    assert [e.kind for e in got if e.kind != Kind.DELIVERY] == ["late", "alert"]
+    assert got[1].notification_id == n.notification_id and got[1].monitor == "gone"
     assert {e.monitor for e in got if e.result == Result.FAILED} == {"first", "second"}
     (dropped,) = [e for e in got if e.result == Result.DROPPED]
     assert dropped.channel == "removed" and dropped.detail == "channel no longer configured"
@@ -289,3 +293,35 @@ async def test_a_group_records_each_members_outcome(
     assert {e.notification_id for e in sent} == {
         e.notification_id for e in got if e.kind == "alert"
     }
+
+
+async def test_an_alert_kept_back_by_a_silence_is_recorded_late_then_silenced(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    """A silenced subject that stops: nobody is told, and the history says it went
+    late and that the silence kept its alert back (once, whoever leads)."""
+    hist = history_config(unique)
+    bucket = f"SIL_{unique}"
+    cfg = dataclasses.replace(monitor_config(unique, silence_bucket=bucket), history=hist)
+    subject = names(unique)["prefix"] + "db.main"
+    store = await SilenceStore.open(nc.jetstream(), bucket)
+    now = time.time()
+    silence = new_silence(
+        "s0123456789a", "silence", [subject], starts=now, ends=now + 600,
+        reason="upgrade", by="ops", created=now,
+    )  # fmt: skip
+    await store.write(silence, 0, now)
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
+        async with heartbeat.beating(nc, subject, interval=200 * MS):
+            await eventually(lambda: mon.subjects.beat(subject) is not None, what="a beat")
+
+        async def kept_back() -> list[Event] | None:
+            got = await events(nc, hist)
+            return got if any(e.kind == Kind.SILENCED for e in got) else None
+
+        await eventually(kept_back, what="the silenced event")
+        assert mon.history is not None and await mon.history.flush(5.0)
+        got = await events(nc, hist)
+    assert [e.kind for e in got] == ["late", "silenced"], got
+    assert got[1].detail == "alert kept back (silenced by s0123456789a)"
+    assert receiver.requests == []

@@ -18,6 +18,7 @@ from heartbeat.history import (
     delivery_event,
     delivery_id,
     encode_event,
+    hushed_events,
     kind_of,
     overlaps,
     resumed,
@@ -25,6 +26,7 @@ from heartbeat.history import (
     transition_id,
 )
 from heartbeat.history_writer import HistoryWriter
+from heartbeat.quiet import Hush, Quiet, QuietKind
 
 SUBJECT = "heartbeat.db.main"
 T0 = 1_700_000_000.0
@@ -52,8 +54,15 @@ def test_an_incident_records_each_transition_once_with_stable_ids() -> None:
     rec, evs = step(None, beat(T0), T0)
     assert evs == []  # a first record is no transition
     rec, evs = step(rec, None, T0 + 12)
-    assert [(e.kind, e.notification_id) for e in evs] == [("alert", "a1700000012-1")]
-    alert = evs[0]
+    assert [(e.kind, e.notification_id) for e in evs] == [
+        ("late", None),
+        ("alert", "a1700000012-1"),
+    ]
+    late, alert = evs
+    # Late when the window ran out (last beat + 10 s), named by the last beat.
+    assert late.time == "2023-11-14T22:13:30Z"
+    assert late.id == f"late:{SUBJECT}:1700000000.000000"
+    assert late.detail == "no heartbeat within 10s" and late.alert_id == "a1700000012"
     assert alert.id == "alert:a1700000012-1" and alert.alert_id == "a1700000012"
     assert alert.time == "2023-11-14T22:13:32Z" and alert.monitor == "m1"
     assert alert.detail == "missed 12s (1 beats)"
@@ -64,6 +73,7 @@ def test_an_incident_records_each_transition_once_with_stable_ids() -> None:
     # Deciding the same again (a lost race redone, a re-emission) gives the same id.
     again = committed(None, rec, None)
     assert [e.id for e in again] == [
+        late.id,
         "alert:a1700000012-1",
         "repeat:a1700000012-2",
         "resolved:a1700000012-3",
@@ -73,7 +83,7 @@ def test_an_incident_records_each_transition_once_with_stable_ids() -> None:
 def test_a_transition_nobody_is_routed_is_still_recorded() -> None:
     rec, _ = step(None, beat(T0), T0, channels=())
     rec, evs = step(rec, None, T0 + 12, channels=())
-    assert rec.pending == [] and [e.kind for e in evs] == ["alert"]
+    assert rec.pending == [] and [e.kind for e in evs] == ["late", "alert"]
 
 
 def test_a_job_failure_and_its_resolve_are_job_kinds() -> None:
@@ -97,6 +107,7 @@ def test_resumed_repeats_only_what_the_stream_would_recognise() -> None:
     got = list(resumed([rec], T0 + 100, horizon_s=60.0))
     assert [e.id for e in got] == ["repeat:a1700000012-2"]  # the alert is too old to resend
     assert [e.id for e in resumed([rec], T0 + 100, horizon_s=600.0)] == [
+        f"late:{SUBJECT}:1700000000.000000",
         "alert:a1700000012-1",
         "repeat:a1700000012-2",
     ]
@@ -220,3 +231,50 @@ def test_a_notice_about_the_monitor_is_no_transition() -> None:
     assert kind_of(notice, None) is None
     rec = Record(subject=SUBJECT, updated_by="m1")
     assert committed(None, rec, notice) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "ref", "event_kind"),
+    [
+        (QuietKind.SILENCED, "3f2a9c0d1b7e", "silenced"),
+        (QuietKind.PAUSED, "p1", "paused"),
+        (QuietKind.MAINT, "nightly", "maint"),
+        (QuietKind.SUPPRESSED, "heartbeat.dc1.uplink", "suppressed"),
+    ],
+)
+def test_an_alert_kept_back_by_a_quiet_is_late_then_the_quiet(
+    kind: QuietKind, ref: str, event_kind: str
+) -> None:
+    rec, _ = step(None, beat(T0), T0)
+    quiet = Quiet(kind, T0 + 100, ref)
+    out = evaluate(SUBJECT, rec, None, T0 + 12, CFG, monitor="m1", hush=Hush(quiet))
+    assert out.record is None and out.notification is None and out.hushed == quiet
+    assert out.due == T0 + 100  # then at the quiet's end, not every tick
+    evs = hushed_events(rec, quiet, T0 + 12, "m1")
+    assert [e.kind for e in evs] == ["late", event_kind]
+    assert evs[1].id == f"{event_kind}:{SUBJECT}:{ref}:1700000000.000000"
+    assert evs[1].detail == f"alert kept back ({kind} by {ref})"
+    # Another leader deciding it (a failover) writes the same ids: stored once.
+    assert [e.id for e in hushed_events(rec, quiet, T0 + 30, "m2")] == [e.id for e in evs]
+
+
+def test_a_quiet_subject_is_looked_at_once_when_its_alert_would_be_due() -> None:
+    rec, _ = step(None, beat(T0), T0)
+    quiet = Quiet(QuietKind.SILENCED, T0 + 100, "s1")
+    early = evaluate(SUBJECT, rec, None, T0 + 5, CFG, hush=Hush(quiet))
+    assert early.hushed is None and early.due == T0 + 11  # window + tolerance
+    late = evaluate(SUBJECT, rec, None, T0 + 11.5, CFG, hush=Hush(quiet))
+    assert late.hushed == quiet and late.due == T0 + 100
+
+
+def test_a_repeat_kept_back_is_named_by_the_notification_it_would_follow() -> None:
+    rec, _ = step(None, beat(T0), T0)
+    rec, _ = step(rec, None, T0 + 12)
+    quiet = Quiet(QuietKind.SILENCED, None, "s1")
+    out = evaluate(SUBJECT, rec, None, T0 + 72, CFG, hush=Hush(quiet))
+    assert out.hushed == quiet and out.notification is None
+    evs = hushed_events(rec, quiet, T0 + 72, "m1")
+    assert [(e.kind, e.id, e.alert_id) for e in evs] == [
+        ("silenced", f"silenced:{SUBJECT}:s1:a1700000012-1", "a1700000012")
+    ]
+    assert evs[0].detail == "repeat kept back (silenced by s1)"
