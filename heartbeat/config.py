@@ -308,6 +308,31 @@ def _no_files(path: str) -> str:
     raise OSError(2, "no config file to resolve it against")
 
 
+def _entry(
+    path: str, key: str, body: Any, takes: Sequence[str], needs: Sequence[str]
+) -> dict[str, Any]:
+    """One ``[[routes]]``/``[[depends]]``/``[[maintenance]]`` table: only the keys it
+    takes, none it needs missing."""
+    table = _table(body, path, key)
+    for k in table:
+        if k not in takes:
+            raise ConfigError(path, f"{key}.{k}", f"unknown key (takes {', '.join(takes)})")
+    for k in needs:
+        if k not in table:
+            raise ConfigError(path, f"{key}.{k}", "missing")
+    return table
+
+
+def _patterns(path: str, key: str, value: Any) -> tuple[str, ...]:
+    """``<key>.subjects``: NATS subject patterns."""
+    subjects = _strings(path, f"{key}.subjects", value, "subject patterns")
+    for j, pattern in enumerate(subjects, 1):
+        why = valid_pattern(pattern)
+        if why is not None:
+            raise ConfigError(path, f"{key}.subjects[{j}]", f"{pattern!r} {why}")
+    return subjects
+
+
 def _table(value: Any, path: str, key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(path, key, f"must be a table, not {_kind(value)}")
@@ -478,20 +503,9 @@ def _strings(path: str, where: str, value: Any, what: str) -> tuple[str, ...]:
 
 def _route(path: str, i: int, body: Any, known: set[str]) -> Route:
     key = f"routes[{i}]"
-    body = _table(body, path, key)
-    for k in body:
-        if k not in ("subjects", "channels", "repeat_every", "continue"):
-            raise ConfigError(
-                path, f"{key}.{k}", "unknown key (takes subjects, channels, repeat_every, continue)"
-            )
-    for k in ("subjects", "channels"):
-        if k not in body:
-            raise ConfigError(path, f"{key}.{k}", "missing")
-    subjects = _strings(path, f"{key}.subjects", body["subjects"], "subject patterns")
-    for j, pattern in enumerate(subjects, 1):
-        why = valid_pattern(pattern)
-        if why is not None:
-            raise ConfigError(path, f"{key}.subjects[{j}]", f"{pattern!r} {why}")
+    takes = ("subjects", "channels", "repeat_every", "continue")
+    body = _entry(path, key, body, takes, ("subjects", "channels"))
+    subjects = _patterns(path, key, body["subjects"])
     channels = _strings(path, f"{key}.channels", body["channels"], "channel names")
     for j, name in enumerate(channels, 1):
         if name not in known:
@@ -517,18 +531,8 @@ def _depends(path: str, raw: Any) -> tuple[Dependency, ...]:
     out: list[Dependency] = []
     for i, body in enumerate(raw, 1):
         key = f"depends[{i}]"
-        body = _table(body, path, key)
-        for k in body:
-            if k not in ("subjects", "on"):
-                raise ConfigError(path, f"{key}.{k}", "unknown key (takes subjects, on)")
-        for k in ("subjects", "on"):
-            if k not in body:
-                raise ConfigError(path, f"{key}.{k}", "missing")
-        subjects = _strings(path, f"{key}.subjects", body["subjects"], "subject patterns")
-        for j, pattern in enumerate(subjects, 1):
-            why = valid_pattern(pattern)
-            if why is not None:
-                raise ConfigError(path, f"{key}.subjects[{j}]", f"{pattern!r} {why}")
+        body = _entry(path, key, body, ("subjects", "on"), ("subjects", "on"))
+        subjects = _patterns(path, key, body["subjects"])
         on = body["on"]
         if not isinstance(on, str):
             raise ConfigError(path, f"{key}.on", f"must be a subject string, not {_kind(on)}")
@@ -569,20 +573,8 @@ def _maintenance(path: str, raw: Any) -> tuple[Window, ...]:
 
 def _window(path: str, i: int, body: Any) -> Window:
     key = f"maintenance[{i}]"
-    body = _table(body, path, key)
-    for k in body:
-        if k not in MAINTENANCE_KEYS:
-            raise ConfigError(
-                path, f"{key}.{k}", f"unknown key (takes {', '.join(MAINTENANCE_KEYS)})"
-            )
-    for k in ("subjects", "schedule", "duration"):
-        if k not in body:
-            raise ConfigError(path, f"{key}.{k}", "missing")
-    subjects = _strings(path, f"{key}.subjects", body["subjects"], "subject patterns")
-    for j, pattern in enumerate(subjects, 1):
-        why = valid_pattern(pattern)
-        if why is not None:
-            raise ConfigError(path, f"{key}.subjects[{j}]", f"{pattern!r} {why}")
+    body = _entry(path, key, body, MAINTENANCE_KEYS, ("subjects", "schedule", "duration"))
+    subjects = _patterns(path, key, body["subjects"])
     zone = body.get("timezone", "UTC")
     if not isinstance(zone, str) or not zone:
         raise ConfigError(path, f"{key}.timezone", f"must be a time zone name, not {_kind(zone)}")
