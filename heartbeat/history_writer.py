@@ -16,11 +16,11 @@ from collections.abc import Iterable
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import StreamConfig
 
 from heartbeat.history import MSG_ID, Event, HistoryConfig, encode_event
 from heartbeat.ratelog import RateLog
-from heartbeat.store import ConfigConflict, StoreError
+from heartbeat.store import ConfigConflict, StoreError, stream_or_create
 
 log = logging.getLogger(__name__)
 
@@ -33,33 +33,19 @@ PUBLISH_TIMEOUT_S = 5.0
 async def ensure_events_stream(js: JetStreamContext, cfg: HistoryConfig) -> float:
     """Create the events stream if missing (or bring its max age to ``cfg``'s);
     return its duplicate window in seconds (what re-emission may count on)."""
-    try:
-        info = await js.stream_info(cfg.stream)
-    except nats.js.errors.NotFoundError:
-        info = None
-    except (nats.errors.Error, TimeoutError) as e:
-        raise StoreError(f"cannot read stream {cfg.stream}: {e}") from e
-    if info is None:
-        config = StreamConfig(
+    c = await stream_or_create(
+        js,
+        StreamConfig(
             name=cfg.stream,
             description="nats-heartbeat history: transitions and delivery outcomes",
             subjects=[cfg.filter_subject],
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
             max_age=cfg.max_age_s,
             duplicate_window=cfg.duplicate_window_s,
             num_replicas=cfg.replicas,
-        )
-        try:
-            await js.add_stream(config)
-        except nats.js.errors.BadRequestError as e:
-            raise ConfigConflict(f"cannot create stream {cfg.stream}: {e.description}") from e
-        except (nats.errors.Error, TimeoutError) as e:
-            raise StoreError(f"cannot create stream {cfg.stream}: {e}") from e
-        log.info("created stream %s for %s", cfg.stream, cfg.filter_subject)
+        ),
+    )
+    if c is None:
         return cfg.duplicate_window_s
-    c = info.config
     if cfg.filter_subject not in (c.subjects or []):
         raise ConfigConflict(
             f"stream {cfg.stream} captures {c.subjects}, not {cfg.filter_subject}: "

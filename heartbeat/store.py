@@ -95,34 +95,43 @@ def _covers(pattern: str, subject: str) -> bool:
     return len(p) == len(s)
 
 
+async def stream_or_create(js: JetStreamContext, config: StreamConfig) -> StreamConfig | None:
+    """The existing stream's config, or None after creating ``config`` (file storage,
+    limits retention, old messages discarded): the one path for our streams."""
+    name = config.name
+    try:
+        return (await js.stream_info(name or "")).config
+    except nats.js.errors.NotFoundError:
+        pass
+    except (nats.errors.Error, TimeoutError) as e:
+        raise StoreError(f"cannot read stream {name}: {e}") from e
+    config.storage = StorageType.FILE
+    config.retention = RetentionPolicy.LIMITS
+    config.discard = DiscardPolicy.OLD
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError as e:
+        raise ConfigConflict(f"cannot create stream {name}: {e.description}") from e
+    except (nats.errors.Error, TimeoutError) as e:
+        raise StoreError(f"cannot create stream {name}: {e}") from e
+    log.info("created stream %s for %s", name, config.subjects)
+    return None
+
+
 async def ensure_stream(js: JetStreamContext, cfg: StoreConfig) -> None:
     """Create the heartbeat stream if missing; refuse an incompatible existing one."""
-    try:
-        info = await js.stream_info(cfg.stream)
-    except nats.js.errors.NotFoundError:
-        info = None
-    except (nats.errors.Error, TimeoutError) as e:
-        raise StoreError(f"cannot read stream {cfg.stream}: {e}") from e
-    if info is None:
-        config = StreamConfig(
+    c = await stream_or_create(
+        js,
+        StreamConfig(
             name=cfg.stream,
             subjects=[cfg.filter_subject],
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
             max_msgs_per_subject=1,
             max_age=cfg.max_age_s,
             num_replicas=cfg.replicas,
-        )
-        try:
-            await js.add_stream(config)
-        except nats.js.errors.BadRequestError as e:
-            raise ConfigConflict(f"cannot create stream {cfg.stream}: {e.description}") from e
-        except (nats.errors.Error, TimeoutError) as e:
-            raise StoreError(f"cannot create stream {cfg.stream}: {e}") from e
-        log.info("created stream %s for %s", cfg.stream, cfg.filter_subject)
+        ),
+    )
+    if c is None:
         return
-    c = info.config
     subjects = c.subjects or []
     if not any(_covers(s, cfg.filter_subject) for s in subjects):
         raise ConfigConflict(
