@@ -14,6 +14,7 @@ import dataclasses
 import heapq
 import logging
 import sys
+from collections import deque
 from collections.abc import Callable, Container, Iterator, Sequence
 
 import msgspec
@@ -110,6 +111,7 @@ class Schedule:
 
 Held = tuple[Record, int] | None
 CHECKPOINTS_PER_S = 500.0  # healthy subjects' last_seen writes, at most, whatever the fleet
+CREATES_PER_S = 500.0  # first records of healthy new subjects, at most (a burst queues)
 
 
 def checkpoint_period(base_s: float, subjects: int) -> float:
@@ -120,6 +122,15 @@ def checkpoint_period(base_s: float, subjects: int) -> float:
     while period > 0 and subjects / period > CHECKPOINTS_PER_S:
         period *= 2
     return period
+
+
+def create_allowance(tokens: float, last: float | None, now: float, rate: float) -> float:
+    """First records the leader may start at ``now``: a token bucket holding at most one
+    second's worth (``rate``), refilled since ``last`` (None: a full bucket)."""
+    burst = max(1.0, rate)
+    if last is None:
+        return burst
+    return min(burst, tokens + max(0.0, now - last) * rate)
 
 
 class Subjects:
@@ -148,6 +159,7 @@ class Subjects:
         self.schedule = Schedule()
         self.dirty: set[str] = set()
         self.pending: set[str] = set()
+        self.unrecorded: deque[str] = deque()
         self.sight_since = 0.0
         self.ignored_records = 0  # under keys that are not heartbeat subjects
         self.retired = 0
@@ -192,24 +204,38 @@ class Subjects:
                 return
             # One string per subject, shared with the record the bucket feed holds.
             subject = sys.intern(subject)
-            self.tracks[subject] = Track(subject=subject, beat=beat)
-            self.dirty.add(subject)
+            self.tracks[subject] = track = Track(subject=subject, beat=beat)
+            if beat.job is not None:
+                self.dirty.add(subject)  # a job's runs fold from every beat: record it now
+            else:
+                # Nothing to commit yet (the stream keeps this beat): its deadline, and
+                # a place in the queue for a first record.
+                self.unrecorded.append(subject)
+                self._schedule(track)
             return
         prev = track.beat
         if prev is not None and beat.last_seen <= prev.last_seen:
             return
         track.beat = beat
         rec = track.record
-        if rec is None or rec.alert_active or meta_differs(rec, beat):
+        if rec is None:
+            if beat.job is not None:
+                self.dirty.add(subject)
+            elif track.due is None:
+                self._schedule(track)  # its first record is queued in unrecorded
+        elif rec.alert_active or meta_differs(rec, beat):
             self.dirty.add(subject)
         elif beat.job is not None and (beat.job.kind != "beat" or rec.job is None):
             self.dirty.add(subject)  # a job's start or end: rare, always decided and saved
         elif track.due is None:
             # With a deadline already set, a newer beat only moves it later: the early
             # entry pops, the engine finds nothing to do and pushes the true one.
-            self.schedule.push(
-                track, next_due(track.view(), self.engine_for(subject), self.sight_since)
-            )
+            self._schedule(track)
+
+    def _schedule(self, track: Track) -> None:
+        self.schedule.push(
+            track, next_due(track.view(), self.engine_for(track.subject), self.sight_since)
+        )
 
     def engine_for(self, subject: str) -> EngineConfig:
         """The rules for ``subject``: the monitor's, with its route's repeat interval and
@@ -261,9 +287,7 @@ class Subjects:
             self.pending.add(subject)
         else:
             self.pending.discard(subject)
-        self.schedule.push(
-            track, next_due(track.view(), self.engine_for(subject), self.sight_since)
-        )
+        self._schedule(track)
 
     def forget_record(self, subject: str) -> None:
         self.pending.discard(subject)
@@ -304,6 +328,17 @@ class Subjects:
             due.extend(self.dirty)
             self.dirty.clear()
         return list(dict.fromkeys(due))
+
+    def take_unrecorded(self, n: int) -> list[str]:
+        """Up to ``n`` subjects, oldest first, still without a record: to give one."""
+        out: list[str] = []
+        queue, tracks = self.unrecorded, self.tracks
+        while queue and len(out) < n:
+            subject = queue.popleft()
+            track = tracks.get(subject)
+            if track is not None and track.record is None:
+                out.append(subject)
+        return out
 
     def later(self, subject: str) -> None:
         """Evaluate ``subject`` again at the next tick."""
