@@ -83,6 +83,17 @@ class Schedule:
         track.due = due
         heapq.heappush(self._heap, (due, track))
 
+    def move(self, track: Track, due: float) -> None:
+        """Replace a scheduled track's deadline by ``due`` (later or earlier); the old
+        heap entry stays behind, stale, and is skipped when it pops."""
+        if track.due is None:
+            self.push(track, due)
+        elif due == NEVER:
+            self.discard(track)
+        elif due != track.due:
+            track.due = due
+            heapq.heappush(self._heap, (due, track))
+
     def discard(self, track: Track) -> None:
         if track.due is not None:
             track.due = None
@@ -221,16 +232,28 @@ class Subjects:
         if rec is None:
             if beat.job is not None:
                 self.dirty.add(subject)
-            elif track.due is None:
-                self._schedule(track)  # its first record is queued in unrecorded
+            else:
+                self._after(track, beat)  # its first record is queued in unrecorded
         elif rec.alert_active or meta_differs(rec, beat):
             self.dirty.add(subject)
         elif beat.job is not None and (beat.job.kind != "beat" or rec.job is None):
             self.dirty.add(subject)  # a job's start or end: rare, always decided and saved
-        elif track.due is None:
-            # With a deadline already set, a newer beat only moves it later: the early
-            # entry pops, the engine finds nothing to do and pushes the true one.
+        else:
+            self._after(track, beat)
+
+    def _after(self, track: Track, beat: Beat) -> None:
+        """Schedule a steady beat's subject.  A deadline already set and still ahead of
+        the beat is left alone (the early entry pops, the engine finds nothing to do
+        and pushes the true one); one the beat has passed is moved now, so a replica
+        that loaded old records (start-up, a standby taking over) does not evaluate
+        every subject in its first tick."""
+        due = track.due
+        if due is None:
             self._schedule(track)
+        elif due < beat.last_seen:
+            self.schedule.move(
+                track, next_due(track.view(), self.engine_for(track.subject), self.sight_since)
+            )
 
     def _schedule(self, track: Track) -> None:
         self.schedule.push(

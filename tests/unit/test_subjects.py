@@ -334,13 +334,41 @@ def test_steady_beat_counts_from_sight_since() -> None:
 
 
 def test_steady_beat_leaves_a_set_deadline() -> None:
-    """A newer beat only moves the deadline later: the early entry pops first."""
+    """A newer beat before the deadline leaves it: the early entry pops first."""
+    s = settled(mkrecord(at=T0), popped=False)
+    track = s.get(A)
+    assert track is not None and track.due == T0 + WINDOW + TOLERANCE
+    s.on_beat(A, mkbeat(T0 + 1))
+    assert track.due == T0 + WINDOW + TOLERANCE
+    assert s.dirty == set()
+
+
+def test_steady_beat_moves_a_deadline_it_has_passed() -> None:
+    """An old record's deadline (loaded at start-up) behind a newer beat is moved at
+    once, so it does not pop and cost an evaluation."""
     s = settled(mkrecord(at=T0), popped=False)
     track = s.get(A)
     assert track is not None and track.due == T0 + WINDOW + TOLERANCE
     s.on_beat(A, mkbeat(T0 + 5))
-    assert track.due == T0 + WINDOW + TOLERANCE
-    assert s.dirty == set()
+    assert track.due == T0 + 5 + WINDOW + TOLERANCE
+    assert len(s.schedule) == 1
+    assert s.take_due(T0 + 5) == []  # the old entry is stale
+    assert s.take_due(T0 + 5 + WINDOW + TOLERANCE) == [A]
+    assert len(s.schedule) == 0
+
+
+def test_schedule_move() -> None:
+    s = mksubjects()
+    s.on_beat(A, mkbeat(T0))
+    track = s.get(A)
+    assert track is not None
+    s.schedule.move(track, T0 + 100)
+    assert s.schedule.next_due() == T0 + 100
+    s.schedule.move(track, T0 + 50)
+    assert s.schedule.pop_due(T0 + 60) == [track] and track.due is None
+    s.schedule.move(track, T0 + 70)  # unscheduled: pushed
+    s.schedule.move(track, float("inf"))  # never: unscheduled
+    assert track.due is None and len(s.schedule) == 0 and s.schedule.next_due() == float("inf")
 
 
 def test_newer_beat_without_a_record_schedules() -> None:
