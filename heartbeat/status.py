@@ -22,7 +22,7 @@ from heartbeat.jobrules import next_scheduled
 from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
 from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
-from heartbeat.subjects import Track
+from heartbeat.subjects import Subjects, Track
 from heartbeat.text import ELLIPSIS, for_log, neutral
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,10 @@ def build_report(
     router: Router | None = None,
     only: Filter | None = None,
 ) -> StatusReport:
+    literal = only is not None and only.pattern is not None and _literal(only.pattern)
+    if literal and only is not None and only.pattern and isinstance(tracks, Subjects):
+        one = tracks.get(only.pattern)  # one subject: a lookup, not a scan of them all
+        tracks = [] if one is None else [one]
     if only is not None and (only.state is not None or only.pattern is not None):
         tracks = [t for t in tracks if only.keeps(t, now)]
     chosen = sorted(tracks, key=_subject)
@@ -150,6 +154,10 @@ def build_report(
         leader=leader,
         leader_id=leader_id,
     )
+
+
+def _literal(pattern: str) -> bool:
+    return not any(tok in ("*", ">") for tok in pattern.split("."))
 
 
 def _subject(t: Track) -> str:
