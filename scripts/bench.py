@@ -1025,22 +1025,29 @@ async def bench_fresh(url: str, sizes: Sizes, logs: Path) -> list[Result]:
             await eventually(leads, 60, "the fresh monitor to lead", every=0.05)
             rss0 = proc_rss(pid)
             js = nc.jetstream()
-            sampler.start()
-            started = time.perf_counter()
             probe = base + f"?subject={subjects[-1]}"
 
             async def last_listed() -> bool:
                 return listed_subjects((await http_get(session, probe))[1]) == 1
 
+            # Encoded beforehand: N agents encode their own beats, so this process's
+            # JSON encoding must not pace the burst.
+            now = datetime.now(UTC)
+            passes = [
+                [(s, beat_payload(s, HOUR_NS, now + timedelta(seconds=k))) for s in subjects]
+                for k in range(2)
+            ]
+
             async def publish_twice() -> None:  # core publishes, as agents send them
-                for _ in range(2):
-                    now = datetime.now(UTC)
-                    for i, s in enumerate(subjects):
-                        await nc.publish(s, beat_payload(s, HOUR_NS, now))
+                for beats in passes:
+                    for i, (s, data) in enumerate(beats):
+                        await nc.publish(s, data)
                         if i % 5000 == 4999:
                             await nc.flush()
                     await nc.flush()
 
+            sampler.start()
+            started = time.perf_counter()
             publishing = asyncio.create_task(publish_twice())
             await eventually(last_listed, 120 + n / 1000, "the last subject listed", every=0.02)
             listed = time.perf_counter()
@@ -1340,6 +1347,11 @@ async def run_all(sizes: Sizes, only: set[str], tmp: Path) -> list[Result]:
     finally:
         await close_connection(nc)
         server.stop()
+        # Why a client was cut off (slow consumer, stale connection), for the record.
+        cut = [line for line in server.log if "Slow Consumer" in line or "Stale" in line]
+        if cut:
+            print(f"  nats-server cut clients off {len(cut)} time(s), last:\n    "
+                  + "\n    ".join(cut[-5:]), file=sys.stderr, flush=True)  # fmt: skip
     return results
 
 
