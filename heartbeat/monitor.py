@@ -14,6 +14,7 @@ of the monitor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -78,6 +79,7 @@ class MonitorConfig:
     group_over: int = 10  # more than this many due for one channel within group_wait_s: group
     group_wait_s: float = 2.0
     reconcile_every_s: float = 30.0
+    catch_up_wait_s: float = 60.0  # start-up: the stream feed starts after the bucket's
 
 
 @dataclass
@@ -192,6 +194,11 @@ class Monitor:
         )
         try:
             await parts.watch.start()
+            # One catch-up at a time: the bucket's and the stream's together (1M records
+            # and 1M beats) pass nats-server's max_pending for one connection (64 MB),
+            # and it cuts the monitor off as a slow consumer, again at each retry.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(parts.watch.caught_up.wait(), cfg.catch_up_wait_s)
             await parts.ingestor.start()
         except (nats.errors.Error, TimeoutError, OSError) as e:
             await self.close()
