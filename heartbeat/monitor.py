@@ -499,7 +499,10 @@ class Monitor:
         now = self.clock()
         self._replace_if_closed()
         await self._check_sight(now)
-        if not self._connected() or self.sight.blind or not self.leading():
+        if not self._connected() or self.sight.blind:
+            return
+        if not self.leading():
+            self.subjects.refresh(now)  # a standby keeps its schedule true, for a takeover
             return
         election = self.parts.election
         if election.terms != self._terms_seen:

@@ -352,6 +352,18 @@ class Subjects:
             self.dirty.clear()
         return list(dict.fromkeys(due))
 
+    def refresh(self, now: float, limit: int = 100_000) -> int:
+        """A standby's upkeep of the schedule: deadlines passed only because steady beats
+        do not move a deadline (the leader's evaluations would) get the true one, so a
+        replica that takes over does not evaluate every subject in its first tick.  Ones
+        still due are put back for the leader to come.  How many were moved."""
+        moved = 0
+        for track in self.schedule.pop_due(now, limit):
+            due = next_due(track.view(), self.engine_for(track.subject), self.sight_since)
+            self.schedule.push(track, due)
+            moved += due > now
+        return moved
+
     def take_unrecorded(self, n: int) -> list[str]:
         """Up to ``n`` subjects, oldest first, still without a record: to give one."""
         out: list[str] = []

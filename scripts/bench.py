@@ -1254,9 +1254,14 @@ async def scale_monitor(nc: NATS, world: World, sz: ScaleSizes, holder: Holder) 
             bucket_s = run.marks.get("bucket", run.marks["ready"]) - run.marks["start"]
             released = time.perf_counter()
             await holder.release()
-            await run.judging(60 + n / 10_000, quiet=False)
+            await eventually(
+                lambda: mon.judging() and run.ticks and run.ticks[-1].leading,
+                60 + n / 10_000, "the standby to take over", every=0.02,
+            )  # fmt: skip
+            takeover_s = time.perf_counter() - released
             first = next(t for t in run.ticks if t.leading)
-            takeover_s = run.marks["judging"] - released
+            with contextlib.suppress(TimeoutError):  # a first tick's commits, if any
+                await eventually(lambda: not mon.judge.busy and not mon.subjects.pending, 30)
             w0, e0, t0 = mon.kv_writes(), mon.counters.evaluations, time.monotonic()
             b0 = mon.ingestor.accepted
             await asyncio.sleep(sz.measure_s)

@@ -357,6 +357,19 @@ def test_steady_beat_moves_a_deadline_it_has_passed() -> None:
     assert len(s.schedule) == 0
 
 
+def test_refresh_moves_deadlines_steady_beats_left_early() -> None:
+    """A standby never evaluates: its early deadlines are moved to the true ones, and
+    a subject really overdue stays due for the next leader."""
+    s = mksubjects()
+    s.set_record(A, mkrecord(A, at=T0), 1)
+    s.set_record(B, mkrecord(B, at=T0), 1)
+    s.on_beat(A, mkbeat(T0 + 1))  # before A's deadline (T0 + 2): not moved
+    assert s.refresh(T0 + 2.5) == 1
+    track = s.get(A)
+    assert track is not None and track.due == T0 + 1 + WINDOW + TOLERANCE
+    assert s.take_due(T0 + 2.5) == [B]  # B is silent: still due
+
+
 def test_schedule_move() -> None:
     s = mksubjects()
     s.on_beat(A, mkbeat(T0))
