@@ -30,13 +30,18 @@ class DurationType(click.ParamType):  # type: ignore[type-arg]
 
     name = "duration"
 
-    def __init__(self, *, allow_zero: bool = True, allow_negative: bool = False) -> None:
+    def __init__(
+        self, *, allow_zero: bool = True, allow_negative: bool = False, bare_seconds: bool = False
+    ) -> None:
         self.allow_zero = allow_zero
         self.allow_negative = allow_negative
+        self.bare_seconds = bare_seconds  # "5" means 5s (status --watch 5)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, timedelta):
             return value
+        if self.bare_seconds and re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", str(value)):
+            value = f"{value}s"
         try:
             d = parse_duration(str(value))
         except InvalidDuration as e:
@@ -199,7 +204,8 @@ def secret_option(*param_decls: str, envvar: str, help: str) -> Callable[[F], F]
 
 def _store_auth(ctx: click.Context, param: click.Parameter, value: str) -> str:
     assert param.name is not None
-    ctx.meta.setdefault("nats_auth", {})[param.name] = value
+    # --nats-token (status) is the token of the others: Auth's field either way.
+    ctx.meta.setdefault("nats_auth", {})[param.name.removeprefix("nats_")] = value
     return value
 
 
@@ -214,39 +220,50 @@ def _auth_option(*decls: str, envvar: str, help: str, secret: bool = False) -> C
 
 def nats_options(f: F) -> F:
     """``--nats-url`` and the ``nats`` CLI's credential and TLS flags."""
-    for decorator in reversed(
-        [
-            option(
-                "--nats-url",
-                envvar="NATS_URL",
-                default=DEFAULT_URL,
-                show_default=True,
-                callback=check_nats_url,
-                help="NATS server URL (nats://, tls://, ws:// or wss://); a comma-separated "
-                "list for a cluster.",
-            ),
-            _auth_option("--creds", envvar="NATS_CREDS", help="NATS credentials (JWT) file."),
-            _auth_option("--nkey", envvar="NATS_NKEY", help="NATS nkey seed file."),
-            _auth_option("--user", envvar="NATS_USER", help="NATS user name."),
-            _auth_option(
-                "--password",
-                envvar="NATS_PASSWORD",
-                secret=True,
-                help="NATS password (or a file named by NATS_PASSWORD_FILE).",
-            ),
-            _auth_option(
-                "--token",
-                envvar="NATS_TOKEN",
-                secret=True,
-                help="NATS token (or a file named by NATS_TOKEN_FILE).",
-            ),
-            _auth_option("--tls-ca", envvar="NATS_CA", help="CA certificate file to trust."),
-            _auth_option("--tls-cert", envvar="NATS_CERT", help="Client certificate file."),
-            _auth_option("--tls-key", envvar="NATS_KEY", help="Client private key file."),
-        ]
-    ):
-        f = decorator(f)
-    return f
+    return nats_options_named()(f)
+
+
+def nats_options_named(token: str = "--token") -> Callable[[F], F]:
+    """:func:`nats_options`, with the NATS token flag named ``token`` (``status`` has a
+    ``--token`` of its own, for the status listener)."""
+
+    def apply(f: F) -> F:
+        for decorator in reversed(
+            [
+                option(
+                    "--nats-url",
+                    envvar="NATS_URL",
+                    default=DEFAULT_URL,
+                    show_default=True,
+                    callback=check_nats_url,
+                    help="NATS server URL (nats://, tls://, ws:// or wss://); a comma-separated "
+                    "list for a cluster.",
+                ),
+                _auth_option("--creds", envvar="NATS_CREDS", help="NATS credentials (JWT) file."),
+                _auth_option("--nkey", envvar="NATS_NKEY", help="NATS nkey seed file."),
+                _auth_option("--user", envvar="NATS_USER", help="NATS user name."),
+                _auth_option(
+                    "--password",
+                    envvar="NATS_PASSWORD",
+                    secret=True,
+                    help="NATS password (or a file named by NATS_PASSWORD_FILE).",
+                ),
+                _auth_option(
+                    token,
+                    "nats_token",
+                    envvar="NATS_TOKEN",
+                    secret=True,
+                    help="NATS token (or a file named by NATS_TOKEN_FILE).",
+                ),
+                _auth_option("--tls-ca", envvar="NATS_CA", help="CA certificate file to trust."),
+                _auth_option("--tls-cert", envvar="NATS_CERT", help="Client certificate file."),
+                _auth_option("--tls-key", envvar="NATS_KEY", help="Client private key file."),
+            ]
+        ):
+            f = decorator(f)
+        return f
+
+    return apply
 
 
 def storage_options(f: F) -> F:

@@ -7,10 +7,12 @@ import sys
 import click
 
 from cli.agent import agent, beat
+from cli.history import history
 from cli.monitor import monitor
 from cli.notify_test import notify_test, routes
 from cli.retire import retire
 from cli.run import run
+from cli.silence import pause, resume, silence
 from cli.status import status
 
 
@@ -27,11 +29,15 @@ def cli() -> None:
 
 cli.add_command(agent)
 cli.add_command(beat)
+cli.add_command(history)
 cli.add_command(monitor)
 cli.add_command(notify_test)
+cli.add_command(pause)
+cli.add_command(resume)
 cli.add_command(retire)
 cli.add_command(routes)
 cli.add_command(run)
+cli.add_command(silence)
 cli.add_command(status)
 
 

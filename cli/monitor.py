@@ -16,6 +16,7 @@ from cli.common import (
     DURATION,
     POSITIVE_DURATION,
     check_host_port,
+    check_name,
     connect_options,
     debug_option,
     fail,
@@ -27,13 +28,16 @@ from cli.common import (
     storage_options,
 )
 from heartbeat.aio import retry_until_stopped
-from heartbeat.config import Config, ConfigError, build_notifiers, unreachable
+from heartbeat.config import Config, ConfigError, build_notifiers, can_match_under, unreachable
 from heartbeat.connection import close_connection, connect_with_retry
 from heartbeat.engine import EngineConfig
 from heartbeat.errors import HeartbeatError
+from heartbeat.history import HistoryConfig, duplicate_window_for, overlaps
+from heartbeat.maintenance import describe as describe_window
 from heartbeat.metrics import render
 from heartbeat.monitor import Monitor, MonitorConfig
 from heartbeat.notify import make_session
+from heartbeat.schema import is_valid_subject
 from heartbeat.status import make_app, serve
 from heartbeat.store import ConfigConflict, StoreConfig
 
@@ -50,6 +54,14 @@ log = logging.getLogger("nats-heartbeat.monitor")
     help="Monitor every subject under this prefix.",
 )
 @storage_options
+@option(
+    "--silence-bucket",
+    envvar="SILENCE_BUCKET",
+    default="HEARTBEAT_SILENCES",
+    show_default=True,
+    callback=check_name,
+    help="KV bucket of silences and pauses (`nats-heartbeat silence`); created if missing.",
+)
 @option(
     "--replicas",
     envvar="REPLICAS",
@@ -161,17 +173,43 @@ log = logging.getLogger("nats-heartbeat.monitor")
     help="How often the leader retires subjects purged from the stream by hand (0: never).",
 )
 @option(
+    "--history-max-age",
+    envvar="HISTORY_MAX_AGE",
+    type=DURATION,
+    default="720h",
+    show_default=True,
+    help="Keep history events (transitions, delivery outcomes) this long in the events "
+    "stream (720h: 30 days; 0: no history).",
+)
+@option(
+    "--history-stream",
+    envvar="HISTORY_STREAM",
+    default="HEARTBEAT_EVENTS",
+    show_default=True,
+    callback=check_name,
+    help="JetStream stream of history events (the monitor creates it).",
+)
+@option(
+    "--history-prefix",
+    envvar="HISTORY_PREFIX",
+    default="heartbeat_events",
+    show_default=True,
+    help="Subject prefix of history events: <prefix>.<subject>; must not overlap --subject-prefix.",
+)
+@option(
     "--status-addr",
     envvar="STATUS_ADDR",
     default="127.0.0.1:8080",
     show_default=True,
     callback=check_host_port,
-    help="host:port for the status JSON and probes; empty disables.",
+    help="host:port for the status JSON, the status page (/ui), metrics and probes; "
+    "empty disables.",
 )
 @secret_option(
     "--status-token",
     envvar="STATUS_TOKEN",
-    help="Require 'Authorization: Bearer <token>' on the status listener (not the probes)",
+    help="Require 'Authorization: Bearer <token>' on the status listener (not the probes); "
+    "the status page asks for it once and keeps a cookie",
 )
 @channel_options
 @option(
@@ -194,6 +232,7 @@ def monitor(
     subject_prefix: str,
     stream: str,
     state_bucket: str,
+    silence_bucket: str,
     replicas: int,
     poll: timedelta,
     repeat_every: timedelta,
@@ -207,6 +246,9 @@ def monitor(
     max_payload: int,
     max_subjects: int,
     reconcile_every: timedelta,
+    history_max_age: timedelta,
+    history_stream: str,
+    history_prefix: str,
     status_addr: str,
     status_token: str,
     replica_id: str,
@@ -224,6 +266,10 @@ def monitor(
     subjects to them) and from the pushover, webhook and log flags; without
     [[routes]] every subject goes to every channel. Check a config with
     `nats-heartbeat routes --subject S` and `nats-heartbeat notify-test`.
+    [[maintenance]] windows in the file keep their subjects quiet on a cron
+    schedule; a subject still missing at a window's end alerts a full window later.
+    [[depends]] in the file keeps dependents quiet while their parent is missing;
+    the parent's alert and repeats count them.
     """
     channels = load_channels()
     if not channels.channels:
@@ -238,6 +284,9 @@ def monitor(
         raise click.UsageError("--replica-id must be printable and at most 128 characters")
     if not subject_prefix or "*" in subject_prefix or ">" in subject_prefix:
         raise click.UsageError(f"--subject-prefix {subject_prefix!r} must be a literal prefix")
+    history = _history_config(
+        history_max_age, history_stream, history_prefix, subject_prefix, lease_ttl, replicas
+    )
     cfg = MonitorConfig(
         store=StoreConfig(
             stream=stream, bucket=state_bucket, subject_prefix=subject_prefix, replicas=replicas
@@ -256,19 +305,67 @@ def monitor(
         max_subjects=max_subjects,
         max_payload=max_payload,
         reconcile_every_s=reconcile_every.total_seconds(),
+        silence_bucket=silence_bucket,
         routes=channels.routes,
+        history=history,
+        maintenance=channels.maintenance,
+        depends=channels.depends,
         replica_id=replica_id or f"{socket.gethostname()}-{os.getpid()}",
     )
     setup_logging(debug, log_format)
+    for window in channels.maintenance:
+        log.info("maintenance window %s", describe_window(window))
+    for i, dep in enumerate(channels.depends, 1):
+        if not can_match_under(dep.on, subject_prefix):
+            log.warning(
+                "%s: depends[%d].on %r is not under --subject-prefix %r: never seen, it keeps "
+                "nothing quiet",
+                channels.path,
+                i,
+                dep.on,
+                subject_prefix,
+            )
     for key, pattern in unreachable(channels, subject_prefix):
         log.warning(
-            "%s: %s %r matches no subject under --subject-prefix %r; that route never applies",
+            "%s: %s %r matches no subject under --subject-prefix %r; it never applies",
             channels.path,
             key,
             pattern,
             subject_prefix,
         )
     raise SystemExit(asyncio.run(_run(nats_url, cfg, channels, status_addr, status_token)))
+
+
+def _history_config(
+    max_age: timedelta,
+    stream: str,
+    prefix: str,
+    subject_prefix: str,
+    lease_ttl: timedelta,
+    replicas: int,
+) -> HistoryConfig | None:
+    """The events stream's settings; None when --history-max-age is 0."""
+    if max_age <= timedelta(0):
+        return None
+    if not is_valid_subject(prefix) or len(prefix) > 64:
+        raise click.UsageError(
+            f"--history-prefix {prefix[:80]!r} must be 1-64 characters of subject tokens "
+            "(letters, digits, '_', '-', '/', '=' between dots; no wildcards)"
+        )
+    cfg = HistoryConfig(
+        stream=stream,
+        prefix=prefix,
+        max_age_s=max_age.total_seconds(),
+        duplicate_window_s=duplicate_window_for(lease_ttl.total_seconds(), max_age.total_seconds()),
+        replicas=replicas,
+    )
+    heartbeats = StoreConfig(subject_prefix=subject_prefix).filter_subject
+    if overlaps(cfg.filter_subject, heartbeats):
+        raise click.UsageError(
+            f"--history-prefix {prefix!r} overlaps --subject-prefix {subject_prefix!r}: the "
+            "heartbeat stream would capture history events; choose another prefix"
+        )
+    return cfg
 
 
 async def _start(mon: Monitor, nc: NATS, stop: asyncio.Event) -> bool:
@@ -324,10 +421,13 @@ async def _run(
             runner = None
             if status_addr:
                 try:
-                    runner = await serve(
-                        make_app(mon, metrics=lambda: render(mon.snapshot()), token=status_token),
-                        status_addr,
+                    app = make_app(
+                        mon,
+                        metrics=lambda: render(mon.snapshot()),
+                        token=status_token,
+                        history=mon.read_history if cfg.history is not None else None,
                     )
+                    runner = await serve(app, status_addr)
                 except OSError as e:
                     fail(f"cannot listen on {status_addr}: {e.strerror or e}", 1)
                 log.info("status on http://%s/", status_addr)

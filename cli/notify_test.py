@@ -6,14 +6,18 @@ import asyncio
 import socket
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import click
 
 from cli.channels import channel_options, config_fail, load_channels
 from cli.common import DURATION, POSITIVE_DURATION, debug_option, option, setup_logging
 from heartbeat.config import Config, ConfigError, build_notifiers
+from heartbeat.depends import parents_of
 from heartbeat.durations import format_duration
+from heartbeat.maintenance import Window, next_start, phase
+from heartbeat.maintenance import describe as describe_window
 from heartbeat.notification import channel_test_notice
 from heartbeat.notify import DeliveryResult, make_session, send_with_retry
 from heartbeat.routing import Router, valid_pattern
@@ -118,8 +122,9 @@ def _attempts(r: DeliveryResult) -> str:
 def routes(subject: str, repeat_every: timedelta) -> None:
     """Print which channels a subject's notifications go to, and how often alerts repeat.
 
-    Uses the same --config and channel flags as the monitor. Exits 0 (also for an
-    unrouted subject), 2 on a bad config.
+    Uses the same --config and channel flags as the monitor; names the parents a
+    subject depends on ([[depends]]). Exits 0 (also for an unrouted subject), 2 on a
+    bad config.
     """
     if valid_pattern(subject) is not None or "*" in subject.split(".") or subject.endswith(">"):
         raise click.UsageError(f"--subject {subject!r} must be a subject without wildcards")
@@ -146,3 +151,22 @@ def routes(subject: str, repeat_every: timedelta) -> None:
         rows.append((name, spec.type if spec else "?"))
     click.echo(f"{subject}: {len(routed.channels)} channel(s){why}; repeats every {every}")
     click.echo(table(rows))
+    now = time.time()
+    for w in config.maintenance:
+        if w.covers(subject):
+            click.echo(f"quiet in maintenance window {describe_window(w)}{_window_now(w, now)}")
+    parents = parents_of(config.depends, subject)
+    if parents:
+        click.echo(f"depends on {', '.join(parents)}: quiet while one of them is missing")
+
+
+def _window_now(w: Window, now: float) -> str:
+    """``: on now, until 04:00 CET`` or ``: next from 2026-12-06 02:00 CET``."""
+    zone = ZoneInfo(w.timezone)
+    q = phase(w, now).hush.quiet
+    if q is not None and q.until is not None:
+        return f": on now, until {datetime.fromtimestamp(q.until, zone):%Y-%m-%d %H:%M:%S %Z}"
+    start = next_start(w, now)
+    if start is None:
+        return ""
+    return f": next from {datetime.fromtimestamp(start, zone):%Y-%m-%d %H:%M:%S %Z}"

@@ -2,18 +2,24 @@
 
 Exit status: 0 when no alert fires, 1 when at least one does, 2 when the monitor
 cannot be asked (unreachable, timeout, non-2xx answer, not the status JSON).
+``--from-kv`` reads the state bucket and the heartbeat stream instead (no monitor
+needed); ``--watch`` redraws the table until Ctrl-C (exit 0).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.client
 import ipaddress
 import os
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -21,11 +27,33 @@ from zoneinfo import ZoneInfo
 
 import click
 import msgspec
+from nats.aio.client import Client as NATS
 
-from cli.common import POSITIVE_DURATION, fail, option, read_secret
+from cli.common import (
+    POSITIVE_DURATION,
+    DurationType,
+    connect_options,
+    fail,
+    nats_options_named,
+    option,
+    read_secret,
+    storage_options,
+)
+from heartbeat.connection import ConnectOptions, connect
 from heartbeat.durations import format_duration
+from heartbeat.engine import Health
+from heartbeat.errors import HeartbeatError
 from heartbeat.routing import valid_pattern
-from heartbeat.status_schema import InvalidStatus, StatusReport, SubjectStatus, decode_status
+from heartbeat.snapshot import read_state, report_of
+from heartbeat.status import Filter
+from heartbeat.status_schema import (
+    InvalidStatus,
+    StatusReport,
+    SubjectStatus,
+    decode_status,
+    encode_status,
+)
+from heartbeat.store import StoreConfig
 from heartbeat.text import MAX_DESCRIPTION, MAX_HOST, neutral
 
 DEFAULT_STATUS_URL = "http://127.0.0.1:8080/"
@@ -33,6 +61,9 @@ MAX_BODY = 64 * 1024 * 1024
 HEADER = ("STATUS", "SUBJECT", "DESCRIPTION", "HOST", "LAST SEEN", "DETAILS")
 _PADDING = 2  # Go: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 _COLORS = {"ALERT!": 31, "FAILED": 31, "RUNNING LONG": 31, "LATE": 33, "OK": 32}
+_COLORS.update(dict.fromkeys(("PAUSED", "SILENCED", "MAINT", "SUPPRESSED"), 36))
+# Until when a quiet with no end of its own lasts, by kind.
+_QUIET_OPEN = {"paused": "until resumed", "suppressed": "while its parent is missing"}
 _OUTPUT_SHOWN = 60  # characters of a failed run's output tail in DETAILS (its end)
 
 
@@ -49,20 +80,51 @@ def render_table(report: StatusReport, *, color: bool) -> str:
     out = [f"Observed at: {format_rfc3339(report.observed_at)}\n"]
     if not report.subjects:
         out.append("No heartbeats observed yet.\n")
-        return "".join(out)
+        return "".join(out) + render_silences(report)
     at = report.observed_at
     rows = [HEADER, *(subject_row(s, at) for s in sorted(report.subjects, key=_by_subject))]
     widths = [max(len(row[col]) for row in rows) + _PADDING for col in range(len(HEADER) - 1)]
     out.append("\n")
     for i, row in enumerate(rows):
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        if color and i > 0 and row[0] in _COLORS:
+        word = row[0].split(" (", 1)[0]  # "MAINT (nightly)" is coloured as MAINT
+        if color and i > 0 and word in _COLORS:
             pad = cells[0][len(row[0]) :]
-            cells[0] = f"\x1b[{_COLORS[row[0]]}m{row[0]}\x1b[0m{pad}"
+            cells[0] = f"\x1b[{_COLORS[word]}m{row[0]}\x1b[0m{pad}"
         out.append("".join(cells) + row[-1] + "\n")
     firing, total = report.alerts_firing, len(report.subjects)
     out.append(f"\n{firing} alert(s) firing across {total} subject(s)\n")
-    return "".join(out)
+    return "".join(out) + render_silences(report)
+
+
+SILENCE_HEADER = ("ID", "KIND", "SUBJECTS", "STARTS", "ENDS", "BY", "REASON")
+
+
+def render_silences(report: StatusReport) -> str:
+    """The silences and pauses in force (or scheduled) under the table; empty if none."""
+    if not report.silences:
+        return ""
+    at = report.observed_at
+    rows = [SILENCE_HEADER]
+    for x in report.silences:
+        ends = "until resumed" if x.ends is None else format_rfc3339(x.ends.astimezone())
+        starts = format_rfc3339(x.starts.astimezone())
+        if x.starts > at:
+            starts += " (scheduled)"
+        rows.append(
+            (
+                _printable(x.id, 64),
+                _printable(x.kind, 16),
+                _printable(",".join(x.subjects), 120),
+                starts,
+                ends,
+                _printable(x.by or "-", 40),
+                _printable(x.reason or "-", 80),
+            )
+        )
+    widths = [max(len(row[col]) for row in rows) + _PADDING for col in range(len(rows[0]) - 1)]
+    lines = ["".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + r[-1] for r in rows]
+    return f"\n{len(rows) - 1} silence(s) and pause(s):\n" + "\n".join(lines) + "\n"
 
 
 def subject_row(
@@ -83,7 +145,24 @@ def subject_row(
 
 def summarize(s: SubjectStatus, observed_at: datetime | None = None) -> tuple[str, str]:
     """The status word and DETAILS text, worded as the Go tool words them (a job adds
-    its last run and, on a schedule, the next run due)."""
+    its last run and, on a schedule, the next run due).  A quiet subject shows why
+    (``MAINT (nightly)``, ``SILENCED (<id>)``), what it would show otherwise and until
+    when."""
+    word, details = _summarize(s, observed_at)
+    if not s.quiet:
+        return word, details
+    ref = _printable(s.quiet_ref or "", 64)
+    quiet_word = s.quiet.upper() + (f" ({ref})" if ref else "")
+    if s.quiet_until is not None:
+        until = f"quiet until {local_time(s.quiet_until, None, observed_at)}"
+    else:
+        until = f"quiet {_QUIET_OPEN.get(s.quiet, 'until lifted')}"
+    if word == "ALERT!":
+        details = f"alert sent before, {details}"
+    return quiet_word, f"{details}; {until}"
+
+
+def _summarize(s: SubjectStatus, observed_at: datetime | None) -> tuple[str, str]:
     beats = f" ({s.miss_count} beats)" if s.miss_count else ""
     nobody = "; no channel is routed" if s.unrouted else ""
     job = _job_details(s, observed_at)
@@ -365,9 +444,10 @@ def _check_pattern(ctx: click.Context, param: click.Parameter, value: str | None
 )
 @option(
     "--state",
-    type=click.Choice(["alert", "late", "ok"]),
+    type=click.Choice(["alert", "late", "ok", "paused", "silenced", "maint", "suppressed"]),
     default=None,
-    help="List only subjects in this state (filtered by the monitor).",
+    help="List only subjects in this state (filtered by the monitor): a health, or why "
+    "they are kept quiet (paused, silenced, maint, suppressed).",
 )
 @option(
     "--subject",
@@ -376,6 +456,32 @@ def _check_pattern(ctx: click.Context, param: click.Parameter, value: str | None
     callback=_check_pattern,
     help="List only subjects matching this NATS pattern (heartbeat.db.>, heartbeat.*.api).",
 )
+@option(
+    "--watch",
+    type=DurationType(allow_zero=False, bare_seconds=True),
+    is_flag=False,
+    flag_value="2s",
+    default=None,
+    metavar="[SECONDS]",
+    help="Redraw the table every SECONDS (2 when not given; a duration such as 500ms "
+    "works too) until Ctrl-C.",
+)
+@option(
+    "--count",
+    type=click.IntRange(0),
+    default=0,
+    help="With --watch: stop after this many tables (0: until Ctrl-C).",
+)
+@option(
+    "--from-kv",
+    envvar="STATUS_FROM_KV",
+    is_flag=True,
+    default=False,
+    help="Read the state from NATS (state bucket and heartbeat stream) instead of "
+    "asking a monitor: for when none answers. Takes --nats-url and the NATS flags.",
+)
+@nats_options_named("--nats-token")
+@storage_options
 def status(
     url: str,
     timeout: timedelta,
@@ -383,26 +489,152 @@ def status(
     token: str | None,
     state: str | None,
     pattern: str | None,
+    watch: timedelta | None,
+    count: int,
+    from_kv: bool,
+    nats_url: str,
+    stream: str,
+    state_bucket: str,
 ) -> int:
     """Show what a monitor sees and highlight firing alerts.
 
     Exit status 0 when no alert fires (among the subjects listed), 1 when at least
     one does, 2 when the monitor cannot be reached or does not answer with its
-    status JSON.
+    status JSON. With --watch the table is redrawn until Ctrl-C (exit 0); with
+    --from-kv the state is read from NATS (the state bucket and the heartbeat
+    stream), for when no monitor answers.
     """
-    url = with_query(url, state=state, subject=pattern)
-    try:
-        body = fetch_status(url, timeout, token or None)
-        report = _decode(url, body)
-    except FetchError as e:
-        fail(str(e), 2)
-        raise AssertionError from e  # unreachable: fail() exits
-    if as_json:
-        click.echo(msgspec.json.format(body, indent=2).decode("utf-8", "replace").rstrip("\n"))
+    if count and watch is None:
+        raise click.UsageError("--count needs --watch")
+    frame: Frame
+    if from_kv:
+        if state is not None and state not in set(Health):
+            # Quiet comes from silences and the config file, which --from-kv does not read.
+            raise click.UsageError(f"--state {state} needs a monitor; with --from-kv use "
+                                   f"{', '.join(Health)}")  # fmt: skip
+        only = {k: v for k, v in (("state", state), ("subject", pattern)) if v is not None}
+        frame = KvFrames(
+            connect_options(nats_url, "status"),
+            StoreConfig(stream=stream, bucket=state_bucket),
+            Filter.parse(only),
+            timeout.total_seconds(),
+        )
     else:
-        color = use_color()
-        click.echo(render_table(report, color=color), nl=False, color=color)
-    return 1 if report.alerts_firing else 0
+        query_url = with_query(url, state=state, subject=pattern)
+
+        def frame() -> tuple[bytes, StatusReport]:
+            body = fetch_status(query_url, timeout, token or None)
+            return body, _decode(query_url, body)
+
+    try:
+        if watch is not None:
+            return watch_frames(frame, watch.total_seconds(), count, as_json=as_json)
+        try:
+            body, report = frame()
+        except FetchError as e:
+            fail(str(e), 2)
+        click.echo(show(body, report, as_json=as_json, color=use_color()), nl=False, color=True)
+        return 1 if report.alerts_firing else 0
+    finally:
+        if isinstance(frame, KvFrames):
+            frame.close()
+
+
+Frame = Callable[[], tuple[bytes, StatusReport]]
+"""One look at the state: the status JSON and its report; FetchError if none."""
+CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear the screen
+
+
+def show(body: bytes, report: StatusReport, *, as_json: bool, color: bool) -> str:
+    """What one look prints: the status JSON (pretty) or the table."""
+    if as_json:
+        return msgspec.json.format(body, indent=2).decode("utf-8", "replace").rstrip("\n") + "\n"
+    return render_table(report, color=color)
+
+
+def watch_frames(
+    frame: Frame,
+    every_s: float,
+    count: int,
+    *,
+    as_json: bool,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Print a frame every ``every_s`` until Ctrl-C (exit 0) or ``count`` frames (the
+    last one's exit status).  On a terminal each frame replaces the last; otherwise
+    frames follow each other, separated by a blank line.  A frame that fails says
+    why (on stderr when not a terminal) and the watch goes on."""
+    tty = _isatty(sys.stdout)
+    color = use_color()
+    shown = 0
+    code = 0
+    try:
+        while True:
+            started = time.monotonic()
+            try:
+                body, report = frame()
+                text = show(body, report, as_json=as_json, color=color)
+                code = 1 if report.alerts_firing else 0
+            except FetchError as e:
+                text, code = f"nats-heartbeat: {e}\n", 2
+                if not tty:
+                    click.echo(text, nl=False, err=True)
+                    text = ""
+            if tty:
+                click.echo(CLEAR + text, nl=False, color=True)
+            elif text:
+                click.echo(("\n" if shown else "") + text, nl=False, color=True)
+            sys.stdout.flush()
+            shown += 1
+            if count and shown >= count:
+                return code
+            sleep(max(0.0, every_s - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        return 0
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class KvFrames:
+    """Frames read straight from NATS; one connection kept across the frames."""
+
+    def __init__(
+        self, options: ConnectOptions, cfg: StoreConfig, only: Filter, timeout_s: float
+    ) -> None:
+        self.options = options
+        self.cfg = cfg
+        self.only = only
+        self.timeout_s = timeout_s
+        self.runner = asyncio.Runner()
+        self.nc: NATS | None = None
+
+    def __call__(self) -> tuple[bytes, StatusReport]:
+        return self.runner.run(self._frame())
+
+    async def _frame(self) -> tuple[bytes, StatusReport]:
+        try:
+            if self.nc is None:
+                self.nc = await asyncio.wait_for(
+                    connect(self.options, reconnect_forever=False), self.timeout_s
+                )
+            snap = await read_state(self.nc.jetstream(), self.cfg, timeout_s=self.timeout_s)
+        except TimeoutError as e:
+            raise FetchError(f"no answer from NATS within {self.timeout_s:g}s") from e
+        except HeartbeatError as e:
+            raise FetchError(str(e)) from e
+        report = report_of(snap, time.time(), self.only)
+        return encode_status(report), report
+
+    def close(self) -> None:
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                self.runner.run(self.nc.close())
+        self.runner.close()
 
 
 def with_query(url: str, **params: str | None) -> str:

@@ -20,9 +20,19 @@ Format (every key)::
     repeat_every = "30m"       # optional Go duration, > 0
     continue = false           # optional: later matching routes add channels
 
-Top-level tables other than ``channels`` and ``routes`` are rejected, except
-``maintenance`` and ``depends`` (reserved for features that are not built yet:
-accepted and ignored, so a config written for them starts today).
+    [[maintenance]]            # optional; quiet windows (heartbeat.maintenance)
+    subjects = ["heartbeat.batch.>"]  # NATS patterns
+    schedule = "0 2 * * SUN"   # cron: 5 fields, or 6 with seconds first
+    duration = "2h"            # Go duration, > 0: how long each occurrence lasts
+    timezone = "Europe/Berlin" # optional IANA zone of the schedule, default UTC
+    name = "nightly"           # optional, default maintenance[N]; shown in status
+
+    [[depends]]                # optional (heartbeat.depends)
+    subjects = ["heartbeat.dc1.>"]    # NATS patterns: the dependents
+    on = "heartbeat.dc1.uplink"       # one exact subject: their parent
+
+Top-level tables other than ``channels``, ``routes``, ``maintenance`` and ``depends``
+are rejected.
 """
 
 from __future__ import annotations
@@ -37,8 +47,10 @@ from typing import Any
 
 import aiohttp
 
+from heartbeat.depends import Dependency, find_cycle
 from heartbeat.durations import parse_duration
 from heartbeat.errors import HeartbeatError, InvalidDuration
+from heartbeat.maintenance import Window, check_schedule, check_zone
 from heartbeat.notify import (
     AppriseNotifier,
     DiscordNotifier,
@@ -56,9 +68,10 @@ from heartbeat.notify import (
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.pushover import PUSHOVER_URL
 from heartbeat.routing import Route, valid_pattern
+from heartbeat.schema import is_valid_subject
 
 FLAGS = "flags"  # the source of channels defined by flags and environment variables
-RESERVED_TABLES = frozenset({"maintenance", "depends"})  # later issues: accepted, ignored
+RESERVED_TABLES: frozenset[str] = frozenset()  # tables of later issues: accepted, ignored
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 ReadFile = Callable[[str], str]
@@ -209,6 +222,8 @@ class Config:
     path: str
     channels: tuple[ChannelSpec, ...] = ()
     routes: tuple[Route, ...] = ()
+    depends: tuple[Dependency, ...] = ()
+    maintenance: tuple[Window, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -247,9 +262,15 @@ def parse_config(
     channels (from flags).  Relative ``*_file`` paths are relative to the config file's
     directory; ``read_file`` reads one (raising ``OSError``)."""
     for top in data:
-        if top not in ("channels", "routes") and top not in RESERVED_TABLES:
+        if (
+            top not in ("channels", "routes", "maintenance", "depends")
+            and top not in RESERVED_TABLES
+        ):
             raise ConfigError(
-                path, top, "unknown top-level key (expected [channels.NAME] or [[routes]])"
+                path,
+                top,
+                "unknown top-level key (expected [channels.NAME], [[routes]], [[maintenance]] "
+                "or [[depends]])",
             )
     channels = _table(data.get("channels", {}), path, "channels")
     specs: list[ChannelSpec] = []
@@ -269,7 +290,13 @@ def parse_config(
     if not isinstance(raw_routes, list):
         raise ConfigError(path, "routes", "must be an array of tables ([[routes]])")
     routes = tuple(_route(path, i, r, known) for i, r in enumerate(raw_routes, 1))
-    return Config(path=path, channels=tuple(specs), routes=routes)
+    return Config(
+        path=path,
+        channels=tuple(specs),
+        routes=routes,
+        maintenance=_maintenance(path, data.get("maintenance", [])),
+        depends=_depends(path, data.get("depends", [])),
+    )
 
 
 def merge_flags(extra: Sequence[ChannelSpec]) -> Config:
@@ -483,6 +510,105 @@ def _route(path: str, i: int, body: Any, known: set[str]) -> Route:
     return Route(subjects=subjects, channels=channels, repeat_every_s=repeat, continue_=cont)
 
 
+def _depends(path: str, raw: Any) -> tuple[Dependency, ...]:
+    """``[[depends]]`` tables (counted from 1); a cycle among parents is an error."""
+    if not isinstance(raw, list):
+        raise ConfigError(path, "depends", "must be an array of tables ([[depends]])")
+    out: list[Dependency] = []
+    for i, body in enumerate(raw, 1):
+        key = f"depends[{i}]"
+        body = _table(body, path, key)
+        for k in body:
+            if k not in ("subjects", "on"):
+                raise ConfigError(path, f"{key}.{k}", "unknown key (takes subjects, on)")
+        for k in ("subjects", "on"):
+            if k not in body:
+                raise ConfigError(path, f"{key}.{k}", "missing")
+        subjects = _strings(path, f"{key}.subjects", body["subjects"], "subject patterns")
+        for j, pattern in enumerate(subjects, 1):
+            why = valid_pattern(pattern)
+            if why is not None:
+                raise ConfigError(path, f"{key}.subjects[{j}]", f"{pattern!r} {why}")
+        on = body["on"]
+        if not isinstance(on, str):
+            raise ConfigError(path, f"{key}.on", f"must be a subject string, not {_kind(on)}")
+        if not is_valid_subject(on):
+            raise ConfigError(
+                path,
+                f"{key}.on",
+                f"{on!r} must be one exact subject (no wildcards, no empty tokens)",
+            )
+        out.append(Dependency(subjects=subjects, on=on))
+    cycle = find_cycle(out)
+    if cycle is not None:
+        raise ConfigError(
+            path,
+            "depends",
+            f"dependency cycle: {' -> '.join(cycle)} (each depends on the next); narrow "
+            "the subjects patterns so that no parent depends on its own dependent",
+        )
+    return tuple(out)
+
+
+MAINTENANCE_KEYS = ("subjects", "schedule", "duration", "timezone", "name")
+
+
+def _maintenance(path: str, raw: Any) -> tuple[Window, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(path, "maintenance", "must be an array of tables ([[maintenance]])")
+    windows: list[Window] = []
+    for i, body in enumerate(raw, 1):
+        w = _window(path, i, body)
+        if any(o.name == w.name for o in windows):
+            raise ConfigError(
+                path, f"maintenance[{i}].name", f"{w.name!r} names an earlier window too"
+            )
+        windows.append(w)
+    return tuple(windows)
+
+
+def _window(path: str, i: int, body: Any) -> Window:
+    key = f"maintenance[{i}]"
+    body = _table(body, path, key)
+    for k in body:
+        if k not in MAINTENANCE_KEYS:
+            raise ConfigError(
+                path, f"{key}.{k}", f"unknown key (takes {', '.join(MAINTENANCE_KEYS)})"
+            )
+    for k in ("subjects", "schedule", "duration"):
+        if k not in body:
+            raise ConfigError(path, f"{key}.{k}", "missing")
+    subjects = _strings(path, f"{key}.subjects", body["subjects"], "subject patterns")
+    for j, pattern in enumerate(subjects, 1):
+        why = valid_pattern(pattern)
+        if why is not None:
+            raise ConfigError(path, f"{key}.subjects[{j}]", f"{pattern!r} {why}")
+    zone = body.get("timezone", "UTC")
+    if not isinstance(zone, str) or not zone:
+        raise ConfigError(path, f"{key}.timezone", f"must be a time zone name, not {_kind(zone)}")
+    schedule = body["schedule"]
+    if not isinstance(schedule, str):
+        raise ConfigError(path, f"{key}.schedule", f"must be a cron string, not {_kind(schedule)}")
+    why = check_zone(zone)
+    if why is not None:
+        raise ConfigError(path, f"{key}.timezone", why)
+    why = check_schedule(schedule, zone)
+    if why is not None:
+        raise ConfigError(path, f"{key}.schedule", why)
+    duration = _repeat(path, f"{key}.duration", body["duration"])
+    if duration > MAX_MAINTENANCE_S:
+        raise ConfigError(path, f"{key}.duration", f"{body['duration']!r} is longer than 366 days")
+    name = body.get("name", key)
+    if not isinstance(name, str) or not name.strip() or not name.isprintable() or len(name) > 64:
+        raise ConfigError(path, f"{key}.name", "must be printable text of 1 to 64 characters")
+    return Window(
+        name=name, subjects=subjects, schedule=schedule, duration_s=duration, timezone=zone
+    )
+
+
+MAX_MAINTENANCE_S = 366 * 24 * 3600.0
+
+
 def _repeat(path: str, where: str, text: Any) -> float:
     if not isinstance(text, str):
         raise ConfigError(path, where, f'must be a duration string like "30m", not {_kind(text)}')
@@ -512,14 +638,20 @@ def can_match_under(pattern: str, prefix: str) -> bool:
 
 
 def unreachable(config: Config, prefix: str) -> list[tuple[str, str]]:
-    """``(key, pattern)`` of every route pattern no subject under ``prefix`` can match
-    (worth a warning: the route is dead)."""
-    return [
-        (f"routes[{i}].subjects[{j}]", p)
-        for i, r in enumerate(config.routes, 1)
-        for j, p in enumerate(r.subjects, 1)
-        if not can_match_under(p, prefix)
-    ]
+    """``(key, pattern)`` of every route or maintenance pattern no subject under
+    ``prefix`` can match (worth a warning: it never applies)."""
+    tables = [("routes", r.subjects) for r in config.routes]
+    tables += [("maintenance", w.subjects) for w in config.maintenance]
+    seen: dict[str, int] = {}
+    out = []
+    for table, subjects in tables:
+        i = seen[table] = seen.get(table, 0) + 1
+        out += [
+            (f"{table}[{i}].subjects[{j}]", p)
+            for j, p in enumerate(subjects, 1)
+            if not can_match_under(p, prefix)
+        ]
+    return out
 
 
 # --- building --------------------------------------------------------------------------

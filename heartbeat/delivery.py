@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ import msgspec
 
 from heartbeat.engine import Pending, Record
 from heartbeat.groups import GROUP_PREFIX, Batcher, GroupEntry, decode_group, encode_group
+from heartbeat.history import Event, Result, delivery_event
 from heartbeat.notification import Notification, group_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import DeliveryResult, fan_out
@@ -127,6 +128,9 @@ class Deliveries:
         self.groups_sent = 0
         self._dropped: dict[str, int] = {}  # group id -> revision we deleted
         self._crossing = asyncio.Semaphore(CROSSING_OFF)
+        # History (heartbeat.history_writer): each channel's outcome, per round here.
+        self.history: Callable[[Iterable[Event]], None] | None = None
+        self.rounds: dict[Key, int] = {}
 
     def start(self, subject: str) -> None:
         """Start delivering what the subject's committed record still owes."""
@@ -146,6 +150,10 @@ class Deliveries:
         for nid, channel in todo.drop:
             if (nid, channel) not in self.claimed:
                 log.warning("%s: channel %s is no longer configured; dropping it", nid, channel)
+                for p in rec.pending:
+                    if p.notification.notification_id == nid:
+                        why = "channel no longer configured"
+                        self._tell(subject, p.notification, channel, Result.DROPPED, 0, why)
             self.inflight.add((nid, channel))
             self._spawn(self._cross_off(subject, nid, channel))
         for pending, channels in todo.send:
@@ -241,6 +249,7 @@ class Deliveries:
 
         async def record(channel: str, result: DeliveryResult) -> None:
             key = (n.notification_id, channel)
+            self._told(key, [(subject, n)], channel, result)
             if self._count(key, channel, str(n.event), result):
                 await self._cross_off(subject, n.notification_id, channel)
             self.inflight.discard(key)
@@ -315,6 +324,8 @@ class Deliveries:
         notifier = self.notifiers.get(entry.channel)
 
         async def record(channel: str, result: DeliveryResult) -> None:
+            members = zip((s for s, _ in entry.members), entry.notification.members, strict=False)
+            self._told(key, list(members), channel, result, f" (in {gid})")
             if self._count(key, channel, "group", result):
                 self.groups_sent += result.delivered
                 await self._drop_group(gid)
@@ -369,6 +380,44 @@ class Deliveries:
                     "could not record delivery of %s to %s; it may be sent again", nid, channel
                 )
         self.inflight.discard((nid, channel))
+        self.rounds.pop((nid, channel), None)  # crossed off: no round of it follows here
+
+    def _told(
+        self,
+        key: Key,
+        about: list[tuple[str, Notification]],
+        channel: str,
+        result: DeliveryResult,
+        suffix: str = "",
+    ) -> None:
+        """Record one round's outcome in the history: sent, failed (a retry comes) or
+        dropped (a permanent error).  A round cut short before any attempt (this
+        replica stopped leading) is no outcome: the next leader runs it."""
+        if self.history is None or (not result.delivered and result.attempts == 0):
+            return
+        rnd = self.rounds[key] = self.rounds.get(key, 0) + 1
+        tries = f"{result.attempts} attempt{'s' if result.attempts != 1 else ''}"
+        if result.delivered:
+            outcome, detail = Result.SENT, tries
+        elif result.permanent:
+            outcome, detail = Result.DROPPED, f"{result.error} ({tries}; not retried)"
+        else:
+            outcome, detail = Result.FAILED, f"{result.error} ({tries}; will retry)"
+        if outcome is not Result.FAILED:
+            self.rounds.pop(key, None)
+        for subject, n in about:
+            self._tell(subject, n, channel, outcome, rnd, detail + suffix)
+
+    def _tell(
+        self, subject: str, n: Notification, channel: str, result: Result, rnd: int, detail: str
+    ) -> None:
+        if self.history is None:
+            return
+        event = delivery_event(
+            subject, n, channel, result, monitor=self.monitor, now=self.clock(), rnd=rnd,
+            detail=detail,
+        )  # fmt: skip
+        self.history([event])
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

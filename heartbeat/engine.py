@@ -20,7 +20,7 @@ from heartbeat.durations import SECOND, window_of
 from heartbeat.jobrules import Job as Job  # re-exported: Beat.job's type
 from heartbeat.jobrules import JobState
 from heartbeat.notification import EventKind, Notification
-from heartbeat.quiet import LOUD, Hush
+from heartbeat.quiet import LOUD, Hush, Quiet
 
 NEVER = math.inf
 _DURATIONS: dict[int, int] = {}
@@ -78,6 +78,7 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     pending: list[Pending] = []
     updated_by: str = ""
     job: JobState | None = None  # a job's runs and job alert (heartbeat.jobrules)
+    back_at: float | None = None  # the first beat after its last alert (heartbeat.depends)
 
     @property
     def window_ns(self) -> int:
@@ -130,6 +131,7 @@ class Outcome:
     notification: Notification | None
     due: float
     reason: Reason = Reason.NONE
+    hushed: Quiet | None = None  # what kept back an alert or repeat due now (history)
 
 
 def merged(rec: Record | None, beat: Beat | None, subject: str) -> Record:
@@ -160,9 +162,19 @@ def meta_differs(a: Record, b: Record | Beat) -> bool:
     )
 
 
+Dependents = tuple[int, Sequence[str]]
+"""A parent's missing dependents: how many, and the first few by name."""
+
+
 def _notification(
-    rec: Record, kind: EventKind, now: float, monitor: str, missed_for_s: float
+    rec: Record,
+    kind: EventKind,
+    now: float,
+    monitor: str,
+    missed_for_s: float,
+    dependents: Dependents | None = None,
 ) -> Notification:
+    count, named = dependents if dependents is not None else (None, ())
     return Notification(
         event=kind,
         subject=rec.subject,
@@ -177,6 +189,8 @@ def _notification(
         notification_id=f"{rec.alert_id}-{rec.notify_count}",
         created_at=now,
         monitor=monitor,
+        dependents_missing=count,
+        dependents=tuple(named),
     )
 
 
@@ -187,10 +201,11 @@ def _with_notification(
     monitor: str,
     channels: Sequence[str],
     missed_for_s: float,
+    dependents: Dependents | None = None,
 ) -> tuple[Record, Notification]:
     """Commit ``reason``: bump the count, stamp last_notified, queue a pending delivery."""
     rec = msgspec.structs.replace(rec, notify_count=rec.notify_count + 1, last_notified=now)
-    n = _notification(rec, EventKind(reason), now, monitor, missed_for_s)
+    n = _notification(rec, EventKind(reason), now, monitor, missed_for_s, dependents)
     if not channels:  # nothing to deliver: an entry with no channels would never be drained
         return rec, n
     pending = [*rec.pending, Pending(notification=n, channels=list(channels))]
@@ -209,6 +224,7 @@ def evaluate(
     channels: Sequence[str] = (),
     new_alert_id: str = "",
     hush: Hush = LOUD,
+    dependents: Dependents | None = None,
 ) -> Outcome:
     """Decide alert / repeat / resolved / checkpoint for one subject.
 
@@ -216,7 +232,9 @@ def evaluate(
     the newest heartbeat on the stream, ``sight_since`` the end of the last blind
     period (no subject alerts on silence observed while blind), ``new_alert_id``
     the id to give an alert raised now, ``hush`` what keeps it quiet (heartbeat.quiet:
-    while quiet nothing alerts or repeats; a resolve is still told).
+    while quiet nothing alerts or repeats; a resolve is still told), ``dependents``
+    how many of its dependents are missing too, for its alert and repeats to say
+    (heartbeat.depends).
     """
     cur = merged(rec, beat, subject)
     if cur.interval_ns <= 0:
@@ -224,16 +242,18 @@ def evaluate(
     quiet = hush.quiet is not None
     floor = max(sight_since, hush.ended)
     reason, new, notification = Reason.NONE, cur, None
+    held_back = False
     if cur.alert_active and cur.last_seen > (cur.alert_last_seen or 0.0):
         # Beats resumed: resolve once.
         reason = Reason.RESOLVED
         gap = cur.last_seen - (cur.alert_last_seen or cur.last_seen)
         new, notification = _with_notification(cur, reason, now, monitor, channels, gap)
         new = msgspec.structs.replace(
-            new, alert_active=False, alert_since=None, alert_last_seen=None
+            new, alert_active=False, alert_since=None, alert_last_seen=None, back_at=cur.last_seen
         )
     elif quiet:
-        pass  # tracked and shown, never told (heartbeat.quiet)
+        # Tracked and shown, never told (heartbeat.quiet); what it kept back is history.
+        held_back = now >= _loud_deadline(cur, cfg, sight_since)
     elif not cur.alert_active:
         if cur.last_seen > 0 and now > alert_deadline(cur, cfg, floor):
             reason = Reason.ALERT
@@ -246,25 +266,43 @@ def evaluate(
                 notify_count=0,
             )
             new, notification = _with_notification(
-                new, reason, now, monitor, channels, now - cur.last_seen
+                new, reason, now, monitor, channels, now - cur.last_seen, dependents
             )
     elif now >= repeat_deadline(cur, cfg, hush.ended):
         reason = Reason.REPEAT
         new, notification = _with_notification(
-            cur, reason, now, monitor, channels, now - cur.last_seen
+            cur, reason, now, monitor, channels, now - cur.last_seen, dependents
         )
     new, notification, reason = _job_step(
         rec, new, notification, reason, now, cfg, monitor, channels, new_alert_id, quiet
     )
+    hushed = hush.quiet if held_back else None
     if reason is Reason.NONE:
         if rec is None:
             reason = Reason.CREATE
         elif _needs_checkpoint(rec, new, cfg):
             reason = Reason.CHECKPOINT
         else:
-            return Outcome(None, None, next_due(new, cfg, sight_since, hush))
+            return Outcome(None, None, _due(new, cfg, sight_since, hush, held_back), hushed=hushed)
     new = msgspec.structs.replace(new, updated_by=monitor)
-    return Outcome(new, notification, next_due(new, cfg, sight_since, hush), reason)
+    due = _due(new, cfg, sight_since, hush, held_back)
+    return Outcome(new, notification, due, reason, hushed)
+
+
+def _loud_deadline(rec: Record, cfg: EngineConfig, sight_since: float) -> float:
+    """When a loud ``rec`` would alert or repeat next (quiet periods aside)."""
+    if rec.alert_active:
+        return repeat_deadline(rec, cfg)
+    return alert_deadline(rec, cfg, sight_since) if rec.last_seen > 0 else NEVER
+
+
+def _due(rec: Record, cfg: EngineConfig, sight_since: float, hush: Hush, held_back: bool) -> float:
+    """:func:`next_due`, and while quiet once more at the loud deadline: the moment
+    the quiet keeps an alert back is recorded in the history (then: its end)."""
+    due = next_due(rec, cfg, sight_since, hush)
+    if hush.quiet is not None and not held_back:
+        due = min(due, _loud_deadline(rec, cfg, sight_since))
+    return due
 
 
 _JOB_REASONS = {
@@ -402,9 +440,12 @@ def is_late(rec: Record, now: float) -> bool:
         due = jobrules.missing_after(rec.job, rec.last_seen, rec.interval_ns, rec.window_ns)
         if due is not None:
             return now > due
-    return (
-        rec.last_seen > 0 and rec.interval_ns > 0 and (now - rec.last_seen) * SECOND > rec.window_ns
-    )
+    return silent_past(rec.last_seen, rec.interval_ns, rec.window_ns, now)
+
+
+def silent_past(last_seen: float, interval_ns: int, window_ns: int, now: float) -> bool:
+    """A plain heartbeat seen at ``last_seen`` is silent past its window at ``now``."""
+    return last_seen > 0 and interval_ns > 0 and (now - last_seen) * SECOND > window_ns
 
 
 def health(rec: Record, now: float) -> Health:

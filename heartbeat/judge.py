@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from heartbeat.engine import Beat, EngineConfig, Outcome, Reason, Record, evaluate
+from heartbeat.engine import Beat, Dependents, EngineConfig, Outcome, Reason, Record, evaluate
+from heartbeat.history import Event, committed, hushed_events
 from heartbeat.quiet import LOUD, Hush
 from heartbeat.ratelog import RateLog
 from heartbeat.store import StateConflict, StateStore, StoreError
@@ -25,8 +26,12 @@ log = logging.getLogger(__name__)
 MAX_WRITE_BACKOFF_S = 60.0
 Evidence = Callable[[], Awaitable[int | None]]
 """Beats the stream still has to hand the consumer (None: it cannot say)."""
+History = Callable[[Iterable[Event]], None]
+"""Where committed transitions are recorded (heartbeat.history_writer); never blocks."""
 HushFor = Callable[[str, float], Hush]
 """What keeps a subject quiet at a time (heartbeat.quiet); the default: nothing."""
+DependentsFor = Callable[[str, float], Dependents | None]
+"""A parent's dependents missing too at a time (heartbeat.depends); the default: none."""
 # Decisions made from silence: committed only once the consumer has nothing unhandled.
 ACCUSATIONS = frozenset({Reason.ALERT, Reason.RUNNING_LONG})
 
@@ -72,6 +77,8 @@ class Judge:
         self.max_hold_s = 10.0
         self.write_log = RateLog(log, what="state writes")
         self.hush_for: HushFor = _loud
+        self.dependents_for: DependentsFor = _no_dependents
+        self.history: History | None = None
 
     async def judge_due(self, now: float, store: StateStore, evidence: Evidence) -> None:
         """Evaluate every subject due at ``now`` and wait for the commits.
@@ -147,6 +154,7 @@ class Judge:
             channels=self.subjects.channels_for(track.subject, self.channels),
             new_alert_id=alert_id,
             hush=self.hush_for(track.subject, now),
+            dependents=self.dependents_for(track.subject, now),
         )
 
     def _evaluate(self, subject: str, now: float) -> Commit | None:
@@ -161,6 +169,8 @@ class Judge:
             self.subjects.push(track, now + self.poll_s * 10)
             return None
         self.subjects.push(track, out.due)
+        if out.hushed is not None and self.history is not None:
+            self.history(hushed_events(track.view(), out.hushed, now, self.replica_id))
         if out.record is None:
             return None
         self.busy.add(subject)
@@ -174,9 +184,11 @@ class Judge:
         subject = track.subject
         decided_on = held[0] if held else None
         latest = work.first
+        base = decided_on
 
         def change(rec: Record | None) -> Record | None:
-            nonlocal latest
+            nonlocal latest, base
+            base = rec
             if self.subjects.get(subject) is not track:
                 return None  # retired meanwhile
             if rec is not decided_on or track.beat is not beat:
@@ -217,7 +229,14 @@ class Judge:
         self.counters.kv_writes += 1
         if (n := latest.notification) is not None:
             log.info("%s %s (id %s)", n.event, subject, n.notification_id)
+            if self.history is not None and latest.record is not None:
+                # Only now: the commit won, so the transition is a fact.
+                self.history(committed(base, latest.record, n))
 
 
 def _loud(subject: str, now: float) -> Hush:
     return LOUD
+
+
+def _no_dependents(subject: str, now: float) -> Dependents | None:
+    return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from heartbeat.engine import Health
+from heartbeat.quiet import QuietKind
 
 P = "nats_heartbeat_"
 
@@ -69,6 +70,9 @@ class Snapshot:
     pending: Mapping[str, int]  # channel -> notifications it still owes
     tick_buckets: tuple[tuple[str, float], ...]  # cumulative, as Prometheus wants them
     tick_total_s: float
+    history_events: Mapping[str, int] = field(default_factory=dict)  # kind -> events written
+    history_errors: int = 0  # events given up (publish failed, or the queue was full)
+    quiet: Mapping[QuietKind, int] = field(default_factory=dict)  # subjects quiet now, by kind
 
 
 class _Collector(Collector):
@@ -91,6 +95,15 @@ class _Collector(Collector):
             "Monitored subjects by state.",
             ["state"],
             (((str(h),), s.subjects.get(h, 0)) for h in Health),
+            sort=False,
+        )
+        yield _labelled(
+            GaugeMetricFamily,
+            "quiet_subjects",
+            "Subjects kept quiet now (no alert or repeat sent), by why: paused, silenced, "
+            "maint or suppressed.",
+            ["kind"],
+            (((str(k),), s.quiet.get(k, 0)) for k in QuietKind),
             sort=False,
         )
         yield _labelled(
@@ -144,6 +157,18 @@ class _Collector(Collector):
             "refused_subjects",
             "Beats of new subjects refused: the monitor already tracks --max-subjects.",
             s.refused_subjects,
+        )
+        yield _labelled(
+            CounterMetricFamily,
+            "history_events",
+            "History events written to the events stream, by kind.",
+            ["kind"],
+            (((kind,), n) for kind, n in s.history_events.items()),
+        )
+        yield _counter(
+            "history_errors",
+            "History events given up: publishing failed, or the queue was full.",
+            s.history_errors,
         )
         yield HistogramMetricFamily(
             P + "evaluation_seconds",

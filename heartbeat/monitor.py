@@ -28,25 +28,35 @@ from nats.aio.msg import Msg
 from heartbeat.aio import wait_any, wait_event
 from heartbeat.connection import close_connection
 from heartbeat.delivery import Deliveries
+from heartbeat.depends import Dependencies, Dependency
 from heartbeat.election import Election, lease_view
 from heartbeat.engine import EngineConfig, Record, health
 from heartbeat.feed import Feed
 from heartbeat.groups import GROUP_PREFIX, Batcher, group_size
+from heartbeat.history import Event, HistoryConfig, HistoryQuery, overlaps, resumed, retired_event
+from heartbeat.history_read import read_history
+from heartbeat.history_writer import HistoryWriter
 from heartbeat.ingest import IngestLimits, Ingestor
 from heartbeat.judge import Judge
+from heartbeat.maintenance import MAX_WINDOW_S, Maintenance, Window
 from heartbeat.metrics import Snapshot, TickTimer
 from heartbeat.notification import EventKind, capacity_notice, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
+from heartbeat.quiet import HushSource, Quieter, QuietKind
 from heartbeat.ratelog import RateLog
 from heartbeat.retire import Janitor
 from heartbeat.routing import Route, Router
 from heartbeat.sight import Sight
+from heartbeat.silence_store import SilenceStore
+from heartbeat.silences import DEFAULT_BUCKET as SILENCE_BUCKET
+from heartbeat.silences import SilenceBook, status_of
 from heartbeat.status import Filter, build_report
 from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
     LEASE_KEY,
     RESERVED,
+    ConfigConflict,
     StateStore,
     StoreConfig,
     StoreError,
@@ -76,10 +86,15 @@ class MonitorConfig:
     max_subjects: int = 1_000_000
     max_payload: int = 8192  # a heartbeat larger than this is rejected unread
     routes: tuple[Route, ...] = ()  # none: every subject to every channel
+    maintenance: tuple[Window, ...] = ()  # [[maintenance]] windows (heartbeat.maintenance)
     group_over: int = 10  # more than this many due for one channel within group_wait_s: group
     group_wait_s: float = 2.0
     reconcile_every_s: float = 30.0
     catch_up_wait_s: float = 60.0  # start-up: the stream feed starts after the bucket's
+    silence_bucket: str = SILENCE_BUCKET  # silences and pauses (heartbeat.silences)
+    purge_silences_every_s: float = 3600.0  # the leader purges long-ended ones this often
+    history: HistoryConfig | None = None  # the events stream; None: no history
+    depends: tuple[Dependency, ...] = ()  # [[depends]]: dependents quiet while a parent is down
 
 
 @dataclass
@@ -93,6 +108,8 @@ class _Parts:
     watch: Feed
     deliveries: Deliveries
     janitor: Janitor
+    silences: SilenceStore
+    silence_watch: Feed
 
 
 class Monitor:
@@ -120,6 +137,24 @@ class Monitor:
         self.judge.poll_s, self.judge.max_writes = cfg.poll_s, cfg.max_writes_per_tick
         self.judge.max_hold_s = 2 * cfg.stall_check_s  # by then a stall has blinded us
         self.counters = self.judge.counters
+        # What keeps subjects quiet (heartbeat.quiet): one source per kind, asked by the
+        # judge for every evaluation and by status and metrics for every subject.
+        # Silences and pauses from their bucket (heartbeat.silences): always, since one can
+        # be added at any time.
+        self.silences = SilenceBook()
+        self._silences_purged = 0.0
+        sources: list[HushSource] = [self.silences]
+        if cfg.maintenance:
+            lookback = MAX_WINDOW_S + cfg.engine.tolerance_s
+            sources.append(Maintenance(cfg.maintenance, lookback_s=lookback))
+        # [[depends]] (heartbeat.depends): its hush, and the parents' dependents count.
+        self.depends = Dependencies(self.subjects, cfg.depends)
+        if cfg.depends:
+            self.depends.attach()
+            sources.append(self.depends)
+            self.judge.dependents_for = self.depends.dependents_for
+        self.quieter = Quieter(sources)
+        self.judge.hush_for = self.quieter.hush_for
         self.tick_timer = TickTimer()
         self._parts: _Parts | None = None
         self._terms_seen = 0
@@ -129,6 +164,15 @@ class Monitor:
         self._refused_logged = 0
         self._capacity_told = False
         self._replacing: asyncio.Task[None] | None = None
+        self.history: HistoryWriter | None = None
+        if cfg.history is not None and cfg.history.enabled:
+            if overlaps(cfg.history.filter_subject, cfg.store.filter_subject):
+                raise ConfigConflict(
+                    f"history subjects {cfg.history.filter_subject} overlap the heartbeat "
+                    f"subjects {cfg.store.filter_subject}: choose another history prefix"
+                )
+            self.history = HistoryWriter(cfg.history)
+            self.judge.history = self.history.record
 
     @property
     def parts(self) -> _Parts:
@@ -147,7 +191,10 @@ class Monitor:
         cfg = self.cfg
         js = nc.jetstream()
         await ensure_stream(js, cfg.store)
+        if self.history is not None:
+            await self.history.start(js)
         store = await StateStore.open(js, cfg.store)
+        silences = await SilenceStore.open(js, cfg.silence_bucket, replicas=cfg.store.replicas)
         old = self._parts
         if old is None:
             election = Election(store, cfg.replica_id, ttl_s=cfg.lease_ttl_s)
@@ -168,6 +215,8 @@ class Monitor:
                 monitor=cfg.replica_id,
                 max_entry_bytes=int(nc.max_payload or 1 << 20) // 2,
             )
+            if self.history is not None:
+                deliveries.history = self.history.record
         else:  # a new connection: the same election and deliveries, on the new store
             election, deliveries = old.election, old.deliveries
             election.store = deliveries.store = store
@@ -189,10 +238,18 @@ class Monitor:
             watch=store.watch(self._on_entry),
             deliveries=deliveries,
             janitor=Janitor(
-                js, store, self.subjects, every_s=cfg.reconcile_every_s, clock=self.clock
+                js,
+                store,
+                self.subjects,
+                every_s=cfg.reconcile_every_s,
+                clock=self.clock,
+                on_retired=self._retired,
             ),
+            silences=silences,
+            silence_watch=silences.watch(self.silences.observe),
         )
         try:
+            await parts.silence_watch.start()
             await parts.watch.start()
             # One catch-up at a time: the bucket's and the stream's together (1M records
             # and 1M beats) pass nats-server's max_pending for one connection (64 MB),
@@ -225,7 +282,9 @@ class Monitor:
         """
         self._reconnect = reconnect
         parts = self.parts
-        await _wait_all(stop, parts.watch.caught_up, parts.ingestor.caught_up)
+        await _wait_all(
+            stop, parts.silence_watch.caught_up, parts.watch.caught_up, parts.ingestor.caught_up
+        )
         if stop.is_set():
             return await self.close()
         self.ready_event.set()
@@ -255,6 +314,8 @@ class Monitor:
             self._replacing.cancel()
         parts = self.parts
         await parts.deliveries.hand_over(2.0)
+        if self.history is not None:
+            await self.history.stop(2.0)  # what was decided is written before we go
         campaign_stop.set()
         await campaign
         await self.close()
@@ -266,6 +327,7 @@ class Monitor:
         await self._parts.janitor.stop()
         await self._parts.ingestor.stop()
         await self._parts.watch.stop()
+        await self._parts.silence_watch.stop()
 
     def _replace_if_closed(self) -> None:
         """Start replacing a connection nats-py closed for good (once at a time)."""
@@ -320,12 +382,29 @@ class Monitor:
             leader_id=election.leader_id if election is not None else None,
             router=self.router if self.cfg.routes else None,
             only=only,
+            hush_for=self.quieter.hush_for,
+            silences=[status_of(s) for s in self.silences.current(self.clock())],
         )
+
+    async def read_history(self, query: HistoryQuery) -> list[Event]:
+        """Events from the history stream (any replica can read it); StoreError if it
+        cannot be read."""
+        history = self.cfg.history
+        if history is None or not history.enabled or self._parts is None:
+            raise StoreError("history is off on this monitor")
+        js = self._parts.nc.jetstream()
+        return await read_history(js, history, query, self.clock(), timeout_s=5.0)
 
     def snapshot(self) -> Snapshot:
         """Every figure for /metrics, at once."""
         now = self.clock()
         states = Counter(health(t.view(), now) for t in self.subjects)
+        quiet: Counter[QuietKind] = Counter()
+        if self.quieter.sources:
+            hush_for = self.quieter.hush_for
+            quiet.update(
+                q.kind for s in self.subjects.tracks if (q := hush_for(s, now).quiet) is not None
+            )
         owed: Counter[str] = Counter()
         for subject in self.subjects.pending:
             rec = self.subjects.record(subject)
@@ -342,6 +421,7 @@ class Monitor:
             heartbeats=parts.ingestor.accepted,
             rejected=dict(parts.ingestor.rejected),
             subjects=states,
+            quiet=quiet,
             deliveries=dict(d.results),
             retries=dict(d.retries),
             leader=self.leading(),
@@ -358,6 +438,8 @@ class Monitor:
             pending=dict(owed),
             tick_buckets=tuple(self.tick_timer.buckets()),
             tick_total_s=self.tick_timer.total_s,
+            history_events=dict(self.history.written) if self.history else {},
+            history_errors=self.history.errors if self.history else 0,
         )
 
     def healthy(self) -> tuple[bool, str]:
@@ -397,8 +479,28 @@ class Monitor:
             self.subjects.set_record(key, rec, rev)
         elif (t := self.subjects.get(key)) is not None and t.record is not None and rev > t.rev:
             log.info("record %s was deleted: retiring the subject", key)
+            self._retired(key, t.rev, "record deleted")
             self.subjects.retire(key)
             parts.janitor.deleted(key)
+
+    def _retired(self, subject: str, revision: int, why: str) -> None:
+        """History: the leader records a retirement (named by the record's last revision,
+        so the same whoever records it)."""
+        if self.history is not None and self.leading():
+            now = self.clock()
+            self.history.record(
+                [retired_event(subject, revision, monitor=self.cfg.replica_id, now=now, why=why)]
+            )
+
+    def _resume_history(self, now: float) -> None:
+        """A new term: publish again the transitions still pending that a predecessor
+        may have committed but not written (the stream drops those it did write)."""
+        if self.history is None:
+            return
+        # Inside the duplicate window, with room for the time the publish takes.
+        horizon = self.history.duplicate_window_s * 0.8
+        records = (r for s in list(self.subjects.pending) if (r := self.subjects.record(s)))
+        self.history.record(resumed(records, now, horizon))
 
     # ----- connection and sight --------------------------------------------------
 
@@ -424,7 +526,7 @@ class Monitor:
 
     async def _caught_up(self) -> bool:
         """Every feed says the server has nothing more to deliver."""
-        for feed in (self.parts.ingestor.feed, self.parts.watch):
+        for feed in (self.parts.ingestor.feed, self.parts.watch, self.parts.silence_watch):
             if await feed.pending() != 0:
                 return False
         return True
@@ -498,6 +600,8 @@ class Monitor:
         self._last_tick = time.monotonic()
         now = self.clock()
         self._replace_if_closed()
+        if (woken := self.silences.take_changed()) is not None:
+            self.subjects.wake(woken)  # a silence or pause began, ended or changed
         await self._check_sight(now)
         if not self._connected() or self.sight.blind:
             return
@@ -510,10 +614,25 @@ class Monitor:
                 return  # a new leader judges nothing before it has seen everything
             self._terms_seen = election.terms
             log.info("monitor %s leads; caught up, evaluating", self.cfg.replica_id)
+            self._resume_history(now)
         await self._check_capacity(now)
+        await self._purge_silences(now)
         started = time.perf_counter()
         await self._evaluate_due(now)
         self.tick_timer.observe(time.perf_counter() - started)
+
+    async def _purge_silences(self, now: float) -> None:
+        """Now and then, remove silences that ended long ago (heartbeat.silences)."""
+        if now - self._silences_purged < self.cfg.purge_silences_every_s:
+            return
+        self._silences_purged = now
+        for key, rev in self.silences.purgeable(now):
+            try:
+                if await self.parts.silences.purge(key, rev):
+                    log.info("purged silence %s (ended over a week ago)", key)
+            except StoreError as e:
+                log.warning("purging silence %s failed: %s", key, e)
+                return
 
     async def _evaluate_due(self, now: float) -> None:
         parts = self.parts

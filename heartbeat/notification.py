@@ -45,6 +45,9 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     The job fields (``exit_code``, ``duration_ns``, ``output``, ``run_id``,
     ``max_runtime_ns``) describe the run a job notification is about; they are
     optional, and left out of the stored record and the webhook body when unset.
+    So are ``dependents_missing`` and ``dependents``: on a ``[[depends]]`` parent's
+    alert and repeats, how many of its dependents are missing too and which (the
+    first few).
     """
 
     event: EventKind
@@ -66,6 +69,8 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     output: str = ""
     run_id: str = ""
     max_runtime_ns: int | None = None
+    dependents_missing: int | None = None  # a parent's alert/repeat: dependents down too
+    dependents: tuple[str, ...] = ()  # the first few of them (heartbeat.depends)
 
     def body(self, sent_at: float | None = None) -> dict[str, object]:
         """The webhook JSON body (durations as Go strings, times RFC 3339).
@@ -99,6 +104,9 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
             "monitor": self.monitor,
         }
         body.update(self.job_fields())
+        if self.dependents_missing is not None:
+            body["dependents_missing"] = self.dependents_missing
+            body["dependents"] = list(self.dependents)
         return body
 
     def job_fields(self) -> dict[str, object]:

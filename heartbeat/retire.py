@@ -141,7 +141,9 @@ class Janitor:
         *,
         every_s: float,
         clock: Callable[[], float],
+        on_retired: Callable[[str, int, str], None] | None = None,
     ) -> None:
+        self.on_retired = on_retired  # (subject, its record's last revision, why)
         self.js = js
         self.store = store
         self.subjects = subjects
@@ -200,6 +202,9 @@ class Janitor:
                 continue
             if await subject_present(self.js, cfg.stream, subject):
                 continue
+            track = self.subjects.get(subject)
+            if self.on_retired is not None and track is not None:
+                self.on_retired(subject, track.rev, f"purged from stream {cfg.stream}")
             self.subjects.retire(subject)  # first, so the record's tombstone is no news
             await delete_record(self.store, subject)
             log.info("retired %s: it was purged from stream %s", subject, cfg.stream)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import heapq
 import hmac
 import logging
 import time
@@ -16,12 +17,16 @@ import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from heartbeat import statuspage
 from heartbeat.durations import SECOND, format_duration_ns
-from heartbeat.engine import Health, Record, health, is_late, miss_count
+from heartbeat.engine import Health, Record, health, is_late, miss_count, silent_past
+from heartbeat.errors import HeartbeatError
+from heartbeat.history import Event, HistoryQuery, encode_events
 from heartbeat.jobrules import next_scheduled
+from heartbeat.quiet import LOUD, Hush, QuietKind
 from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
-from heartbeat.status_schema import StatusReport, SubjectStatus, encode_status
+from heartbeat.status_schema import SilenceStatus, StatusReport, SubjectStatus, encode_status
 from heartbeat.subjects import Subjects, Track
 from heartbeat.text import ELLIPSIS, for_log, neutral
 
@@ -29,52 +34,127 @@ log = logging.getLogger(__name__)
 BAD_REQUEST_LOG_EVERY_S = 10.0
 OUTPUT_STATUS = 200  # characters of a run's output tail in the status JSON (its end)
 
+HushFor = Callable[[str, float], Hush]  # what keeps a subject quiet (heartbeat.quiet)
+STATES = (*Health, *QuietKind)  # what ?state= takes
+
 # Intervals and windows repeat across subjects: format each once.
 _duration_text = functools.lru_cache(maxsize=4096)(format_duration_ns)
 
 
+MAX_OFFSET = 10_000_000
+MAX_AFTER = 4096  # a subject is shorter (heartbeat.subjects' KV key rule)
+_FLAGS = {"1": True, "true": True, "0": False, "false": False}
+
+
 @dataclass(frozen=True)
 class Filter:
-    """Which subjects a status answer lists: by state, by subject pattern, at most
-    ``limit`` (in subject order)."""
+    """Which subjects a status answer lists: by state (a health, or a kind of quiet),
+    by subject pattern, then a page of them in subject order (after the subject
+    ``after``, skipping ``offset``, at most ``limit``); ``counts``: also count the
+    pattern's subjects by state."""
 
-    state: Health | None = None
+    state: Health | QuietKind | None = None
     pattern: str | None = None
     limit: int | None = None
+    offset: int = 0
+    after: str | None = None
+    counts: bool = False
 
     @classmethod
     def parse(cls, query: Mapping[str, str]) -> Filter:
-        """From ``?state=alert|late|ok&subject=<pattern>&limit=N``; ValueError if bad."""
-        unknown = set(query) - {"state", "subject", "limit"}
+        """From ``?state=alert|late|ok|paused|silenced|maint|suppressed&subject=<pattern>
+        &limit=N&offset=N&after=S&counts=1``; ValueError (one line) if bad."""
+        unknown = set(query) - {"state", "subject", "limit", "offset", "after", "counts"}
         if unknown:
-            raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))[:200]}")
         state = query.get("state")
-        if state is not None and state not in set(Health):
-            raise ValueError(f"state must be one of {', '.join(Health)}, not {state[:40]!r}")
+        if state is not None and state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}, not {state[:40]!r}")
         pattern = query.get("subject")
         if pattern is not None and (why := valid_pattern(pattern)) is not None:
             raise ValueError(f"subject pattern {pattern[:80]!r} {why}")
         limit = query.get("limit")
-        if limit is not None and not (limit.isdigit() and 0 < int(limit) <= 10_000_000):
+        if limit is not None and not (limit.isdigit() and 0 < int(limit) <= MAX_OFFSET):
             raise ValueError(f"limit must be a positive integer, not {limit[:40]!r}")
+        offset = query.get("offset", "0")
+        if not (offset.isdigit() and int(offset) <= MAX_OFFSET):
+            raise ValueError(f"offset must be an integer from 0, not {offset[:40]!r}")
+        after = query.get("after")
+        if after is not None and len(after) > MAX_AFTER:
+            raise ValueError(f"after must be a subject (at most {MAX_AFTER} characters)")
+        counts = _FLAGS.get(query.get("counts", "0"))
+        if counts is None:
+            raise ValueError(f"counts must be 1 or 0, not {query['counts'][:40]!r}")
+        chosen = None if not state else Health(state) if state in set(Health) else QuietKind(state)
         return cls(
-            Health(state) if state else None, pattern, int(limit) if limit is not None else None
+            chosen,
+            pattern,
+            int(limit) if limit is not None else None,
+            int(offset),
+            after,
+            counts,
         )
 
-    def keeps(self, track: Track, now: float) -> bool:
-        if self.pattern is not None and not matches(self.pattern, track.subject):
-            return False
+    @property
+    def paged(self) -> bool:
+        """Asked for a page (so the answer says how many there are in all)."""
+        return self.limit is not None or self.offset > 0 or self.after is not None
+
+    def keeps(self, track: Track, now: float, hush_for: HushFor | None = None) -> bool:
+        return self.keeps_subject(track) and self.keeps_state(track, now, hush_for)
+
+    def keeps_subject(self, track: Track) -> bool:
+        return self.pattern is None or matches(self.pattern, track.subject)
+
+    def keeps_state(self, track: Track, now: float, hush_for: HushFor | None = None) -> bool:
         if self.state is None:
             return True
+        if isinstance(self.state, QuietKind):
+            q = hush_for(track.subject, now).quiet if hush_for is not None else None
+            return q is not None and q.kind is self.state
         rec = track.record
         if self.state is Health.ALERT:  # only a committed record alerts: no view needed
             return rec is not None and health(rec, now) is Health.ALERT
-        return health(track.view(), now) is self.state
+        return track_health(track, now) is self.state
 
 
-def subject_status(cur: Record, now: float, *, unrouted: bool = False) -> SubjectStatus:
+def track_health(track: Track, now: float) -> Health:
+    """``health(track.view(), now)``, without building the view for a plain heartbeat
+    (the view costs microseconds: too many for counting 100k subjects every 2 s)."""
+    rec, beat = track.record, track.beat
+    if beat is None or beat.job is not None or (rec is not None and rec.job is not None):
+        return health(track.view(), now)
+    if rec is not None and rec.alert_active:
+        return _ALERT
+    seen = beat if rec is None or beat.last_seen > rec.last_seen else rec
+    late = silent_past(seen.last_seen, seen.interval_ns, seen.window_ns, now)
+    return _LATE if late else _OK
+
+
+_OK, _LATE, _ALERT = Health.OK, Health.LATE, Health.ALERT  # enum lookups are slow in a loop
+
+
+def count_states(
+    tracks: Iterable[Track], now: float, hush_for: HushFor | None = None
+) -> dict[str, int]:
+    """How many of ``tracks`` are ok, late and alert (these add up to all of them) and,
+    given the quiet sources, how many are kept quiet by each kind (counted apart: a
+    silenced subject is also ok, late or alert)."""
+    tracks = list(tracks)
+    by_state: Counter[str] = Counter([track_health(t, now) for t in tracks])
+    counts = {str(h): by_state.get(h, 0) for h in Health}
+    if hush_for is not None:
+        quiet = Counter(q.kind for t in tracks if (q := hush_for(t.subject, now).quiet) is not None)
+        counts.update({str(k): quiet.get(k, 0) for k in QuietKind})
+    return counts
+
+
+def subject_status(
+    cur: Record, now: float, *, unrouted: bool = False, hush: Hush = LOUD
+) -> SubjectStatus:
     """One row of the status report (``cur``: the subject's current view), as the Go
-    monitor computes it; ``unrouted``: no channel hears of it."""
+    monitor computes it; ``unrouted``: no channel hears of it; ``hush``: what keeps it
+    quiet now."""
     subject = cur.subject
     window_ns = cur.window_ns
     elapsed = now - cur.last_seen
@@ -94,6 +174,10 @@ def subject_status(cur: Record, now: float, *, unrouted: bool = False) -> Subjec
         alert_active=cur.alert_active,
         unrouted=True if unrouted else None,
     )
+    if (q := hush.quiet) is not None:
+        row = msgspec.structs.replace(
+            row, quiet=str(q.kind), quiet_until=_when(q.until), quiet_ref=q.ref
+        )
     return row if cur.job is None else _with_job(row, cur)
 
 
@@ -131,27 +215,19 @@ def build_report(
     leader_id: str | None = None,
     router: Router | None = None,
     only: Filter | None = None,
+    hush_for: HushFor | None = None,
+    silences: list[SilenceStatus] | None = None,
 ) -> StatusReport:
-    literal = only is not None and only.pattern is not None and _literal(only.pattern)
-    if literal and only is not None and only.pattern and isinstance(tracks, Subjects):
-        one = tracks.get(only.pattern)  # one subject: a lookup, not a scan of them all
-        tracks = [] if one is None else [one]
-    if only is not None and only.state is Health.ALERT:
-        # health()'s ALERT rule inline: a pass over 100k subjects in milliseconds.
-        tracks = [
-            t
-            for t in tracks
-            if (r := t.record) is not None
-            and (r.alert_active or (r.job is not None and r.job.alert))
-        ]
-    if only is not None and (only.state is not None or only.pattern is not None):
-        tracks = [t for t in tracks if only.keeps(t, now)]
-    chosen = sorted(tracks, key=_subject)
-    if only is not None and only.limit is not None:
-        chosen = chosen[: only.limit]
+    """The status of ``tracks`` at ``now`` (``hush_for``: the monitor's quiet sources;
+    None: nothing is ever quiet; ``silences``: those in force or scheduled)."""
+    only = only or Filter()
+    chosen, total, counts = select(tracks, now, only, hush_for)
     rows = [
         subject_status(
-            t.view(), now, unrouted=router is not None and router.route(t.subject).unrouted
+            t.view(),
+            now,
+            unrouted=router is not None and router.route(t.subject).unrouted,
+            hush=LOUD if hush_for is None else hush_for(t.subject, now),
         )
         for t in chosen
     ]
@@ -161,7 +237,48 @@ def build_report(
         monitor=monitor,
         leader=leader,
         leader_id=leader_id,
+        silences=silences,
+        total=total if only.paged or only.counts else None,
+        counts=counts,
     )
+
+
+def select(
+    tracks: Iterable[Track], now: float, only: Filter, hush_for: HushFor | None = None
+) -> tuple[list[Track], int, dict[str, int] | None]:
+    """The page of tracks ``only`` asks for (in subject order), how many matched in
+    all, and (``only.counts``) how many of the pattern's subjects are in each state.
+
+    A page is picked with a bounded heap, not a sort of every subject, so the status
+    page's first pages stay cheap at 100k subjects.
+    """
+    if only.pattern is not None and _literal(only.pattern) and isinstance(tracks, Subjects):
+        one = tracks.get(only.pattern)  # one subject: a lookup, not a scan of them all
+        tracks = [] if one is None else [one]
+    matched = list(tracks)
+    if only.pattern is not None:
+        matched = [t for t in matched if only.keeps_subject(t)]
+    counts = count_states(matched, now, hush_for) if only.counts else None
+    if only.state is Health.ALERT:
+        # health()'s ALERT rule inline: a pass over 100k subjects in milliseconds.
+        matched = [
+            t
+            for t in matched
+            if (r := t.record) is not None
+            and (r.alert_active or (r.job is not None and r.job.alert))
+        ]
+    if only.state is not None:
+        matched = [t for t in matched if only.keeps_state(t, now, hush_for)]
+    if only.after is not None:
+        after = only.after
+        matched = [t for t in matched if t.subject > after]
+    total = len(matched)
+    end = total if only.limit is None else min(total, only.offset + only.limit)
+    if end < total // 4:
+        page = heapq.nsmallest(end, matched, key=_subject)
+    else:
+        page = sorted(matched, key=_subject)[:end]
+    return page[only.offset :], total, counts
 
 
 def _literal(pattern: str) -> bool:
@@ -182,6 +299,9 @@ class StatusSource(Protocol):
     def ready(self) -> tuple[bool, str]: ...
 
 
+HistoryReader = Callable[[HistoryQuery], Awaitable[list[Event]]]
+"""Reads the events stream (heartbeat.history_read through the monitor's connection)."""
+
 PROBES = ("/healthz", "/readyz")
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -191,19 +311,28 @@ def make_app(
     *,
     metrics: Callable[[], bytes] | None = None,
     token: str = "",
+    history: HistoryReader | None = None,
 ) -> web.Application:
-    """``GET /`` status JSON, ``/healthz``, ``/readyz`` and (given) ``/metrics``.
+    """``GET /`` status JSON, ``/ui`` (the status page), ``/healthz``, ``/readyz`` and
+    (given) ``/metrics`` and ``/history`` (``?subject=PATTERN&since=SECONDS&limit=N``:
+    ``{"events": [...]}``, oldest first; 404 when history is off).
 
-    With ``token``, everything but the probes needs ``Authorization: Bearer <token>``.
+    With ``token``, everything but the probes and the page's script and style needs
+    ``Authorization: Bearer <token>`` or the status page's session cookie
+    (:mod:`heartbeat.statuspage`).
     """
 
     @web.middleware
     async def auth(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if token and request.path not in PROBES:
+        path = request.path
+        if token and path not in PROBES and not statuspage.public(path):
             given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            bearer = hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+            if not bearer and not statuspage.signed_in(request, token):
+                if path == statuspage.PAGE:  # a browser: offer to sign in
+                    return await statuspage.sign_in(request, token)
                 return web.Response(
                     status=401, text="unauthorized\n", headers={"WWW-Authenticate": "Bearer"}
                 )
@@ -233,6 +362,8 @@ def make_app(
     app.router.add_get("/status", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    statuspage.add_routes(app, token)
+    app.router.add_get("/history", history_handler(history))
     if metrics is not None:
         render = metrics
 
@@ -241,6 +372,28 @@ def make_app(
 
         app.router.add_get("/metrics", metrics_handler)
     return app
+
+
+def history_handler(
+    history: HistoryReader | None,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``GET /history``: 400 for a bad query, 404 when history is off, 503 when the
+    stream cannot be read."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if history is None:
+            return web.Response(status=404, text="history is off on this monitor\n")
+        try:
+            query = HistoryQuery.parse(request.query)
+        except ValueError as e:
+            return web.Response(status=400, text=f"{e}\n")
+        try:
+            events = await history(query)
+        except HeartbeatError as e:
+            return web.Response(status=503, text=f"{for_log(str(e), 300)}\n")
+        return web.Response(body=encode_events(events), content_type="application/json")
+
+    return handler
 
 
 class RequestErrors(logging.LoggerAdapter):  # type: ignore[type-arg]

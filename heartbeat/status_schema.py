@@ -17,6 +17,10 @@ Ours, not Go's, and only for jobs (all optional, left out for a plain heartbeat)
 ``output`` (the last finished run; output neutralised and cut to its end),
 ``running_since``, ``schedule``, ``timezone`` and ``next_run_due`` (the scheduled
 run expected next).
+
+Ours, for the status page: a paged answer (``?limit=``, ``offset``, ``after``) adds
+``total`` (how many subjects matched), and ``?counts=1`` adds ``counts`` (the
+pattern's subjects per state: ``ok``, ``late``, ``alert``).
 """
 
 from __future__ import annotations
@@ -94,6 +98,10 @@ class StatusReport(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True
     leader_id: str | None = None
     # Ours: silences and pauses in force or scheduled (heartbeat.silences).
     silences: list[SilenceStatus] | None = None
+    # Ours, for paged answers (``?limit=``, ``offset``, ``after``, ``counts=1``): how many
+    # subjects matched in all, and how many of the pattern's are ok, late or alert.
+    total: int | None = None
+    counts: dict[str, int] | None = None
 
     @property
     def alerts_firing(self) -> int:
@@ -147,6 +155,8 @@ class _WireReport(msgspec.Struct, kw_only=True, frozen=True):
     leader: bool | None = None
     leader_id: str | None = None
     silences: list[_WireSilence] | None = None
+    total: NonNegative | None = None
+    counts: dict[str, NonNegative] | None = None
 
 
 _decoder = msgspec.json.Decoder(_WireReport)
@@ -176,6 +186,8 @@ def decode_status(data: bytes | str) -> StatusReport:
         silences=None
         if wire.silences is None
         else [_silence(x, f"$.silences[{i}]") for i, x in enumerate(wire.silences)],
+        total=wire.total,
+        counts=wire.counts,
     )
 
 

@@ -174,6 +174,11 @@ class Subjects:
         self.sight_since = 0.0
         self.ignored_records = 0  # under keys that are not heartbeat subjects
         self.retired = 0
+        # Subjects whose beats someone else must see (dependency parents: their beat,
+        # or their retirement, wakes the dependents they keep quiet); checked on every
+        # beat, so a set.  Called with (subject, previous beat, new beat or None: gone).
+        self.watched: Container[str] = frozenset()
+        self.on_watched: Callable[[str, Beat | None, Beat | None], None] | None = None
 
     def __len__(self) -> int:
         return len(self.tracks)
@@ -228,6 +233,8 @@ class Subjects:
         if prev is not None and beat.last_seen <= prev.last_seen:
             return
         track.beat = beat
+        if subject in self.watched and self.on_watched is not None:
+            self.on_watched(subject, prev, beat)
         rec = track.record
         if rec is None:
             if beat.job is not None:
@@ -337,6 +344,8 @@ class Subjects:
         self.retired += 1
 
     def _drop(self, track: Track) -> None:
+        if track.subject in self.watched and self.on_watched is not None:
+            self.on_watched(track.subject, track.beat, None)
         del self.tracks[track.subject]
         self.schedule.discard(track)
         self.dirty.discard(track.subject)

@@ -35,3 +35,23 @@ ensure_venv() {
     touch "$stamp"
   fi
 }
+
+# The status page's browser test drives Debian's chromium (never a downloaded browser).
+# Install it when missing and this is Debian-like and root; otherwise say so once and go
+# on: the test then skips locally and fails in CI (CI set) with the reason.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "==> /usr/bin/chromium missing and apt-get not usable as root: the browser test cannot run" >&2
+    return 0
+  fi
+  echo "==> installing chromium (apt-get) for the status page test"
+  local log="$VENV/apt-chromium.log"
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; } \
+       >"$log" 2>&1; then
+    tail -n 5 "$log" >&2
+    echo "==> installing chromium failed (log: $log): the browser test cannot run" >&2
+  fi
+  return 0
+}

@@ -9,8 +9,13 @@ One run starts a private nats-server (temporary store) and measures:
   5. kv        KV writes per heartbeat at steady state (10k subjects beating every second)
   6. startup   Monitor.start() to ready with 100k records and 100k beats
   7. failover  takeover after kill -9 / SIGTERM of the leading `nats-heartbeat monitor`
-  8. fresh     100k new subjects published twice at a `nats-heartbeat monitor`: listed, busy
+  8. page      the status page at 100k subjects: its JSON queries, and its load in chromium
+ 10. fresh     100k new subjects published twice at a `nats-heartbeat monitor`: listed, busy
                after, RSS, idle CPU, GET / and ?state=alert times (against the Go tool's)
+  side         (only with --go-monitor PATH, or --only side) 100k new subjects, each published
+               twice, into a `nats-heartbeat monitor` process and then into the Go tool's
+               monitor, measured alike: until listed, busy after, RSS per subject, idle CPU,
+               one GET /
 
 With --subjects N it measures instead, on one replica watching N beating subjects (9.):
 RSS per subject, start-up to ready, a standby's takeover, steady-state KV writes per
@@ -34,12 +39,15 @@ import math
 import os
 import platform
 import random
+import re
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -71,10 +79,13 @@ from tests.harness import (  # noqa: E402
     MonitorProcess,
     NatsServer,
     Receiver,
+    cli_binary,
+    cli_env,
     eventually,
     free_port,
     names,
     recording_receiver,
+    stop_process,
 )
 
 log = logging.getLogger("bench")
@@ -122,13 +133,18 @@ FIGURES: dict[str, list[str]] = {
     "startup": ["startup_ready_s"],
     "failover": ["failover_kill_s", "failover_term_s"],
     "integrity": ["wrongly_retired"],
+    "page": ["page_query_ms", "page_deep_query_ms", "page_load_ms"],
+    "side": [  # not in a default run: --go-monitor (or --only side) asks for it
+        f"side_{k}"
+        for k in ("listed_s", "busy_after_s", "rss_per_subject_bytes", "idle_cpu", "get_s")
+    ],
     "fresh": ["fresh_listed_s", "fresh_busy_after_s", "fresh_recorded_s",
               "fresh_rss_per_subject_bytes", "fresh_idle_cpu_s_per_s", "fresh_get_all_s",
               "fresh_get_alert_ms"],
     "scale": ["scale_rss_per_subject_bytes", "scale_startup_ready_s", "scale_takeover_s",
               "scale_kv_writes_per_s", "scale_decision_p99_ms", "scale_alert_delay_p99_ms"],
 }  # fmt: skip
-SCALE_ONLY = {"scale"}  # run with --subjects N only
+SCALE_ONLY = {"scale", "side"}  # scale: with --subjects N only; side: --go-monitor
 
 
 @dataclass(frozen=True)
@@ -150,6 +166,8 @@ class Sizes:
     term_trials: int = 3
     fresh_subjects: int = 100_000  # figure 8
     fresh_idle_s: float = 10.0
+    side_poll_s: float = 0.2  # figure side (issue 12's side-by-side setting)
+    side_idle_s: float = 10.0
 
 
 FULL = Sizes()
@@ -168,6 +186,7 @@ QUICK = Sizes(
     term_trials=1,
     fresh_subjects=3_000,
     fresh_idle_s=2.0,
+    side_idle_s=2.0,
 )
 
 
@@ -634,8 +653,131 @@ async def bench_big_monitor(nc: NATS, world: World, sizes: Sizes, only: set[str]
                 results += await guarded("detect", bench_detect(nc, world, run, receiver, sizes))
             if "evaluate" in only:
                 results += await guarded("evaluate", bench_evaluate(run, sizes))
+            if "page" in only:
+                results += await guarded("page", bench_page(mon, world))
             results.append(await integrity(nc, world, mon))
     return results
+
+
+# ----- figure 8: the status page ----------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+async def timed_get(session: aiohttp.ClientSession, url: str, n: int) -> tuple[list[float], int]:
+    """Wall times (ms) of ``n`` GETs of ``url`` and the answer's size in bytes."""
+    times, size = [], 0
+    for _ in range(n):
+        started = time.perf_counter()
+        async with session.get(url) as r:
+            body = await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"GET {url}: HTTP {r.status}: {body[:200]!r}")
+        times.append((time.perf_counter() - started) * 1000)
+        size = len(body)
+    return times, size
+
+
+def browser_missing() -> str:
+    """What the page-load figure lacks here ("" when chromium and playwright are there)."""
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "the playwright package"
+    return "" if CHROMIUM.exists() else str(CHROMIUM)
+
+
+async def page_load_ms(url: str, rows: int, n: int) -> list[float]:
+    """Chromium: from navigating to /ui to ``rows`` rows shown, ``n`` times (ms)."""
+    from playwright.async_api import async_playwright
+
+    times = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            for _ in range(n):
+                page = await browser.new_page()
+                started = time.perf_counter()
+                await page.goto(url)
+                await page.wait_for_function(
+                    f"document.querySelectorAll('#rows tr').length >= {rows}", timeout=30_000
+                )
+                times.append((time.perf_counter() - started) * 1000)
+                await page.close()
+        finally:
+            await browser.close()
+    return times
+
+
+async def bench_page(mon: Monitor, world: World) -> list[Result]:
+    """The queries the status page makes (a first page with counts, a last page), and
+    the page's load in chromium, against the big world's monitor."""
+    from heartbeat.status import bound_port, make_app, serve
+
+    n = len(world.subjects)
+    runner = await serve(make_app(mon), "127.0.0.1:0")
+    base = f"http://127.0.0.1:{bound_port(runner)}/"
+    try:
+        async with aiohttp.ClientSession() as session:
+            first, first_size = await timed_get(session, base + "?limit=100&counts=1", 10)
+            deep, _ = await timed_get(session, base + f"?limit=100&offset={n - 100}&counts=1", 5)
+            whole, whole_size = await timed_get(session, base, 2)
+        details = {
+            "subjects": n,
+            "first_page_bytes": first_size,
+            "whole_json_bytes": whole_size,
+            "whole_json_ms": spread(whole),
+            "first": spread(first),
+            "deep": spread(deep),
+        }
+        results = [
+            at_most(
+                "page_query_ms",
+                "8. page: first page of 100 with counts, median",
+                statistics.median(first),
+                250,
+                "ms",
+                notes=f"{first_size:,} bytes; all {n:,} at once: "
+                f"{statistics.median(whole):.0f} ms, {whole_size:,} bytes",
+                details=details,
+            ),
+            at_most(
+                "page_deep_query_ms",
+                "8. page: last page of 100 with counts, median",
+                statistics.median(deep),
+                500,
+                "ms",
+                details=details,
+            ),
+        ]
+        missing = browser_missing()
+        if missing:
+            results.append(
+                Result(
+                    "page_load_ms",
+                    "8. page: load in chromium",
+                    None,
+                    "ms",
+                    "",
+                    None,
+                    notes=f"not measured: {missing} missing",
+                )
+            )
+        else:
+            loads = await page_load_ms(base + "ui", min(100, n), 3)
+            results.append(
+                at_most(
+                    "page_load_ms",
+                    "8. page: /ui to 100 rows in chromium, median",
+                    statistics.median(loads),
+                    2000,
+                    "ms",
+                    details={"loads_ms": loads},
+                )
+            )
+        return results
+    finally:
+        await runner.cleanup()
 
 
 async def integrity(nc: NATS, world: World, mon: Monitor) -> Result:
@@ -1093,27 +1235,27 @@ async def bench_fresh(url: str, sizes: Sizes, logs: Path) -> list[Result]:
     }  # fmt: skip
     go = GO_FRESH
     return [
-        at_most("fresh_listed_s", "8. fresh: first publish -> GET / lists all", listed - started,
+        at_most("fresh_listed_s", "10. fresh: first publish -> GET / lists all", listed - started,
                 go["listed_s"], "s", notes=f"N={n}, each published twice (done after "
                 f"{published - started:.1f}s); Go tool {go['listed_s']:g}s", details=details),
-        at_most("fresh_busy_after_s", "8. fresh: busy after that (CPU > 25%)",
+        at_most("fresh_busy_after_s", "10. fresh: busy after that (CPU > 25%)",
                 busy_end - listed, 5.0, "s", notes=f"{cpu_after:.1f} CPU-s until quiet; every "
                 f"first record after {recorded - started:.0f}s", details=details),
-        info("fresh_recorded_s", "8. fresh: first publish -> every first record",
+        info("fresh_recorded_s", "10. fresh: first publish -> every first record",
              recorded - started, "s", notes=f"first records at {CREATES_PER_S:g}/s",
              details=details),
-        at_most("fresh_rss_per_subject_bytes", "8. fresh: RSS per subject, settled", per,
+        at_most("fresh_rss_per_subject_bytes", "10. fresh: RSS per subject, settled", per,
                 go["rss_per_subject_bytes"] / 2, "B",
                 notes=f"<= 0.5x the Go tool's {go['rss_per_subject_bytes']:g} B",
                 details=details),
-        at_most("fresh_idle_cpu_s_per_s", "8. fresh: idle CPU, all healthy", idle,
+        at_most("fresh_idle_cpu_s_per_s", "10. fresh: idle CPU, all healthy", idle,
                 go["idle_cpu_s_per_s"] / 5, "s/s",
                 notes=f"<= 0.2x the Go tool's {go['idle_cpu_s_per_s']:g}; over "
                       f"{sizes.fresh_idle_s:g}s", details=details),
-        at_most("fresh_get_all_s", "8. fresh: one GET / of all", get_s, go["get_all_s"], "s",
+        at_most("fresh_get_all_s", "10. fresh: one GET / of all", get_s, go["get_all_s"], "s",
                 notes=f"{len(gets[0][1]) / 2**20:.0f} MiB, median of 3; Go tool "
                       f"{go['get_all_s']:g}s", details=details),
-        at_most("fresh_get_alert_ms", "8. fresh: GET /?state=alert", alert_ms, 50.0, "ms",
+        at_most("fresh_get_alert_ms", "10. fresh: GET /?state=alert", alert_ms, 50.0, "ms",
                 notes="median of 5", details=details),
     ]  # fmt: skip
 
@@ -1299,6 +1441,277 @@ async def scale_monitor(nc: NATS, world: World, sz: ScaleSizes, holder: Holder) 
     ]  # fmt: skip
 
 
+# ----- side: new subjects into a monitor process, ours and (--go-monitor) the Go tool's -------
+
+
+def side_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc (fields 14 and 15 of stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def side_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+async def side_quiet_since(
+    pid: int, within: float, busy_cpu: float = 0.25, span: float = 3.0
+) -> float:
+    """perf_counter when the process began its first ``span``-s window under ``busy_cpu`` s/s.
+
+    The Go monitor scans every subject each poll (~0.1 s/s at 100k here), so "quiet" is
+    well above zero; the span keeps a lull between KV round trips from counting.
+    """
+    samples: list[tuple[float, float]] = []
+    deadline = time.perf_counter() + within
+    while time.perf_counter() < deadline:
+        samples.append((time.perf_counter(), side_cpu_s(pid)))
+        old = [x for x in samples if x[0] <= samples[-1][0] - span]
+        if old:
+            (t0, c0), (t1, c1) = old[-1], samples[-1]
+            if (c1 - c0) / (t1 - t0) < busy_cpu:
+                return t0
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"the monitor stayed busy for {within:g}s")
+
+
+async def side_settled(pid: int, idle_s: float, until: float, busy_cpu: float = 0.25
+                  ) -> tuple[float, float]:  # fmt: skip
+    """(when the process went quiet, its CPU s/s over the next ``idle_s``): a quiet spell
+    counts only if the whole idle window after it stays under ``busy_cpu`` too."""
+    while True:
+        quiet = await side_quiet_since(pid, until - time.perf_counter(), busy_cpu)
+        cpu0, t0 = side_cpu_s(pid), time.perf_counter()
+        await asyncio.sleep(idle_s)
+        idle = (side_cpu_s(pid) - cpu0) / (time.perf_counter() - t0)
+        if idle < busy_cpu:
+            return quiet, idle
+
+
+def side_kv_writes(status: str) -> float:
+    with urllib.request.urlopen(status + "/metrics", timeout=30) as resp:
+        found = re.search(rb"^\w*kv_writes_total (\S+)$", resp.read(), re.M)
+    if found is None:
+        raise RuntimeError("no kv_writes_total in /metrics")
+    return float(found.group(1))
+
+
+async def side_writes_stopped(status: str, until: float, still_s: float = 5.0) -> float:
+    """perf_counter of our monitor's last KV write (its counter then still for ``still_s``)."""
+    last, since = -1.0, time.perf_counter()
+    while time.perf_counter() < until:
+        count, now = await asyncio.to_thread(side_kv_writes, status), time.perf_counter()
+        if count != last:
+            last, since = count, now
+        elif now - since >= still_s:
+            return since
+        await asyncio.sleep(1.0)
+    raise TimeoutError("the monitor's KV writes did not stop")
+
+
+def side_command(go_monitor: str | None, url: str, store: StoreConfig, port: int, poll_s: float
+                  ) -> list[str]:  # fmt: skip
+    """Either monitor, watching the same prefix at the same poll, on its own status port."""
+    poll, addr = f"{poll_s * 1000:g}ms", f"127.0.0.1:{port}"
+    if go_monitor:  # the Go flags (single dash); -prime-stream as its README runs it
+        return [go_monitor, "-nats-url", url, "-subject-prefix", store.subject_prefix,
+                "-prime-stream", store.stream, "-poll", poll, "-status-addr", addr]  # fmt: skip
+    return [cli_binary(), "monitor", "--nats-url", url, "--subject-prefix", store.subject_prefix,
+            "--stream", store.stream, "--state-bucket", store.bucket, "--poll", poll,
+            "--status-addr", addr, "--notify-log"]  # fmt: skip
+
+
+def side_spawn(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as out:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                env=cli_env())  # fmt: skip
+
+
+def side_get(url: str) -> tuple[int, float, float, int]:
+    """(subjects listed, started, seconds, bytes) of one full GET /, blocking: it runs in a
+    thread, so reading 20-30 MB does not slow the publisher's event loop.  Each row of
+    either monitor's JSON has one allowed_window."""
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        body = resp.read()
+    return body.count(b'"allowed_window"'), started, time.perf_counter() - started, len(body)
+
+
+def side_count(url: str) -> tuple[int, float, float, int]:
+    """side_get's answer from our /metrics: the subjects gauge, summed over states."""
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        body = resp.read()
+    counts = re.findall(rb"^\w*subjects\{state=\"\w+\"\} (\S+)$", body, re.M)
+    if not counts:
+        raise RuntimeError("no subjects gauge in /metrics")
+    return int(sum(float(c) for c in counts)), started, time.perf_counter() - started, len(body)
+
+
+async def side_publish(nc: NATS, items: Iterable[tuple[str, bytes]], batch: int = 5000) -> None:
+    """Core publishes (both tools' agents send so) with a flush every ``batch``."""
+    for i, (subject, data) in enumerate(items, 1):
+        await nc.publish(subject, data)
+        if i % batch == 0:
+            await nc.flush(timeout=30)
+    await nc.flush(timeout=30)
+
+
+async def side_run(
+    nc: NATS, url: str, sizes: Sizes, logs: Path, go_monitor: str | None
+) -> dict[str, Any]:
+    """Start the monitor, publish N new subjects twice, and time what it does with them."""
+    js, world = nc.jetstream(), World.new(url, "go" if go_monitor else "sd")
+    if go_monitor:  # the Go monitor creates nothing: the stream is ours, as in a mixed fleet
+        await ensure_stream(js, world.store)
+    n, port = sizes.subjects, free_port()
+    status = f"http://127.0.0.1:{port}"
+    log_path = logs / f"side-{world.unique}.log"
+    proc = side_spawn(side_command(go_monitor, url, world.store, port, sizes.side_poll_s), log_path)
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def up() -> bool:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    path = "/" if go_monitor else "/readyz"  # the Go monitor has no probes
+                    async with session.get(status + path) as resp:
+                        return resp.status == 200
+                if proc.poll() is not None:
+                    raise RuntimeError(f"monitor exited: {log_path.read_text()[-1500:]}")
+                return False
+
+            await eventually(up, 60, "the monitor's status listener", every=0.05)
+            await side_quiet_since(proc.pid, 30)
+            rss0 = side_rss(proc.pid)
+            world.subjects = [world.subject("new", i) for i in range(n)]
+            rounds = [  # encoded up front: the clock is for the monitor, not our encoder
+                [(s, beat_payload(s, HOUR_NS, datetime.now(UTC))) for s in world.subjects]
+                for _ in range(2)
+            ]
+            started = time.perf_counter()
+
+            async def publish_twice() -> float:
+                for beats in rounds:
+                    await side_publish(nc, beats)
+                return time.perf_counter() - started
+
+            publishing = asyncio.create_task(publish_twice())
+            # Each tool asked the cheapest way it has: a GET / of 100k costs ours ~0.7 s on
+            # its event loop (polled back to back, half its time), so ours is asked for its
+            # subject count on /metrics and a GET / then confirms the listing.  The Go
+            # monitor has only GET /; it answers on another core.
+            ask = side_get if go_monitor else side_count
+            polls, last = 0, (0, 0.0, 0.0, 0)
+            while last[0] < n:
+                if time.perf_counter() - started > 300:
+                    raise TimeoutError(f"the monitor knew {last[0]} of {n} after 300s")
+                last = await asyncio.to_thread(ask, status + ("/" if go_monitor else "/metrics"))
+                polls += 1
+                if not go_monitor:
+                    await asyncio.sleep(0.02)  # /metrics takes ms: leave the monitor alone
+            # The answer reflects the monitor when the request arrived: the previous one,
+            # started earlier, did not count them all.
+            listed = last[1]
+            if not go_monitor and (got := (await asyncio.to_thread(side_get, status + "/"))[0]) < n:
+                raise RuntimeError(f"/metrics counted {n} subjects, GET / listed {got}")
+            published_s = await publishing
+            stored = await stream_count(js, world.store.stream)  # core publishes: check
+            if stored != n:
+                raise RuntimeError(f"the stream holds {stored} of {n} subjects")
+            quiet, idle = await side_settled(proc.pid, sizes.side_idle_s, started + 300)
+            cpu_settled, writes_done = idle, quiet  # the Go monitor writes nothing
+            if not go_monitor:  # nothing due: wait out the spread checkpoints of 2nd beats
+                writes_done = await side_writes_stopped(
+                    status, started + 900, sizes.side_idle_s / 2
+                )
+                cpu0, t0 = side_cpu_s(proc.pid), time.perf_counter()
+                await asyncio.sleep(sizes.side_idle_s)
+                idle = (side_cpu_s(proc.pid) - cpu0) / (time.perf_counter() - t0)
+            rss1 = side_rss(proc.pid)
+            gets = [await asyncio.to_thread(side_get, status + "/") for _ in range(3)]
+    finally:
+        stop_process(proc)
+        with contextlib.suppress(Exception):
+            await js.delete_stream(world.store.stream)
+        if not go_monitor:
+            with contextlib.suppress(Exception):
+                await js.delete_key_value(world.store.bucket)
+    writes_after = None if go_monitor else round(writes_done - listed, 2)
+    return {
+        "listed_s": listed - started,
+        "busy_after_s": max(0.0, quiet - listed),
+        "rss_per_subject_bytes": (rss1 - rss0) / n,
+        "idle_cpu": idle,
+        "get_s": statistics.median(g[2] for g in gets),
+        "details": {"subjects": n, "published_twice_s": round(published_s, 3),
+                    "stream_messages": stored, "status_polls": polls,
+                    "listed_via": "GET /" if go_monitor else "/metrics, then GET /",
+                    "cpu_when_settled": round(cpu_settled, 4),
+                    "kv_writes_done_after_s": writes_after,
+                    "last_poll_s": round(last[2], 3), "rss_before": rss0, "rss_after": rss1,
+                    "get_s_each": [round(g[2], 3) for g in gets], "get_bytes": gets[0][3],
+                    "listed_by_last_get": gets[-1][0], "idle_window_s": sizes.side_idle_s,
+                    "poll_s": sizes.side_poll_s, "loadavg": os.getloadavg()},
+    }  # fmt: skip
+
+
+SIDE_ROWS = (  # (key, figure, unit)
+    ("listed_s", "first publish -> GET / lists all", "s"),
+    ("busy_after_s", "busy after that", "s"),
+    ("rss_per_subject_bytes", "RSS per subject, settled", "B"),
+    ("idle_cpu", "idle CPU, all healthy, nothing due", "s/s"),
+    ("get_s", "one GET / (median of 3)", "s"),
+)
+# Issue 12's targets, ours against the Go tool's figure: at most this ratio.
+SIDE_RATIOS = {"listed_s": 1.0, "rss_per_subject_bytes": 0.5, "idle_cpu": 0.2, "get_s": 1.0}
+
+
+def side_results(ours: dict[str, Any], go: dict[str, Any] | None, go_error: str) -> list[Result]:
+    d = ours["details"]
+    busy_notes = (f"{d['subjects']} new subjects; then {d['cpu_when_settled']:g} s/s CPU, "
+                  f"last KV write {d['kv_writes_done_after_s']:g}s after listed")  # fmt: skip
+    results = []
+    for key, figure, unit in SIDE_ROWS:
+        label = f"side by side: {figure}"
+        if key == "busy_after_s":
+            results.append(at_most(f"side_{key}", label, ours[key], 5.0, unit, notes=busy_notes,
+                                   details=d))  # fmt: skip
+        else:
+            results.append(info(f"side_{key}", label, ours[key], unit, details=d))
+        if go is None and not go_error:
+            continue
+        go_key = f"go_side_{key}"
+        if go is None:
+            results.append(Result(go_key, f"{label} (Go)", None, unit, "", None, error=go_error))
+            continue
+        results.append(info(go_key, f"{label} (Go)", go[key], unit, details=go["details"]))
+        limit = SIDE_RATIOS.get(key)
+        if limit is not None and go[key] > 0:
+            results.append(at_most(f"side_{key}_vs_go", f"{label}: ours / Go",
+                                   ours[key] / go[key], limit, "x"))  # fmt: skip
+    return results
+
+
+async def bench_side(
+    nc: NATS, url: str, sizes: Sizes, logs: Path, go_monitor: str | None
+) -> list[Result]:
+    """Figure 8: ours, then (given a binary) the Go tool's monitor, one after the other."""
+    ours = await side_run(nc, url, sizes, logs, None)
+    go, go_error = None, ""
+    if go_monitor:
+        try:
+            go = await side_run(nc, url, sizes, logs, go_monitor)
+        except Exception as e:  # keep our figures; say why the Go ones are missing
+            log.error("the Go monitor's run failed:\n%s", traceback.format_exc())
+            go_error = f"{type(e).__name__}: {e}"
+    return side_results(ours, go, go_error)
+
+
 # ----- the run ----------------------------------------------------------------------------------
 
 
@@ -1320,14 +1733,16 @@ async def guarded(
     return results
 
 
-async def run_all(sizes: Sizes, only: set[str], tmp: Path) -> list[Result]:
+async def run_all(
+    sizes: Sizes, only: set[str], tmp: Path, go_monitor: str | None = None
+) -> list[Result]:
     server = NatsServer(tmp / "store").start()
     results: list[Result] = []
     nc = await connect(ConnectOptions(servers=(server.url,), name="bench"))
     try:
         js = nc.jetstream()
         world = World.new(server.url, "big")
-        if only & {"ingest", "detect", "evaluate", "memory", "startup", "integrity"}:
+        if only & {"ingest", "detect", "evaluate", "memory", "startup", "integrity", "page"}:
             started = time.perf_counter()
             await world.create(js)
             await fill_world(js, world, sizes.subjects, HOUR_NS, records=True)
@@ -1335,8 +1750,9 @@ async def run_all(sizes: Sizes, only: set[str], tmp: Path) -> list[Result]:
                   f"{time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)  # fmt: skip
         if "ingest" in only:
             results += await guarded("ingest", bench_ingest(nc, world, sizes))
-        if only & {"detect", "evaluate", "startup", "integrity"}:
-            groups = [g for g in ("startup", "detect", "evaluate", "integrity") if g in only]
+        big = ("startup", "detect", "evaluate", "page", "integrity")
+        if only & set(big):
+            groups = [g for g in big if g in only]
             results += await guarded("startup", bench_big_monitor(nc, world, sizes, only), groups)
         if "memory" in only:
             results += await guarded("memory", bench_memory(world))
@@ -1349,6 +1765,8 @@ async def run_all(sizes: Sizes, only: set[str], tmp: Path) -> list[Result]:
         if "scale" in only:
             scale = ScaleSizes.of(sizes.subjects)
             results += await guarded("scale", bench_scale(server.url, scale, tmp))
+        if "side" in only:
+            results += await guarded("side", bench_side(nc, server.url, sizes, tmp, go_monitor))
     finally:
         await close_connection(nc)
         server.stop()
@@ -1405,6 +1823,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("URL", "STREAM", "BUCKET", "PREFIX"),
         help=argparse.SUPPRESS,
     )
+    p.add_argument("--go-monitor", metavar="PATH",
+                   help="add the figure side: ours, then this binary of the Go tool's "
+                        "monitor (github.com/venkytv/nats-heartbeat cmd/monitor), measured "
+                        "alike; the bench only runs it, build it yourself; --only side for "
+                        "just that")  # fmt: skip
     p.add_argument("--beat-child", nargs=4, metavar=("URL", "PREFIX", "N", "INTERVAL"),
                    help=argparse.SUPPRESS)  # fmt: skip
     args = p.parse_args(argv)
@@ -1422,7 +1845,7 @@ def main(argv: list[str] | None = None) -> int:
                         "%(message)s")  # fmt: skip
     if args.subjects:
         only, sizes, mode = (
-            set(SCALE_ONLY),
+            {"scale"},
             Sizes(subjects=args.subjects),
             f"subjects-{args.subjects}",
         )
@@ -1433,10 +1856,14 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
         sizes = QUICK if args.quick else FULL
         mode = "quick" if args.quick else "full"
+    if args.go_monitor is not None:
+        if not os.access(args.go_monitor, os.X_OK) or os.path.isdir(args.go_monitor):
+            p.error(f"--go-monitor: {args.go_monitor} is not an executable file")
+        only.add("side")
     print(f"==> nats-heartbeat bench ({mode}): {', '.join(sorted(only))}", file=sys.stderr)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nats-heartbeat-bench-") as tmp:
-        results = asyncio.run(run_all(sizes, only, Path(tmp)))
+        results = asyncio.run(run_all(sizes, only, Path(tmp), args.go_monitor))
     elapsed = time.perf_counter() - started
     print(table(results))
     measured = [r for r in results if r.passed is not None]

@@ -101,6 +101,7 @@ async def _run(
         f"==> monitor status: http://127.0.0.1:{status_port}/  "
         f"(try: .venv/bin/nats-heartbeat status --url http://127.0.0.1:{status_port}/)"
     )
+    print(f"==> status page: http://127.0.0.1:{status_port}/ui")
     if await wait_event(stop, 1.5):
         return None
     agents = {

@@ -134,6 +134,22 @@ def _job_headline(n: Notification) -> str:
     return f"{label(n)} is OK again: a run succeeded in {took}{_host(n)}"
 
 
+def dependents_text(n: Notification) -> str:
+    """``; 49 dependents are also silent: a, b, c, d, e and 44 more`` for a parent's
+    alert or repeat (heartbeat.depends), or nothing."""
+    count = n.dependents_missing
+    if not count:
+        return ""
+    named = [neutral(s, _SUBJECT_MAX) for s in n.dependents[:count]]
+    noun = "dependent is" if count == 1 else "dependents are"
+    text = f"; {count} {noun} also silent"
+    if named:
+        text += ": " + ", ".join(named)
+        if count > len(named):
+            text += f" and {count - len(named)} more"
+    return text
+
+
 def headline(n: Notification) -> str:
     """One sentence: what happened and since when."""
     if n.event in (EventKind.ALERT, EventKind.REPEAT):
@@ -141,6 +157,7 @@ def headline(n: Notification) -> str:
         facts.append(f"window {human_duration(n.window_ns)}")
         return (
             f"{title(n)}: no heartbeat for {human_duration(n.missed_for_ns)} ({', '.join(facts)})"
+            + dependents_text(n)
         )
     if n.event in _JOB or (n.event is EventKind.RESOLVED and n.exit_code is not None):
         return _job_headline(n)
@@ -192,6 +209,8 @@ def details(n: Notification) -> dict[str, object]:
     for the "details" a person reads in an incident tool."""
     body = n.body()
     out = {k: neutral(v, MAX_DESCRIPTION) if isinstance(v, str) else v for k, v in body.items()}
+    if n.dependents:  # one line a person reads (email facts, incident details)
+        out["dependents"] = ", ".join(neutral(s, _SUBJECT_MAX) for s in n.dependents)
     if n.output:
         out["output"] = output_tail(n)  # its end, where the error is
     return out

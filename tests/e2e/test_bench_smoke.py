@@ -91,3 +91,49 @@ def test_bench_subjects_mode_measures_every_scale_figure(tmp_path: Path) -> None
     assert_measured(doc["figures"], SCALE)
     assert doc["figures"]["scale_alert_delay_p99_ms"]["details"]["watched_subjects"] >= 1500
     assert "9. scale" in stdout
+
+
+SIDE = {
+    "side_listed_s",
+    "side_busy_after_s",
+    "side_rss_per_subject_bytes",
+    "side_idle_cpu",
+    "side_get_s",
+}
+
+
+@pytest.mark.timeout(150)
+def test_bench_side_measures_a_monitor_process(tmp_path: Path) -> None:
+    """The figure side alone, on `nats-heartbeat monitor` (the Go tool's run needs its binary)."""
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--only", "side",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=cli_env(),
+        stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
+    figures = json.loads(out.read_text())["figures"]
+    assert set(figures) == SIDE  # no Go rows without --go-monitor
+    for key in SIDE:
+        assert not figures[key]["error"], (key, figures[key]["error"])
+        assert math.isfinite(figures[key]["value"]) and figures[key]["value"] >= 0, key
+    details = figures["side_listed_s"]["details"]
+    assert details["stream_messages"] == details["subjects"] == details["listed_by_last_get"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--go-monitor", "/nonexistent/monitor"], "is not an executable file"),
+        (["--go-monitor", str(ROOT / "scripts")], "is not an executable file"),
+    ],
+)
+def test_bench_refuses_a_bad_go_monitor_before_starting(args: list[str], says: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), *args],
+        capture_output=True, text=True, timeout=30, env=cli_env(), stdin=subprocess.DEVNULL,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert says in proc.stderr and "==>" not in proc.stderr  # nothing was started

@@ -19,6 +19,7 @@ from heartbeat.config import (
     merge_flags,
     unreachable,
 )
+from heartbeat.depends import Dependency
 from heartbeat.routing import Route
 
 PATH = "/etc/hb/config.toml"
@@ -76,11 +77,14 @@ urls_file = "/run/secrets/urls"
 [channels.quiet]
 type = "log"
 
-[maintenance]
-anything = "reserved for a later issue"
+[[maintenance]]
+subjects = ["heartbeat.batch.>"]
+schedule = "0 2 * * SUN"
+duration = "2h"
 
 [[depends]]
-on = "reserved too"
+subjects = ["heartbeat.dc1.>"]
+on = "heartbeat.dc1.uplink"
 
 [[routes]]
 subjects = ["heartbeat.db.>", "heartbeat.*.primary"]
@@ -113,6 +117,7 @@ def test_every_key_of_a_full_config() -> None:
         Route(("heartbeat.db.>", "heartbeat.*.primary"), ("oncall",), 1800.0, True),
         Route((">",), ("batch", "log"), None, False),
     )
+    assert cfg.depends == (Dependency(("heartbeat.dc1.>",), "heartbeat.dc1.uplink"),)
     assert "R0KEY" not in repr(cfg)
 
 
@@ -156,9 +161,12 @@ def test_a_channel_defined_by_file_and_flag_is_an_error() -> None:
     )
 
 
+UNKNOWN_TOP = (
+    "unknown top-level key (expected [channels.NAME], [[routes]], [[maintenance]] or [[depends]])"
+)
 ERRORS = [
-    ("x = 1", "x", "unknown top-level key (expected [channels.NAME] or [[routes]])"),
-    ("[x]", "x", "unknown top-level key (expected [channels.NAME] or [[routes]])"),
+    ("x = 1", "x", UNKNOWN_TOP),
+    ("[x]", "x", UNKNOWN_TOP),
     ("channels = 3", "channels", "must be a table, not an integer"),
     ("[channels]\na = 3", "channels.a", "must be a table, not an integer"),
     ('[channels."1x"]\ntype="log"', "channels.1x", "a channel name must start with a letter"),

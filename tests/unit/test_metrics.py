@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from heartbeat.engine import Health
 from heartbeat.metrics import Snapshot, TickTimer, render
+from heartbeat.quiet import QuietKind
 
 P = "nats_heartbeat_"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -84,12 +85,26 @@ def test_every_family_is_there() -> None:
             "state_write_errors",
             "ignored_records",
             "unrouted_subjects",
+            "quiet_subjects",
             "pending_notifications",
             "held_alerts",
             "refused_subjects",
+            "history_events",
+            "history_errors",
             "evaluation_seconds",
         )
     )
+
+
+def test_history_counters() -> None:
+    snap = mksnapshot(history_events={"alert": 2, "delivery": 5}, history_errors=1)
+    typ, samples = only(snap, "history_events")
+    assert typ == "counter"
+    assert samples == {
+        (P + "history_events_total", (("kind", "alert"),)): 2.0,
+        (P + "history_events_total", (("kind", "delivery"),)): 5.0,
+    }
+    assert only(snap, "history_errors")[1] == {(P + "history_errors_total", ()): 1.0}
 
 
 @pytest.mark.parametrize(
@@ -101,6 +116,7 @@ def test_every_family_is_there() -> None:
         pytest.param("cas_conflicts", "conflicts", 2, "counter", id="cas-conflicts"),
         pytest.param("state_write_errors", "write_errors", 5, "counter", id="write-errors"),
         pytest.param("ignored_records", "ignored_records", 1, "counter", id="ignored-records"),
+        pytest.param("history_errors", "history_errors", 3, "counter", id="history-errors"),
         pytest.param("heartbeats_received", "heartbeats", 0, "counter", id="heartbeats-zero"),
     ],
 )
@@ -241,3 +257,16 @@ def test_tick_timer_buckets() -> None:
         ("+Inf", 4.0),
     ]
     assert t.total_s == pytest.approx(100.0201)
+
+
+def test_quiet_subjects_by_kind_every_kind_shown() -> None:
+    typ, samples = only(
+        mksnapshot(quiet={QuietKind.MAINT: 40, QuietKind.SILENCED: 2}), "quiet_subjects"
+    )
+    assert typ == "gauge"
+    assert samples == {
+        (P + "quiet_subjects", (("kind", "paused"),)): 0.0,
+        (P + "quiet_subjects", (("kind", "silenced"),)): 2.0,
+        (P + "quiet_subjects", (("kind", "maint"),)): 40.0,
+        (P + "quiet_subjects", (("kind", "suppressed"),)): 0.0,
+    }

@@ -51,6 +51,67 @@ def test_go_monitor_answers_decode() -> None:
     assert missing.alerts_firing == 1
 
 
+# Captured 2026-12-01 from the Go tool's monitor (venkytv/nats-heartbeat e78b5ac, `-prime-stream`
+# on our stream) fed by a Go agent and `nats-heartbeat run` job beats: three of its nine rows,
+# as it sends them (indented). A job with a grace has `grace`; the failed job
+# (`run -- false`) is only a plain beat gone quiet to it: no job fields, missing after its
+# window like a service.
+GO_WATCHING_JOBS = b"""{
+  "observed_at": "2026-12-01T23:40:54.985270253Z",
+  "subjects": [
+    {
+      "subject": "heartbeat.go.agent",
+      "description": "Go agent",
+      "host": "vm",
+      "last_seen": "2026-12-01T23:40:54.49887717Z",
+      "interval": "1s",
+      "allowed_window": "1s",
+      "missing": false,
+      "alert_active": false
+    },
+    {
+      "subject": "heartbeat.job.cron",
+      "description": "heartbeat.job.cron",
+      "host": "vm",
+      "last_seen": "2026-12-01T23:39:32.293178Z",
+      "interval": "1m0s",
+      "grace": "1m5s",
+      "allowed_window": "1m5s",
+      "missing": true,
+      "miss_for": "1m22.692092253s",
+      "miss_count": 1,
+      "alert_active": true
+    },
+    {
+      "subject": "heartbeat.job.fail",
+      "description": "heartbeat.job.fail",
+      "host": "vm",
+      "last_seen": "2026-12-01T23:39:58.260527Z",
+      "interval": "10s",
+      "allowed_window": "10s",
+      "missing": true,
+      "miss_for": "56.724743253s",
+      "miss_count": 5,
+      "alert_active": true
+    }
+  ]
+}
+"""
+
+
+def test_go_monitor_watching_our_job_beats_decodes() -> None:
+    report = decode_status(GO_WATCHING_JOBS)
+    rows = {s.subject: s for s in report.subjects}
+    assert list(rows) == ["heartbeat.go.agent", "heartbeat.job.cron", "heartbeat.job.fail"]
+    cron, failed = rows["heartbeat.job.cron"], rows["heartbeat.job.fail"]
+    assert (cron.interval, cron.grace, cron.allowed_window) == ("1m0s", "1m5s", "1m5s")
+    assert (failed.grace, failed.allowed_window, failed.miss_count) == (None, "10s", 5)
+    assert report.alerts_firing == 2
+    job_fields = ("job_alert", "last_run", "exit_code", "schedule", "next_run_due")
+    assert all(getattr(s, f) is None for s in report.subjects for f in job_fields)
+    assert decode_status(encode_status(report)) == report
+
+
 def test_fractions_are_truncated_not_rounded() -> None:
     data = GO_HEALTHY.replace(b"09.640824111Z", b"09.9999999Z")
     assert decode_status(data).observed_at == datetime(2026, 11, 29, 1, 59, 9, 999999, tzinfo=UTC)
