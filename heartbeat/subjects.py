@@ -354,12 +354,38 @@ class Subjects:
     # ----- the loop's view -------------------------------------------------------------
 
     def take_due(self, now: float) -> list[str]:
-        """Subjects to evaluate now: deadlines passed, then news; each once."""
-        due = [t.subject for t in self.schedule.pop_due(now)]
+        """Subjects to evaluate now: deadlines passed, then news; each once.  A deadline
+        that passed only because steady beats left it early gets the true one here,
+        without an evaluation (at 1M subjects beating every minute: 16k a second)."""
+        due = [t.subject for t in self.schedule.pop_due(now) if not self._moved_on(t, now)]
         if self.dirty:
             due.extend(self.dirty)
             self.dirty.clear()
         return list(dict.fromkeys(due))
+
+    def _moved_on(self, track: Track, now: float) -> bool:
+        """Reschedule ``track`` if the engine has nothing to decide for it: healthy, a
+        newer beat with the same facts, no checkpoint due, no job, nothing owed."""
+        rec, beat = track.record, track.beat
+        if (
+            rec is None
+            or beat is None
+            or rec.alert_active
+            or rec.pending
+            or rec.job is not None
+            or beat.job is not None
+            or beat.last_seen <= rec.last_seen
+            or meta_differs(rec, beat)
+        ):
+            return False
+        engine = self.engine_for(track.subject)
+        if beat.last_seen - rec.last_seen >= engine.checkpoint_every_s:
+            return False  # a checkpoint: the engine writes it
+        due = next_due(track.view(), engine, self.sight_since)
+        if due <= now:
+            return False
+        self.schedule.push(track, due)
+        return True
 
     def refresh(self, now: float, limit: int = 100_000) -> int:
         """A standby's upkeep of the schedule: deadlines passed only because steady beats

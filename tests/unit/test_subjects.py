@@ -370,6 +370,29 @@ def test_refresh_moves_deadlines_steady_beats_left_early() -> None:
     assert s.take_due(T0 + 2.5) == [B]  # B is silent: still due
 
 
+@pytest.mark.parametrize(
+    ("rec", "beat_at", "evaluated"),
+    [
+        pytest.param(mkrecord(at=T0), T0 + 1.5, False, id="steady-moved-on"),
+        pytest.param(mkrecord(at=T0), T0, True, id="no-newer-beat"),
+        pytest.param(mkrecord(at=T0, alert=True), T0 + 1.5, True, id="alerting"),
+        pytest.param(mkrecord(at=T0 - 59), T0 + 1.5, True, id="checkpoint-due"),
+    ],
+)
+def test_take_due_moves_on_a_steady_subject_without_evaluating(
+    rec: Record, beat_at: float, evaluated: bool
+) -> None:
+    s = mksubjects()
+    s.set_record(A, rec, 1)
+    track = s.get(A)
+    assert track is not None
+    track.beat = mkbeat(beat_at)  # as a steady beat leaves it: the early deadline kept
+    s.schedule.move(track, T0 + 2)
+    assert s.take_due(T0 + 2) == ([A] if evaluated else [])
+    if not evaluated:
+        assert track.due == beat_at + WINDOW + TOLERANCE
+
+
 def test_schedule_move() -> None:
     s = mksubjects()
     s.on_beat(A, mkbeat(T0))
