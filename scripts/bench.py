@@ -1277,10 +1277,10 @@ class ScaleSizes:
     missing_interval_s: float = 2.0
 
     @classmethod
-    def of(cls, n: int) -> ScaleSizes:
-        if n >= 100_000:
-            return cls(n)
-        return cls(n, interval_s=4.0, measure_s=3.0, missing=20, missing_interval_s=1.0)
+    def of(cls, n: int, interval_s: float | None = None) -> ScaleSizes:
+        sz = cls(n) if n >= 100_000 else cls(n, 4.0, measure_s=3.0, missing=20,
+                                               missing_interval_s=1.0)  # fmt: skip
+        return sz if interval_s is None else dataclasses.replace(sz, interval_s=interval_s)
 
     def detect_sizes(self) -> Sizes:
         return Sizes(
@@ -1742,7 +1742,11 @@ async def guarded(
 
 
 async def run_all(
-    sizes: Sizes, only: set[str], tmp: Path, go_monitor: str | None = None
+    sizes: Sizes,
+    only: set[str],
+    tmp: Path,
+    go_monitor: str | None = None,
+    beat_every_s: float | None = None,
 ) -> list[Result]:
     server = NatsServer(tmp / "store").start()
     results: list[Result] = []
@@ -1771,7 +1775,7 @@ async def run_all(
         if "fresh" in only:
             results += await guarded("fresh", bench_fresh(server.url, sizes, tmp))
         if "scale" in only:
-            scale = ScaleSizes.of(sizes.subjects)
+            scale = ScaleSizes.of(sizes.subjects, beat_every_s)
             results += await guarded("scale", bench_scale(server.url, scale, tmp))
         if "side" in only:
             results += await guarded("side", bench_side(nc, server.url, sizes, tmp, go_monitor))
@@ -1826,6 +1830,14 @@ def main(argv: list[str] | None = None) -> int:
         "memory, start-up, takeover, KV writes/s, alert delay); e.g. 1000000",
     )
     p.add_argument(
+        "--beat-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --subjects: how often each subject beats (default 60; 1M at 60 s is "
+        "16.7k beats a second)",
+    )
+    p.add_argument(
         "--memory-child",
         nargs=4,
         metavar=("URL", "STREAM", "BUCKET", "PREFIX"),
@@ -1847,6 +1859,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(beat_child(url, prefix, int(count), float(interval)))
         return 0
+    if args.beat_every < 0 or (args.beat_every and not args.subjects):
+        p.error("--beat-every takes positive seconds and goes with --subjects")
     if args.subjects < 0 or (args.subjects and (args.quick or args.only)):
         p.error("--subjects takes a positive N and goes without --quick and --only")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: "
@@ -1871,7 +1885,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"==> nats-heartbeat bench ({mode}): {', '.join(sorted(only))}", file=sys.stderr)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nats-heartbeat-bench-") as tmp:
-        results = asyncio.run(run_all(sizes, only, Path(tmp), args.go_monitor))
+        results = asyncio.run(
+            run_all(sizes, only, Path(tmp), args.go_monitor, args.beat_every or None)
+        )
     elapsed = time.perf_counter() - started
     print(table(results))
     measured = [r for r in results if r.passed is not None]
