@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 log = logging.getLogger(__name__)
+YIELD_EVERY = 100  # messages handled between two yields: the read loop keeps reading meanwhile
 
 
 def delivery_of(msg: Msg) -> tuple[int, int, bool]:
@@ -62,6 +63,7 @@ class Feed:
         self.caught_up = asyncio.Event()
         self.last_stream_seq = 0
         self.last_pending: int | None = None  # from the last pending() call
+        self._since_yield = 0
 
     async def start(self) -> None:
         self._sub = await self._js.subscribe(
@@ -115,3 +117,9 @@ class Feed:
             log.exception("handling %s from %s failed", msg.subject, self.stream)
         if drained and not self.caught_up.is_set():
             self.caught_up.set()
+        self._since_yield += 1
+        if self._since_yield >= YIELD_EVERY:
+            # nats-py calls us in a loop that does not yield while messages are queued:
+            # in a catch-up of a million, the connection's pings and timers must run too.
+            self._since_yield = 0
+            await asyncio.sleep(0)

@@ -19,7 +19,7 @@ from heartbeat.history import Event, committed, hushed_events
 from heartbeat.quiet import LOUD, Hush
 from heartbeat.ratelog import RateLog
 from heartbeat.store import StateConflict, StateStore, StoreError
-from heartbeat.subjects import Held, Subjects, Track
+from heartbeat.subjects import CREATES_PER_S, Held, Subjects, Track, create_allowance
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ class Judge:
         self.channels = list(channels)
         self.poll_s = 1.0
         self.max_writes = 5000  # commits started per tick; the rest wait for the next
+        self.creates_per_s = CREATES_PER_S  # first records of new subjects (a queue)
+        self._create_tokens = 0.0
+        self._create_at: float | None = None
         self.counters = Counters()
         self.busy: set[str] = set()  # subjects with a write in flight
         self.write_failures: dict[str, int] = {}  # subject -> failed commits in a row
@@ -87,7 +90,7 @@ class Judge:
         """
         writes: list[asyncio.Future[None]] = []
         accusations: list[Commit] = []
-        for subject in self.subjects.take_due(now):
+        for subject in self._due(now):
             if subject in self.busy or len(writes) + len(accusations) >= self.max_writes:
                 self.subjects.later(subject)
                 continue
@@ -124,6 +127,16 @@ class Judge:
                     self.subjects.later(w.track.subject)
         if writes:
             await asyncio.gather(*writes)
+
+    def _due(self, now: float) -> list[str]:
+        """Subjects due now, then (at ``creates_per_s``) new ones still without a record:
+        a burst of new subjects is recorded over seconds, not in one tick, since
+        nothing about them needs committing before then (their deadlines are set)."""
+        tokens = create_allowance(self._create_tokens, self._create_at, now, self.creates_per_s)
+        creates = self.subjects.take_unrecorded(int(tokens))
+        self._create_tokens, self._create_at = tokens - len(creates), now
+        due = self.subjects.take_due(now)
+        return list(dict.fromkeys([*due, *creates])) if creates else due
 
     def _start(self, store: StateStore, work: Commit) -> asyncio.Future[None]:
         return asyncio.ensure_future(self._commit(store, work))

@@ -14,6 +14,7 @@ of the monitor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -89,6 +90,7 @@ class MonitorConfig:
     group_over: int = 10  # more than this many due for one channel within group_wait_s: group
     group_wait_s: float = 2.0
     reconcile_every_s: float = 30.0
+    catch_up_wait_s: float = 60.0  # start-up: the stream feed starts after the bucket's
     silence_bucket: str = SILENCE_BUCKET  # silences and pauses (heartbeat.silences)
     purge_silences_every_s: float = 3600.0  # the leader purges long-ended ones this often
     history: HistoryConfig | None = None  # the events stream; None: no history
@@ -249,6 +251,11 @@ class Monitor:
         try:
             await parts.silence_watch.start()
             await parts.watch.start()
+            # One catch-up at a time: the bucket's and the stream's together (1M records
+            # and 1M beats) pass nats-server's max_pending for one connection (64 MB),
+            # and it cuts the monitor off as a slow consumer, again at each retry.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(parts.watch.caught_up.wait(), cfg.catch_up_wait_s)
             await parts.ingestor.start()
         except (nats.errors.Error, TimeoutError, OSError) as e:
             await self.close()
@@ -596,7 +603,10 @@ class Monitor:
         if (woken := self.silences.take_changed()) is not None:
             self.subjects.wake(woken)  # a silence or pause began, ended or changed
         await self._check_sight(now)
-        if not self._connected() or self.sight.blind or not self.leading():
+        if not self._connected() or self.sight.blind:
+            return
+        if not self.leading():
+            self.subjects.refresh(now)  # a standby keeps its schedule true, for a takeover
             return
         election = self.parts.election
         if election.terms != self._terms_seen:

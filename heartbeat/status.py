@@ -27,7 +27,7 @@ from heartbeat.quiet import LOUD, Hush, QuietKind
 from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
 from heartbeat.status_schema import SilenceStatus, StatusReport, SubjectStatus, encode_status
-from heartbeat.subjects import Track
+from heartbeat.subjects import Subjects, Track
 from heartbeat.text import ELLIPSIS, for_log, neutral
 
 log = logging.getLogger(__name__)
@@ -252,10 +252,21 @@ def select(
     A page is picked with a bounded heap, not a sort of every subject, so the status
     page's first pages stay cheap at 100k subjects.
     """
+    if only.pattern is not None and _literal(only.pattern) and isinstance(tracks, Subjects):
+        one = tracks.get(only.pattern)  # one subject: a lookup, not a scan of them all
+        tracks = [] if one is None else [one]
     matched = list(tracks)
     if only.pattern is not None:
         matched = [t for t in matched if only.keeps_subject(t)]
     counts = count_states(matched, now, hush_for) if only.counts else None
+    if only.state is Health.ALERT:
+        # health()'s ALERT rule inline: a pass over 100k subjects in milliseconds.
+        matched = [
+            t
+            for t in matched
+            if (r := t.record) is not None
+            and (r.alert_active or (r.job is not None and r.job.alert))
+        ]
     if only.state is not None:
         matched = [t for t in matched if only.keeps_state(t, now, hush_for)]
     if only.after is not None:
@@ -268,6 +279,10 @@ def select(
     else:
         page = sorted(matched, key=_subject)[:end]
     return page[only.offset :], total, counts
+
+
+def _literal(pattern: str) -> bool:
+    return not any(tok in ("*", ">") for tok in pattern.split("."))
 
 
 def _subject(t: Track) -> str:

@@ -25,7 +25,7 @@ pattern's subjects per state: ``ok``, ``late``, ``alert``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -197,20 +197,28 @@ def encode_status(report: StatusReport) -> bytes:
     Times must be timezone-aware: Go (and :func:`decode_status`) reject RFC 3339
     without an offset.
     """
-    times: list[tuple[str, datetime | None]] = [("$.observed_at", report.observed_at)]
+    # Checked before any path is formatted: at 100k subjects the paths cost more
+    # than the encoding itself.
+    if _naive(report.observed_at):
+        raise InvalidStatus("$.observed_at must be timezone-aware")
     for i, s in enumerate(report.subjects):
-        times += [
-            (f"$.subjects[{i}].last_seen", s.last_seen),
-            (f"$.subjects[{i}].running_since", s.running_since),
-            (f"$.subjects[{i}].next_run_due", s.next_run_due),
-            (f"$.subjects[{i}].quiet_until", s.quiet_until),
-        ]
+        if _naive(s.last_seen) or (
+            (s.running_since or s.next_run_due or s.quiet_until)
+            and (_naive(s.running_since) or _naive(s.next_run_due) or _naive(s.quiet_until))
+        ):
+            for name in ("last_seen", "running_since", "next_run_due", "quiet_until"):
+                if _naive(getattr(s, name)):
+                    raise InvalidStatus(f"$.subjects[{i}].{name} must be timezone-aware")
     for i, x in enumerate(report.silences or ()):
-        times += [(f"$.silences[{i}].starts", x.starts), (f"$.silences[{i}].ends", x.ends)]
-    for where, value in times:
-        if value is not None and value.utcoffset() is None:
-            raise InvalidStatus(f"{where} must be timezone-aware")
+        for name, value in (("starts", x.starts), ("ends", x.ends)):
+            if _naive(value):
+                raise InvalidStatus(f"$.silences[{i}].{name} must be timezone-aware")
     return _encoder.encode(report)
+
+
+def _naive(value: datetime | None) -> bool:
+    """A time without an offset (UTC, the monitor's own, is checked by identity)."""
+    return value is not None and value.tzinfo is not UTC and value.utcoffset() is None
 
 
 def _subject(w: _WireSubject, where: str) -> SubjectStatus:

@@ -10,10 +10,16 @@ One run starts a private nats-server (temporary store) and measures:
   6. startup   Monitor.start() to ready with 100k records and 100k beats
   7. failover  takeover after kill -9 / SIGTERM of the leading `nats-heartbeat monitor`
   8. page      the status page at 100k subjects: its JSON queries, and its load in chromium
+ 10. fresh     100k new subjects published twice at a `nats-heartbeat monitor`: listed, busy
+               after, RSS, idle CPU, GET / and ?state=alert times (against the Go tool's)
   side         (only with --go-monitor PATH, or --only side) 100k new subjects, each published
                twice, into a `nats-heartbeat monitor` process and then into the Go tool's
                monitor, measured alike: until listed, busy after, RSS per subject, idle CPU,
                one GET /
+
+With --subjects N it measures instead, on one replica watching N beating subjects (9.):
+RSS per subject, start-up to ready, a standby's takeover, steady-state KV writes per
+second and the alert delay among them (1,000,000 takes several minutes).
 
 It prints a table (figure, value, target, pass/fail) and writes every figure, with its
 details, to a JSON file.  Exit status: 0; 2 when a figure could not be measured; with
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -56,6 +63,7 @@ from nats.js.api import DeliverPolicy
 
 from heartbeat.aio import wait_event
 from heartbeat.connection import ConnectOptions, close_connection, connect
+from heartbeat.election import Election
 from heartbeat.engine import EngineConfig, Record
 from heartbeat.ingest import Ingestor
 from heartbeat.monitor import Monitor, MonitorConfig
@@ -63,7 +71,7 @@ from heartbeat.notify import WebhookNotifier, make_session
 from heartbeat.notify.base import Notifier
 from heartbeat.schema import Message, encode, format_time
 from heartbeat.store import StateStore, StoreConfig, encode_record, ensure_stream
-from heartbeat.subjects import Subjects
+from heartbeat.subjects import CREATES_PER_S, Subjects, checkpoint_period
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -130,7 +138,13 @@ FIGURES: dict[str, list[str]] = {
         f"side_{k}"
         for k in ("listed_s", "busy_after_s", "rss_per_subject_bytes", "idle_cpu", "get_s")
     ],
-}
+    "fresh": ["fresh_listed_s", "fresh_busy_after_s", "fresh_recorded_s",
+              "fresh_rss_per_subject_bytes", "fresh_idle_cpu_s_per_s", "fresh_get_all_s",
+              "fresh_get_alert_ms"],
+    "scale": ["scale_rss_per_subject_bytes", "scale_startup_ready_s", "scale_takeover_s",
+              "scale_kv_writes_per_s", "scale_decision_p99_ms", "scale_alert_delay_p99_ms"],
+}  # fmt: skip
+SCALE_ONLY = {"scale", "side"}  # scale: with --subjects N only; side: --go-monitor
 
 
 @dataclass(frozen=True)
@@ -150,6 +164,8 @@ class Sizes:
     lease_ttl_s: float = 10.0  # figure 7 (the CLI default)
     kill_trials: int = 2
     term_trials: int = 3
+    fresh_subjects: int = 100_000  # figure 8
+    fresh_idle_s: float = 10.0
     side_poll_s: float = 0.2  # figure side (issue 12's side-by-side setting)
     side_idle_s: float = 10.0
 
@@ -168,6 +184,8 @@ QUICK = Sizes(
     lease_ttl_s=1.0,
     kill_trials=1,
     term_trials=1,
+    fresh_subjects=3_000,
+    fresh_idle_s=2.0,
     side_idle_s=2.0,
 )
 
@@ -1044,6 +1062,396 @@ async def bench_failover(url: str, sizes: Sizes, logs: Path) -> list[Result]:
     ]  # fmt: skip
 
 
+# ----- fresh: a burst of new subjects, each published twice, at a `nats-heartbeat monitor` ------
+
+# The Go tool's figures for this scenario on the same machine (issue 12): the bar.
+GO_FRESH = {"listed_s": 2.1, "rss_per_subject_bytes": 2200.0, "idle_cpu_s_per_s": 0.06,
+            "get_all_s": 0.34}  # fmt: skip
+BUSY_CPU = 0.25  # of one core: above this, the monitor counts as busy
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class CpuSampler:
+    """A process's CPU use in ``every_s`` windows: (window end, fraction of a core)."""
+
+    def __init__(self, pid: int, every_s: float = 0.5) -> None:
+        self.pid, self.every_s = pid, every_s
+        self.samples: list[tuple[float, float]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        last_t, last_c = time.perf_counter(), proc_cpu_s(self.pid)
+        while True:
+            await asyncio.sleep(self.every_s)
+            t, c = time.perf_counter(), proc_cpu_s(self.pid)
+            self.samples.append((t, (c - last_c) / (t - last_t)))
+            last_t, last_c = t, c
+
+    def busy_until(self, since: float, quiet_s: float) -> float | None:
+        """End of the last busy window after ``since``, once ``quiet_s`` of quiet followed
+        (``since`` itself when none was busy); None while still busy or too soon."""
+        after = [(t, u) for t, u in self.samples if t > since]
+        busy = [t for t, u in after if u > BUSY_CPU]
+        end = busy[-1] if busy else since
+        return end if after and after[-1][0] - end >= quiet_s else None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def http_get(session: aiohttp.ClientSession, url: str) -> tuple[float, bytes]:
+    """Seconds for one GET (the whole body read) and the body."""
+    started = time.perf_counter()
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=60)) as resp:
+        body = await resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"GET {url}: {resp.status} {body[:200]!r}")
+    return time.perf_counter() - started, body
+
+
+def listed_subjects(body: bytes) -> int:
+    return len(json.loads(body)["subjects"])
+
+
+async def bench_fresh(url: str, sizes: Sizes, logs: Path) -> list[Result]:
+    """N new subjects, each published twice, at a monitor process watching nothing yet.
+
+    The monitor is the CLI (`nats-heartbeat monitor`, poll 200 ms), so its CPU and RSS
+    are its own; this process publishes and asks.  "Listed" is when ``GET /`` lists the
+    subject published last in the first pass (the stream hands beats over in order, so
+    every earlier one is listed too; a full ``GET /`` then checks the count); "busy" is
+    how long its CPU stays above a quarter of a core after that.
+    """
+    n_ = names(f"fr{uuid.uuid4().hex[:6]}")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/"
+    mon = MonitorProcess(
+        ["--nats-url", url, "--subject-prefix", n_["prefix"], "--stream", n_["stream"],
+         "--state-bucket", n_["bucket"], "--poll", "200ms", "--notify-log",
+         "--replica-id", "bench-fresh", "--status-addr", f"127.0.0.1:{port}"],
+        logs / "fresh-monitor.log",
+    ).start()  # fmt: skip
+    assert mon.proc is not None
+    pid = mon.proc.pid
+    subjects = [f"{n_['prefix']}new.{i:07d}" for i in range(sizes.fresh_subjects)]
+    n = len(subjects)
+    sampler = CpuSampler(pid)
+    nc = await connect(ConnectOptions(servers=(url,), name="bench-fresh"))
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def leads() -> bool:
+                try:
+                    _, body = await http_get(session, base + "?limit=1")
+                except (aiohttp.ClientError, RuntimeError, OSError):
+                    return False
+                return bool(json.loads(body).get("leader"))
+
+            await eventually(leads, 60, "the fresh monitor to lead", every=0.05)
+            rss0 = proc_rss(pid)
+            js = nc.jetstream()
+            probe = base + f"?subject={subjects[-1]}"
+
+            async def last_listed() -> bool:
+                return listed_subjects((await http_get(session, probe))[1]) == 1
+
+            # Encoded beforehand: N agents encode their own beats, so this process's
+            # JSON encoding must not pace the burst.
+            now = datetime.now(UTC)
+            passes = [
+                [(s, beat_payload(s, HOUR_NS, now + timedelta(seconds=k))) for s in subjects]
+                for k in range(2)
+            ]
+
+            async def publish_twice() -> None:  # core publishes, as agents send them
+                for beats in passes:
+                    for i, (s, data) in enumerate(beats):
+                        await nc.publish(s, data)
+                        if i % 5000 == 4999:
+                            await nc.flush()
+                    await nc.flush()
+
+            sampler.start()
+            started = time.perf_counter()
+            publishing = asyncio.create_task(publish_twice())
+            await eventually(last_listed, 120 + n / 1000, "the last subject listed", every=0.02)
+            listed = time.perf_counter()
+            await publishing
+            published = time.perf_counter()
+            await eventually(lambda: _counted(js, n_["stream"], n), 60, "every beat stored")
+            busy_end: float = await eventually(
+                lambda: sampler.busy_until(listed, 3.0), 300, "the monitor to quiet down",
+                every=0.1,
+            )  # fmt: skip
+            cpu_after = sum(u * sampler.every_s for t, u in sampler.samples if t > listed)
+
+            async def all_recorded() -> bool:  # the lease is a key of the bucket too
+                return await stream_count(js, f"KV_{n_['bucket']}") >= n + 1
+
+            await eventually(all_recorded, 120 + 4 * n / CREATES_PER_S, "every first record",
+                             every=0.5)  # fmt: skip
+            recorded = time.perf_counter()
+            await asyncio.sleep(1.0)
+            rss = proc_rss(pid)
+            c0, t0 = proc_cpu_s(pid), time.perf_counter()
+            await asyncio.sleep(sizes.fresh_idle_s)
+            idle = (proc_cpu_s(pid) - c0) / (time.perf_counter() - t0)
+            gets = [await http_get(session, base) for _ in range(3)]
+            alerts = [await http_get(session, base + "?state=alert") for _ in range(5)]
+            if {listed_subjects(b) for _, b in gets} != {n}:  # after the RSS: it costs some
+                raise RuntimeError("GET / did not list every subject")
+    finally:
+        await sampler.stop()
+        await close_connection(nc)
+        mon.stop(signal.SIGTERM, timeout=20)
+    get_s = statistics.median(t for t, _ in gets)
+    alert_ms = statistics.median(t for t, _ in alerts) * 1000
+    per = (rss - rss0) / n
+    details = {
+        "subjects": n, "listed_s": round(listed - started, 3),
+        "published_s": round(published - started, 3), "busy_after_s": round(busy_end - listed, 3),
+        "cpu_s_after_listed": round(cpu_after, 2), "recorded_s": round(recorded - started, 1),
+        "rss_before": rss0, "rss_after": rss, "idle_cpu_s_per_s": round(idle, 4),
+        "get_all_s": [round(t, 3) for t, _ in gets], "get_all_bytes": len(gets[0][1]),
+        "get_alert_ms": [round(t * 1000, 1) for t, _ in alerts], "go": GO_FRESH,
+        "cpu_samples": [round(u, 2) for t, u in sampler.samples if t > listed][:240],
+    }  # fmt: skip
+    go = GO_FRESH
+    return [
+        at_most("fresh_listed_s", "10. fresh: first publish -> GET / lists all", listed - started,
+                go["listed_s"], "s", notes=f"N={n}, each published twice (done after "
+                f"{published - started:.1f}s); Go tool {go['listed_s']:g}s", details=details),
+        at_most("fresh_busy_after_s", "10. fresh: busy after that (CPU > 25%)",
+                busy_end - listed, 5.0, "s", notes=f"{cpu_after:.1f} CPU-s until quiet; every "
+                f"first record after {recorded - started:.0f}s", details=details),
+        info("fresh_recorded_s", "10. fresh: first publish -> every first record",
+             recorded - started, "s", notes=f"first records at {CREATES_PER_S:g}/s",
+             details=details),
+        at_most("fresh_rss_per_subject_bytes", "10. fresh: RSS per subject, settled", per,
+                go["rss_per_subject_bytes"] / 2, "B",
+                notes=f"<= 0.5x the Go tool's {go['rss_per_subject_bytes']:g} B",
+                details=details),
+        at_most("fresh_idle_cpu_s_per_s", "10. fresh: idle CPU, all healthy", idle,
+                go["idle_cpu_s_per_s"] / 5, "s/s",
+                notes=f"<= 0.2x the Go tool's {go['idle_cpu_s_per_s']:g}; over "
+                      f"{sizes.fresh_idle_s:g}s", details=details),
+        at_most("fresh_get_all_s", "10. fresh: one GET / of all", get_s, go["get_all_s"], "s",
+                notes=f"{len(gets[0][1]) / 2**20:.0f} MiB, median of 3; Go tool "
+                      f"{go['get_all_s']:g}s", details=details),
+        at_most("fresh_get_alert_ms", "10. fresh: GET /?state=alert", alert_ms, 50.0, "ms",
+                notes="median of 5", details=details),
+    ]  # fmt: skip
+
+
+# ----- scale: --subjects N, one replica watching N subjects that beat --------------------------
+
+
+@dataclass(frozen=True)
+class ScaleSizes:
+    """The --subjects N run: N subjects beating every ``interval_s``."""
+
+    subjects: int
+    interval_s: float = 60.0  # the fleet's beats: N / interval_s per second
+    checkpoint_every_s: float = 60.0
+    poll_s: float = 1.0
+    tolerance_s: float = 0.2
+    measure_s: float = 60.0  # steady-state KV writes are counted this long
+    missing: int = 200  # alert delay: subjects made to go missing among the N
+    missing_interval_s: float = 2.0
+
+    @classmethod
+    def of(cls, n: int, interval_s: float | None = None) -> ScaleSizes:
+        sz = cls(n) if n >= 100_000 else cls(n, 4.0, measure_s=3.0, missing=20,
+                                               missing_interval_s=1.0)  # fmt: skip
+        return sz if interval_s is None else dataclasses.replace(sz, interval_s=interval_s)
+
+    def detect_sizes(self) -> Sizes:
+        return Sizes(
+            subjects=self.subjects,
+            missing=self.missing,
+            poll_s=self.poll_s,
+            missing_interval_s=self.missing_interval_s,
+            tolerance_s=self.tolerance_s,
+        )
+
+
+async def beat_child(url: str, prefix: str, n: int, interval_s: float) -> None:
+    """(In a process of its own.)  Beat ``n`` subjects round-robin, each declaring
+    ``interval_s`` and beating every 0.9 x that (an agent's slack: this process's own
+    jitter under load must not read as silence), spread evenly; core publishes; until
+    killed."""
+    nc = await connect(ConnectOptions(servers=(url,), name="bench-beats"))
+    subjects = [f"{prefix}svc.{i:07d}" for i in range(n)]
+    interval_ns = int(interval_s * SECOND_NS)
+    rate = n / (0.9 * interval_s)
+    per_step, step_s = max(1, math.ceil(rate / 20)), 0.05  # 20 steps a second
+    started, sent, i = time.monotonic(), 0, 0
+    while True:
+        now = datetime.now(UTC)
+        for _ in range(per_step):
+            s = subjects[i]
+            await nc.publish(s, beat_payload(s, interval_ns, now))
+            i = (i + 1) % n
+        sent += per_step
+        await nc.flush()
+        ahead = started + sent / rate - time.monotonic()
+        await asyncio.sleep(max(0.0, min(step_s, ahead)))
+
+
+class Holder:
+    """The lease held by this process, so the monitor under test starts as a standby."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.election = Election(store, "bench-holder", ttl_s=10.0)
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(self.election.run(self.stop))
+
+    async def release(self) -> None:
+        self.stop.set()
+        await self.task
+
+
+def rekeyed(results: list[Result], keys: dict[str, tuple[str, str]]) -> list[Result]:
+    """The results named in ``keys`` (old key -> new key, figure), under their new names."""
+    return [
+        dataclasses.replace(r, key=keys[r.key][0], figure=keys[r.key][1])
+        for r in results
+        if r.key in keys
+    ]
+
+
+async def bench_scale(url: str, sz: ScaleSizes, logs: Path) -> list[Result]:
+    """One replica and N beating subjects: memory, start-up, takeover, KV writes, alerts."""
+    nc = await connect(ConnectOptions(servers=(url,), name="bench-scale"))
+    js = nc.jetstream()
+    world = World.new(url, "sc")
+    store = await world.create(js)
+    n = sz.subjects
+    world.subjects = [f"{world.store.subject_prefix}svc.{i:07d}" for i in range(n)]
+    results: list[Result] = []
+    beats = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--beat-child", url, world.store.subject_prefix, str(n),
+        str(sz.interval_s), stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        # Records as a long-running monitor leaves them: last_seen spread over the
+        # checkpoint period (so checkpoints come evenly, as after a long run).
+        period = checkpoint_period(sz.checkpoint_every_s, n)
+        now, rng = time.time(), random.Random(1)
+        interval_ns = int(sz.interval_s * SECOND_NS)
+        started = time.perf_counter()
+        await publish_pipelined(js, (
+            (f"$KV.{world.store.bucket}.{s}",
+             encode_record(healthy_record(s, interval_ns, now - rng.uniform(0, period))))
+            for s in world.subjects
+        ))  # fmt: skip
+        await eventually(
+            lambda: _counted(js, world.store.stream, n), sz.interval_s * 3 + 60, "every beat"
+        )
+        print(f"  setup: {n} records and beats in {time.perf_counter() - started:.1f}s",
+              file=sys.stderr, flush=True)  # fmt: skip
+        results += rekeyed(await bench_memory(world), {
+            "rss_per_subject_bytes": ("scale_rss_per_subject_bytes", "9. scale: RSS per subject")
+        })  # fmt: skip
+        holder = Holder(store)
+        await eventually(holder.election.leading, 30, "the bench to hold the lease")
+        results += await scale_monitor(nc, world, sz, holder)
+    finally:
+        if beats.returncode is None:
+            beats.kill()
+        await beats.wait()
+        await close_connection(nc)
+    return results
+
+
+async def _counted(js: JetStreamContext, stream: str, n: int) -> bool:
+    return await stream_count(js, stream) >= n
+
+
+async def scale_monitor(nc: NATS, world: World, sz: ScaleSizes, holder: Holder) -> list[Result]:
+    """Start-up, takeover, steady KV writes and alert delay, on one in-process monitor."""
+    n = sz.subjects
+    cfg = world.monitor_config(
+        sz.detect_sizes(), poll_s=sz.poll_s, checkpoint_every_s=sz.checkpoint_every_s,
+        group_over=sz.missing + 1, max_subjects=n + sz.missing + 10,
+    )  # fmt: skip
+    async with recording_receiver() as receiver, make_session() as session:
+        run = MonitorRun(world.url, cfg, [WebhookNotifier(session, receiver.url)])
+        async with running(run) as mon:
+            ready_s = run.marks["ready"] - run.marks["start"]
+            bucket_s = run.marks.get("bucket", run.marks["ready"]) - run.marks["start"]
+            released = time.perf_counter()
+            await holder.release()
+            await eventually(
+                lambda: mon.judging() and run.ticks and run.ticks[-1].leading,
+                60 + n / 10_000, "the standby to take over", every=0.02,
+            )  # fmt: skip
+            takeover_s = time.perf_counter() - released
+            first = next(t for t in run.ticks if t.leading)
+            with contextlib.suppress(TimeoutError):  # a first tick's commits, if any
+                await eventually(lambda: not mon.judge.busy and not mon.subjects.pending, 30)
+            w0, e0, t0 = mon.kv_writes(), mon.counters.evaluations, time.monotonic()
+            b0 = mon.ingestor.accepted
+            await asyncio.sleep(sz.measure_s)
+            t1 = time.monotonic()
+            writes, evals = mon.kv_writes() - w0, mon.counters.evaluations - e0
+            beats = mon.ingestor.accepted - b0
+            # Every subject beats: any alert among them is a false one.
+            false_alerts = sum(1 for t in mon.subjects if t.record and t.record.alert_active)
+            tick_ms = [t.wall_s * 1000 for t in run.ticks if t.leading and t.at > first.at]
+            detect = await guarded(
+                "scale detect",
+                bench_detect(nc, world, run, receiver, sz.detect_sizes()),
+                ["detect"],
+            )
+            tracked = len(mon.subjects)
+    period = checkpoint_period(sz.checkpoint_every_s, n)
+    steady = {
+        "kv_writes": writes, "seconds": round(t1 - t0, 1), "beats": beats,
+        "beats_per_s": round(beats / (t1 - t0)), "evaluations_per_s": round(evals / (t1 - t0)),
+        "checkpoint_period_s": period, "expected_writes_per_s": round(n / period, 1),
+        "tick_wall_ms": spread(tick_ms) if tick_ms else {}, "tracked": tracked,
+        "false_alerts": false_alerts, "held_alerts": mon.judge.held_alerts,
+    }  # fmt: skip
+    return [
+        at_most("scale_startup_ready_s", "9. scale: start() -> ready to lead", ready_s, 20.0, "s",
+                notes=f"{n} records + {n} beats; bucket mirrored after {bucket_s:.1f}s",
+                details={"since_start_s": {k: round(v - run.marks["start"], 3)
+                                           for k, v in run.marks.items()}}),
+        at_most("scale_takeover_s", "9. scale: standby takes over (lease released)", takeover_s,
+                sz.poll_s + 1.0, "s", notes=f"until judging (a poll at most, then a tick); its "
+                f"first tick {first.wall_s * 1000:.0f} ms, "
+                f"{first.evaluations} evaluations", details={"first_tick_ms": first.wall_s * 1000,
+                "first_tick_evaluations": first.evaluations}),
+        at_most("scale_kv_writes_per_s", "9. scale: steady-state KV writes", writes / (t1 - t0),
+                1000.0, "/s", notes=f"{beats / (t1 - t0):,.0f} beats/s, checkpoint every "
+                f"{period:g}s (expect ~{n / period:.0f}/s), over {t1 - t0:.0f}s; "
+                f"false alerts {false_alerts}",
+                details=steady),
+        *rekeyed(detect, {
+            "detect_decision_p99_ms": ("scale_decision_p99_ms", "9. scale: alert decision p99"),
+            "detect_arrival_p99_ms": ("scale_alert_delay_p99_ms", "9. scale: alert delay p99"),
+        }),
+    ]  # fmt: skip
+
+
 # ----- side: new subjects into a monitor process, ours and (--go-monitor) the Go tool's -------
 
 
@@ -1337,7 +1745,11 @@ async def guarded(
 
 
 async def run_all(
-    sizes: Sizes, only: set[str], tmp: Path, go_monitor: str | None = None
+    sizes: Sizes,
+    only: set[str],
+    tmp: Path,
+    go_monitor: str | None = None,
+    beat_every_s: float | None = None,
 ) -> list[Result]:
     server = NatsServer(tmp / "store").start()
     results: list[Result] = []
@@ -1363,11 +1775,21 @@ async def run_all(
             results += await guarded("kv", bench_kv(nc, server.url, sizes))
         if "failover" in only:
             results += await guarded("failover", bench_failover(server.url, sizes, tmp))
+        if "fresh" in only:
+            results += await guarded("fresh", bench_fresh(server.url, sizes, tmp))
+        if "scale" in only:
+            scale = ScaleSizes.of(sizes.subjects, beat_every_s)
+            results += await guarded("scale", bench_scale(server.url, scale, tmp))
         if "side" in only:
             results += await guarded("side", bench_side(nc, server.url, sizes, tmp, go_monitor))
     finally:
         await close_connection(nc)
         server.stop()
+        # Why a client was cut off (slow consumer, stale connection), for the record.
+        cut = [line for line in server.log if "Slow Consumer" in line or "Stale" in line]
+        if cut:
+            print(f"  nats-server cut clients off {len(cut)} time(s), last:\n    "
+                  + "\n    ".join(cut[-5:]), file=sys.stderr, flush=True)  # fmt: skip
     return results
 
 
@@ -1402,33 +1824,73 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="bench-results.json", help="JSON results file")
     p.add_argument("--only", default="", help=f"comma-separated subset of {', '.join(FIGURES)}")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument(
+        "--subjects",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure one replica watching N beating subjects instead (figure 9: "
+        "memory, start-up, takeover, KV writes/s, alert delay); e.g. 1000000",
+    )
+    p.add_argument(
+        "--beat-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --subjects: how often each subject beats (default 60; 1M at 60 s is "
+        "16.7k beats a second)",
+    )
+    p.add_argument(
+        "--memory-child",
+        nargs=4,
+        metavar=("URL", "STREAM", "BUCKET", "PREFIX"),
+        help=argparse.SUPPRESS,
+    )
     p.add_argument("--go-monitor", metavar="PATH",
                    help="add the figure side: ours, then this binary of the Go tool's "
                         "monitor (github.com/venkytv/nats-heartbeat cmd/monitor), measured "
                         "alike; the bench only runs it, build it yourself; --only side for "
                         "just that")  # fmt: skip
-    p.add_argument("--memory-child", nargs=4, metavar=("URL", "STREAM", "BUCKET", "PREFIX"),
+    p.add_argument("--beat-child", nargs=4, metavar=("URL", "PREFIX", "N", "INTERVAL"),
                    help=argparse.SUPPRESS)  # fmt: skip
     args = p.parse_args(argv)
     if args.memory_child:
         print(json.dumps(asyncio.run(memory_child(*args.memory_child))))
         return 0
+    if args.beat_child:
+        url, prefix, count, interval = args.beat_child
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(beat_child(url, prefix, int(count), float(interval)))
+        return 0
+    if args.beat_every < 0 or (args.beat_every and not args.subjects):
+        p.error("--beat-every takes positive seconds and goes with --subjects")
+    if args.subjects < 0 or (args.subjects and (args.quick or args.only)):
+        p.error("--subjects takes a positive N and goes without --quick and --only")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")  # fmt: skip
-    only = set(args.only.split(",")) - {""} if args.only else set(FIGURES) - {"side"}
-    unknown = only - set(FIGURES)
-    if unknown:
-        p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
+    if args.subjects:
+        only, sizes, mode = (
+            {"scale"},
+            Sizes(subjects=args.subjects),
+            f"subjects-{args.subjects}",
+        )
+    else:
+        only = set(args.only.split(",")) - {""} if args.only else set(FIGURES) - SCALE_ONLY
+        unknown = only - set(FIGURES)
+        if unknown:
+            p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
+        sizes = QUICK if args.quick else FULL
+        mode = "quick" if args.quick else "full"
     if args.go_monitor is not None:
         if not os.access(args.go_monitor, os.X_OK) or os.path.isdir(args.go_monitor):
             p.error(f"--go-monitor: {args.go_monitor} is not an executable file")
         only.add("side")
-    sizes = QUICK if args.quick else FULL
-    mode = "quick" if args.quick else "full"
     print(f"==> nats-heartbeat bench ({mode}): {', '.join(sorted(only))}", file=sys.stderr)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nats-heartbeat-bench-") as tmp:
-        results = asyncio.run(run_all(sizes, only, Path(tmp), args.go_monitor))
+        results = asyncio.run(
+            run_all(sizes, only, Path(tmp), args.go_monitor, args.beat_every or None)
+        )
     elapsed = time.perf_counter() - started
     print(table(results))
     measured = [r for r in results if r.passed is not None]

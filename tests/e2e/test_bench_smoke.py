@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,33 +32,65 @@ FIGURES = {
     "failover_kill_s",
     "failover_term_s",
     "wrongly_retired",
+    "fresh_listed_s",
+    "fresh_busy_after_s",
+    "fresh_recorded_s",
+    "fresh_rss_per_subject_bytes",
+    "fresh_idle_cpu_s_per_s",
+    "fresh_get_all_s",
+    "fresh_get_alert_ms",
+}
+SCALE = {
+    "scale_rss_per_subject_bytes",
+    "scale_startup_ready_s",
+    "scale_takeover_s",
+    "scale_kv_writes_per_s",
+    "scale_decision_p99_ms",
+    "scale_alert_delay_p99_ms",
 }
 
 
-@pytest.mark.timeout(150)
-def test_bench_quick_measures_every_figure(tmp_path: Path) -> None:
+def run_bench(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
     out = tmp_path / "results.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), *args, "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=150,
         cwd=tmp_path,
         env=cli_env(),
         stdin=subprocess.DEVNULL,
         check=False,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
-    doc = json.loads(out.read_text())
-    assert doc["mode"] == "quick"
-    figures = doc["figures"]
-    assert set(figures) >= FIGURES, f"missing: {sorted(FIGURES - set(figures))}"
-    for key in FIGURES:
+    return json.loads(out.read_text()), proc.stdout
+
+
+def assert_measured(figures: dict[str, Any], keys: set[str]) -> None:
+    assert set(figures) >= keys, f"missing: {sorted(keys - set(figures))}"
+    for key in keys:
         fig = figures[key]
         assert not fig["error"], f"{key}: {fig['error']}"
         assert isinstance(fig["value"], int | float) and math.isfinite(fig["value"]), (key, fig)
         assert fig["passed"] in (True, False, None), (key, fig)
-    assert "figure" in proc.stdout and "target" in proc.stdout  # the table was printed
+
+
+@pytest.mark.timeout(180)
+def test_bench_quick_measures_every_figure(tmp_path: Path) -> None:
+    doc, stdout = run_bench(tmp_path, "--quick")
+    assert doc["mode"] == "quick"
+    assert_measured(doc["figures"], FIGURES)
+    assert not set(doc["figures"]) & SCALE  # --subjects N only
+    assert "figure" in stdout and "target" in stdout  # the table was printed
+
+
+@pytest.mark.timeout(180)
+def test_bench_subjects_mode_measures_every_scale_figure(tmp_path: Path) -> None:
+    doc, stdout = run_bench(tmp_path, "--subjects", "1500")
+    assert doc["mode"] == "subjects-1500"
+    assert_measured(doc["figures"], SCALE)
+    assert doc["figures"]["scale_alert_delay_p99_ms"]["details"]["watched_subjects"] >= 1500
+    assert "9. scale" in stdout
 
 
 SIDE = {

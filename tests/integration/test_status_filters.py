@@ -54,6 +54,9 @@ async def test_status_filters_by_state_subject_and_limit(
                 assert await listed(f"?subject={p}web.*") == [p + "web.api", p + "web.www"]
                 assert await listed(f"?subject={p}db.>&state=ok") == [p + "db.main"]
                 assert await listed("?limit=2") == [p + "db.gone", p + "db.main"]
+                assert await listed(f"?subject={p}web.api") == [p + "web.api"]  # a lookup
+                assert await listed(f"?subject={p}web.api&state=alert") == []
+                assert await listed(f"?subject={p}web.none") == []
                 for bad in ("?state=down", "?subject=a..b", "?limit=0", "?limit=x", "?colour=1"):
                     async with session.get(base + bad) as r:
                         assert r.status == 400, bad

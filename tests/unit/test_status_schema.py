@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import msgspec
 import pytest
 
 from heartbeat.errors import HeartbeatError
@@ -260,3 +261,9 @@ def test_encode_refuses_naive_times() -> None:
     )
     with pytest.raises(InvalidStatus, match=r"subjects\[0\]\.last_seen"):
         encode_status(StatusReport(observed_at=datetime.now(UTC), subjects=[s]))
+    ok = msgspec.structs.replace(s, last_seen=datetime.now(UTC))
+    late = msgspec.structs.replace(ok, running_since=naive)
+    with pytest.raises(InvalidStatus, match=r"subjects\[1\]\.running_since"):
+        encode_status(StatusReport(observed_at=datetime.now(UTC), subjects=[ok, late]))
+    offset = msgspec.structs.replace(ok, next_run_due=datetime.now(timezone(timedelta(hours=2))))
+    assert encode_status(StatusReport(observed_at=datetime.now(UTC), subjects=[ok, offset]))

@@ -9,9 +9,9 @@ import msgspec
 import pytest
 
 from heartbeat.durations import SECOND
-from heartbeat.engine import Beat, EngineConfig, Pending, Record
+from heartbeat.engine import Beat, EngineConfig, Job, Pending, Record
 from heartbeat.notification import EventKind, Notification
-from heartbeat.subjects import CHECKPOINTS_PER_S, Subjects, checkpoint_period
+from heartbeat.subjects import CHECKPOINTS_PER_S, Subjects, checkpoint_period, create_allowance
 
 A = "heartbeat.service.a"
 B = "heartbeat.service.b"
@@ -204,17 +204,57 @@ def test_an_ignored_older_revision_does_not_change_pending() -> None:
 # ----- beats -----------------------------------------------------------------------------
 
 
-def test_first_beat_marks_dirty() -> None:
+def test_first_beat_schedules_and_queues_a_first_record() -> None:
+    """A new subject is not news to evaluate at once (nothing to commit yet: the stream
+    keeps its beat): it gets its deadline and a place in the queue for a first record."""
     s = mksubjects()
     beat = mkbeat(T0)
     s.on_beat(A, beat)
-    assert s.dirty == {A}
+    assert s.dirty == set()
     assert s.beat(A) is beat
     assert s.record(A) is None
     assert A in s.known
     track = s.get(A)
     assert track is not None
-    assert track.due is None  # news, not a deadline
+    assert track.due == T0 + WINDOW + TOLERANCE
+    assert list(s.unrecorded) == [A]
+
+
+def test_first_job_beat_is_news() -> None:
+    """A job's runs fold from every beat, so its first record is made at once."""
+    s = mksubjects()
+    s.on_beat(A, msgspec.structs.replace(mkbeat(T0), job=Job(kind="start", run_id="r1")))
+    assert s.dirty == {A}
+    assert not s.unrecorded
+
+
+def test_take_unrecorded_oldest_first_skipping_recorded_and_gone() -> None:
+    s = mksubjects()
+    for subject in (A, B, C):
+        s.on_beat(subject, mkbeat(T0))
+    s.set_record(A, mkrecord(A), 1)  # recorded meanwhile (a mirrored record, an alert)
+    s.retire(B)
+    s.on_beat("heartbeat.service.d", mkbeat(T0))
+    assert s.take_unrecorded(1) == [C]
+    assert s.take_unrecorded(5) == ["heartbeat.service.d"]
+    assert s.take_unrecorded(5) == []
+
+
+@pytest.mark.parametrize(
+    ("tokens", "last", "now", "rate", "allowed"),
+    [
+        pytest.param(0.0, None, T0, 500.0, 500.0, id="first-tick-full"),
+        pytest.param(0.0, T0, T0 + 0.2, 500.0, 100.0, id="refilled-by-elapsed"),
+        pytest.param(300.0, T0, T0 + 10, 500.0, 500.0, id="capped-at-a-second"),
+        pytest.param(3.0, T0, T0 - 1, 500.0, 3.0, id="clock-back"),
+        pytest.param(0.0, T0, T0 + 0.5, 0.5, 0.25, id="slow-rate"),
+        pytest.param(0.0, None, T0, 0.5, 1.0, id="at-least-one"),
+    ],
+)
+def test_create_allowance(
+    tokens: float, last: float | None, now: float, rate: float, allowed: float
+) -> None:
+    assert create_allowance(tokens, last, now, rate) == pytest.approx(allowed)
 
 
 @pytest.mark.parametrize(
@@ -294,21 +334,89 @@ def test_steady_beat_counts_from_sight_since() -> None:
 
 
 def test_steady_beat_leaves_a_set_deadline() -> None:
-    """A newer beat only moves the deadline later: the early entry pops first."""
+    """A newer beat before the deadline leaves it: the early entry pops first."""
     s = settled(mkrecord(at=T0), popped=False)
     track = s.get(A)
     assert track is not None and track.due == T0 + WINDOW + TOLERANCE
-    s.on_beat(A, mkbeat(T0 + 5))
+    s.on_beat(A, mkbeat(T0 + 1))
     assert track.due == T0 + WINDOW + TOLERANCE
     assert s.dirty == set()
 
 
-def test_newer_beat_without_a_record_marks_dirty() -> None:
+def test_steady_beat_moves_a_deadline_it_has_passed() -> None:
+    """An old record's deadline (loaded at start-up) behind a newer beat is moved at
+    once, so it does not pop and cost an evaluation."""
+    s = settled(mkrecord(at=T0), popped=False)
+    track = s.get(A)
+    assert track is not None and track.due == T0 + WINDOW + TOLERANCE
+    s.on_beat(A, mkbeat(T0 + 5))
+    assert track.due == T0 + 5 + WINDOW + TOLERANCE
+    assert len(s.schedule) == 1
+    assert s.take_due(T0 + 5) == []  # the old entry is stale
+    assert s.take_due(T0 + 5 + WINDOW + TOLERANCE) == [A]
+    assert len(s.schedule) == 0
+
+
+def test_refresh_moves_deadlines_steady_beats_left_early() -> None:
+    """A standby never evaluates: its early deadlines are moved to the true ones, and
+    a subject really overdue stays due for the next leader."""
+    s = mksubjects()
+    s.set_record(A, mkrecord(A, at=T0), 1)
+    s.set_record(B, mkrecord(B, at=T0), 1)
+    s.on_beat(A, mkbeat(T0 + 1))  # before A's deadline (T0 + 2): not moved
+    assert s.refresh(T0 + 2.5) == 1
+    track = s.get(A)
+    assert track is not None and track.due == T0 + 1 + WINDOW + TOLERANCE
+    assert s.take_due(T0 + 2.5) == [B]  # B is silent: still due
+
+
+@pytest.mark.parametrize(
+    ("rec", "beat_at", "evaluated"),
+    [
+        pytest.param(mkrecord(at=T0), T0 + 1.5, False, id="steady-moved-on"),
+        pytest.param(mkrecord(at=T0), T0, True, id="no-newer-beat"),
+        pytest.param(mkrecord(at=T0, alert=True), T0 + 1.5, True, id="alerting"),
+        pytest.param(mkrecord(at=T0 - 59), T0 + 1.5, True, id="checkpoint-due"),
+    ],
+)
+def test_take_due_moves_on_a_steady_subject_without_evaluating(
+    rec: Record, beat_at: float, evaluated: bool
+) -> None:
+    s = mksubjects()
+    s.set_record(A, rec, 1)
+    track = s.get(A)
+    assert track is not None
+    track.beat = mkbeat(beat_at)  # as a steady beat leaves it: the early deadline kept
+    s.schedule.move(track, T0 + 2)
+    assert s.take_due(T0 + 2) == ([A] if evaluated else [])
+    if not evaluated:
+        assert track.due == beat_at + WINDOW + TOLERANCE
+
+
+def test_schedule_move() -> None:
     s = mksubjects()
     s.on_beat(A, mkbeat(T0))
-    assert s.take_due(T0) == [A]
-    s.on_beat(A, mkbeat(T0 + 1))
-    assert s.dirty == {A}
+    track = s.get(A)
+    assert track is not None
+    s.schedule.move(track, T0 + 100)
+    assert s.schedule.next_due() == T0 + 100
+    s.schedule.move(track, T0 + 50)
+    assert s.schedule.pop_due(T0 + 60) == [track] and track.due is None
+    s.schedule.move(track, T0 + 70)  # unscheduled: pushed
+    s.schedule.move(track, float("inf"))  # never: unscheduled
+    assert track.due is None and len(s.schedule) == 0 and s.schedule.next_due() == float("inf")
+
+
+def test_newer_beat_without_a_record_schedules() -> None:
+    """Beats of a subject still waiting for its first record only set its deadline."""
+    s = mksubjects()
+    s.on_beat(A, mkbeat(T0))
+    assert s.take_due(T0 + 10) == [A]
+    s.on_beat(A, mkbeat(T0 + 5))
+    assert s.dirty == set()
+    track = s.get(A)
+    assert track is not None and track.due == T0 + 5 + WINDOW + TOLERANCE
+    assert list(s.unrecorded) == [A]  # queued once
 
 
 # ----- forgetting, retiring ----------------------------------------------------------------
@@ -368,6 +476,7 @@ def test_retire_drops_and_counts() -> None:
     s.on_beat(A, mkbeat(T0))
     s.set_record(A, mkrecord(pending=[mkpending("a1-1")]), 1)
     s.set_record(B, mkrecord(B), 1)
+    s.later(A)
     assert A in s.dirty and A in s.pending
     s.retire(A)
     assert s.retired == 1
