@@ -19,13 +19,18 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import StorageType
 from nats.js.kv import KeyValue
 
 from heartbeat.feed import Feed
 from heartbeat.silences import KEEP_ENDED_S, InvalidSilence, Silence, decode_silence, ended_at
 from heartbeat.silences import encode_silence as encode
-from heartbeat.store import EXPECTED_LAST, ConfigConflict, StoreError, is_cas_conflict, is_tombstone
+from heartbeat.store import (
+    EXPECTED_LAST,
+    StoreError,
+    bucket_or_create,
+    is_cas_conflict,
+    is_tombstone,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,32 +61,15 @@ class SilenceStore:
         cls, js: JetStreamContext, bucket: str, *, replicas: int = 1, create: bool = True
     ) -> SilenceStore:
         """Open the bucket, creating it when missing (with the settings the monitor uses)."""
-        try:
-            kv = await js.key_value(bucket)
-        except nats.js.errors.BucketNotFoundError:
-            kv = None
-        except (nats.errors.Error, TimeoutError) as e:
-            raise StoreError(f"cannot open bucket {bucket}: {e}") from e
-        if kv is None and not create:
-            raise StoreError(f"bucket {bucket} does not exist (no silence was ever added)")
-        if kv is None:
-            try:
-                kv = await js.create_key_value(
-                    bucket=bucket,
-                    history=1,
-                    replicas=replicas,
-                    storage=StorageType.FILE,
-                    limit_marker_ttl=MARKER_TTL_S,
-                    description="nats-heartbeat silences and pauses",
-                )
-            except nats.js.errors.BadRequestError as e:
-                if "already in use" not in str(e.description):
-                    raise ConfigConflict(f"cannot create bucket {bucket}: {e.description}") from e
-                kv = await js.key_value(bucket)  # another process created it just now
-            except (nats.errors.Error, TimeoutError) as e:
-                raise StoreError(f"cannot create bucket {bucket}: {e}") from e
-            else:
-                log.info("created bucket %s", bucket)
+        kv = await bucket_or_create(
+            js,
+            bucket,
+            replicas=replicas,
+            marker_ttl_s=MARKER_TTL_S,
+            description="nats-heartbeat silences and pauses",
+            create=create,
+            absent="no silence was ever added",
+        )
         try:
             info = await js.stream_info(f"KV_{bucket}")
         except (nats.errors.Error, TimeoutError) as e:

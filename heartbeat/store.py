@@ -118,6 +118,45 @@ async def stream_or_create(js: JetStreamContext, config: StreamConfig) -> Stream
     return None
 
 
+async def bucket_or_create(
+    js: JetStreamContext,
+    bucket: str,
+    *,
+    replicas: int,
+    marker_ttl_s: float,
+    description: str,
+    create: bool = True,
+    absent: str = "",
+) -> KeyValue:
+    """Open a KV bucket of ours, creating it when missing (one revision per key, file
+    storage; ``absent`` says why it may not exist when ``create`` is False)."""
+    try:
+        return await js.key_value(bucket)
+    except nats.js.errors.BucketNotFoundError:
+        pass
+    except (nats.errors.Error, TimeoutError) as e:
+        raise StoreError(f"cannot open bucket {bucket}: {e}") from e
+    if not create:
+        raise StoreError(f"bucket {bucket} does not exist ({absent})")
+    try:
+        kv = await js.create_key_value(
+            bucket=bucket,
+            history=1,
+            replicas=replicas,
+            storage=StorageType.FILE,
+            limit_marker_ttl=marker_ttl_s,
+            description=description,
+        )
+    except nats.js.errors.BadRequestError as e:
+        if "already in use" not in str(e.description):
+            raise ConfigConflict(f"cannot create bucket {bucket}: {e.description}") from e
+        return await js.key_value(bucket)  # another process created it just now
+    except (nats.errors.Error, TimeoutError) as e:
+        raise StoreError(f"cannot create bucket {bucket}: {e}") from e
+    log.info("created bucket %s", bucket)
+    return kv
+
+
 async def ensure_stream(js: JetStreamContext, cfg: StoreConfig) -> None:
     """Create the heartbeat stream if missing; refuse an incompatible existing one."""
     c = await stream_or_create(
@@ -168,29 +207,15 @@ class StateStore:
         cls, js: JetStreamContext, cfg: StoreConfig, *, create: bool = True
     ) -> StateStore:
         """Open the bucket, creating it when missing (unless ``create`` is False)."""
-        try:
-            kv = await js.key_value(cfg.bucket)
-        except nats.js.errors.BucketNotFoundError:
-            kv = None
-        except (nats.errors.Error, TimeoutError) as e:
-            raise StoreError(f"cannot open bucket {cfg.bucket}: {e}") from e
-        if kv is None and not create:
-            raise StoreError(f"bucket {cfg.bucket} does not exist (no monitor has run here?)")
-        if kv is None:
-            try:
-                kv = await js.create_key_value(
-                    bucket=cfg.bucket,
-                    history=1,
-                    replicas=cfg.replicas,
-                    storage=StorageType.FILE,
-                    limit_marker_ttl=cfg.marker_ttl_s,
-                    description="nats-heartbeat monitor state",
-                )
-            except nats.js.errors.BadRequestError as e:
-                raise ConfigConflict(f"cannot create bucket {cfg.bucket}: {e.description}") from e
-            except (nats.errors.Error, TimeoutError) as e:
-                raise StoreError(f"cannot create bucket {cfg.bucket}: {e}") from e
-            log.info("created bucket %s", cfg.bucket)
+        kv = await bucket_or_create(
+            js,
+            cfg.bucket,
+            replicas=cfg.replicas,
+            marker_ttl_s=cfg.marker_ttl_s,
+            description="nats-heartbeat monitor state",
+            create=create,
+            absent="no monitor has run here?",
+        )
         return cls(js, kv, cfg)
 
     async def get(self, subject: str) -> tuple[Record, int] | None:
