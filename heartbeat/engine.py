@@ -406,6 +406,15 @@ def alert_deadline(rec: Record, cfg: EngineConfig, sight_since: float = 0.0) -> 
     return max(rec.last_seen, sight_since) + rec.window_ns / SECOND + cfg.tolerance_s
 
 
+def proven_after(rec: Record, reason: Reason, cfg: EngineConfig) -> float:
+    """The server time up to which every beat must have been handled for an accusation
+    decided on ``rec`` (its view before the decision) to stand: its silence past the
+    window, or a run under way past ``max_runtime`` with no end heard."""
+    if reason is Reason.RUNNING_LONG and rec.job is not None:
+        return jobrules.running_long_deadline(rec.job, cfg.tolerance_s)
+    return alert_deadline(rec, cfg)
+
+
 def repeat_deadline(rec: Record, cfg: EngineConfig, quiet_ended: float = 0.0) -> float:
     """From this time an active alert repeats: keyed to the stored last_notified, and
     no earlier than a window after the end of the last quiet period."""

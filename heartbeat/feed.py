@@ -63,6 +63,9 @@ class Feed:
         self.caught_up = asyncio.Event()
         self.last_stream_seq = 0
         self.last_pending: int | None = None  # from the last pending() call
+        # Server time (ns) of the last message handled: in stream order, so every message
+        # stored up to then has been handled (once caught up; heartbeat.judge's proof).
+        self.handled_to_ns = 0
         self._since_yield = 0
 
     async def start(self) -> None:
@@ -115,6 +118,7 @@ class Feed:
             self._handle(msg, self.last_stream_seq, stamp_ns)
         except Exception:  # one bad message never stops the feed
             log.exception("handling %s from %s failed", msg.subject, self.stream)
+        self.handled_to_ns = stamp_ns
         if drained and not self.caught_up.is_set():
             self.caught_up.set()
         self._since_yield += 1

@@ -14,7 +14,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from heartbeat.engine import Beat, Dependents, EngineConfig, Outcome, Reason, Record, evaluate
+from heartbeat.engine import (
+    Beat,
+    Dependents,
+    EngineConfig,
+    Outcome,
+    Reason,
+    Record,
+    evaluate,
+    proven_after,
+)
 from heartbeat.history import Event, committed, hushed_events
 from heartbeat.quiet import LOUD, Hush
 from heartbeat.ratelog import RateLog
@@ -46,6 +55,7 @@ class Commit:
     beat: Beat | None
     now: float
     alert_id: str
+    proof: float  # the server time the beats handled must reach for an accusation
 
 
 @dataclass
@@ -80,13 +90,18 @@ class Judge:
         self.dependents_for: DependentsFor = _no_dependents
         self.history: History | None = None
 
-    async def judge_due(self, now: float, store: StateStore, evidence: Evidence) -> None:
+    async def judge_due(
+        self, now: float, store: StateStore, evidence: Evidence, handled_to: float = 0.0
+    ) -> None:
         """Evaluate every subject due at ``now`` and wait for the commits.
 
-        A new alert is an accusation: it is committed only once ``evidence`` says the
-        heartbeat consumer has been handed everything the stream holds.  A feed that
-        stalls (a NATS node died under it, the consumer is being recreated) delivers
-        no beats without any disconnect, and silence seen through it proves nothing.
+        A new alert is an accusation: it is committed once ``evidence`` says the
+        heartbeat consumer has been handed everything the stream holds, or once the
+        beats handled reach past the silence it is accused of (``handled_to``: the
+        server time of the last beat handled; the stream hands them over in order).
+        A feed that stalls (a NATS node died under it, the consumer is being recreated)
+        delivers no beats without any disconnect, and silence seen through it proves
+        nothing; a busy one proves its accusations as it catches up, never falsely.
         """
         writes: list[asyncio.Future[None]] = []
         accusations: list[Commit] = []
@@ -107,11 +122,16 @@ class Judge:
                 self.holding_since = None
             elif self.holding_since is None:
                 self.holding_since = now
-            if pending == 0 or now - (self.holding_since or now) >= self.max_hold_s:
-                # Past max_hold_s a stalled feed is the sight checks' to catch (they
-                # blind the replica); a busy one must not hold alerts for ever.
+            if pending != 0:
+                proven = [w for w in accusations if w.proof <= handled_to]
+                writes.extend(self._start(store, w) for w in proven)
+                accusations = [w for w in accusations if w.proof > handled_to]
+            cannot_say = pending is None and now - (self.holding_since or now) >= self.max_hold_s
+            if pending == 0 or cannot_say:
+                # A feed that cannot say for max_hold_s is the sight checks' to catch
+                # (they blind the replica); alerts are not held for ever on its account.
                 writes.extend(self._start(store, w) for w in accusations)
-            else:
+            elif accusations:
                 self.held_alerts += len(accusations)
                 self.write_log.log(
                     "evidence",
@@ -174,7 +194,8 @@ class Judge:
         if out.record is None:
             return None
         self.busy.add(subject)
-        return Commit(track, out, track.held, track.beat, now, alert_id)
+        proof = proven_after(track.view(), out.reason, self.subjects.engine_for(subject))
+        return Commit(track, out, track.held, track.beat, now, alert_id, proof)
 
     async def _commit(self, store: StateStore, work: Commit) -> None:
         """Commit ``work.first``, decided on ``work.held`` and ``work.beat``; after a

@@ -637,7 +637,10 @@ class Monitor:
     async def _evaluate_due(self, now: float) -> None:
         parts = self.parts
         parts.janitor.kick()
-        await self.judge.judge_due(now, parts.store, parts.ingestor.feed.unhandled)
+        feed = parts.ingestor.feed
+        # A catch-up hands over the last beat per subject only: no proof before its end.
+        handled_to = feed.handled_to_ns / 1e9 if feed.caught_up.is_set() else 0.0
+        await self.judge.judge_due(now, parts.store, feed.unhandled, handled_to)
         for subject in list(self.subjects.pending):
             parts.deliveries.start(subject)
         parts.deliveries.flush()
