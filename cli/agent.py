@@ -20,6 +20,7 @@ from cli.common import (
     install_stop_signals,
     nats_options,
     option,
+    run_to_end,
     setup_logging,
 )
 from heartbeat.connection import close_connection, connect_with_retry
@@ -138,7 +139,7 @@ def agent(
     """
     msg = _message(subject, interval, grace, description, host)
     setup_logging(debug)
-    code = asyncio.run(
+    code = run_to_end(
         _run_agent(nats_url, msg, flush_timeout.total_seconds(), exit_on_flush_fail, ack)
     )
     raise SystemExit(code)

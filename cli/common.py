@@ -11,7 +11,7 @@ import re
 import signal
 import sys
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -23,6 +23,8 @@ from heartbeat.durations import parse_duration
 from heartbeat.errors import InvalidDuration
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class DurationType(click.ParamType):  # type: ignore[type-arg]
@@ -331,10 +333,27 @@ def setup_logging(debug: bool, log_format: str = "text") -> None:
     logging.getLogger("nats").setLevel(logging.CRITICAL if not debug else logging.DEBUG)
 
 
+def run_to_end(main: Coroutine[Any, Any, T], signals: Sequence[int] = STOP_SIGNALS) -> T:
+    """``asyncio.run(main)``, ignoring ``signals`` that arrive once ``main`` is done.
+
+    CPython closes the loop's self-pipe before it removes the loop's signal handlers,
+    so a signal in between (the second of a Ctrl-C to the process group and a
+    supervisor's SIGTERM, say) prints "Exception ignored ... Bad file descriptor".
+    """
+    with asyncio.Runner() as runner:
+        try:
+            return runner.run(main)
+        finally:
+            loop = runner.get_loop()
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
+
+
 def install_stop_signals(stop: asyncio.Event) -> None:
     """SIGINT and SIGTERM set ``stop`` (a clean shutdown instead of a traceback)."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
 
 

@@ -23,6 +23,7 @@ from cli.common import (
     install_stop_signals,
     nats_options,
     option,
+    run_to_end,
     secret_option,
     setup_logging,
     storage_options,
@@ -333,7 +334,7 @@ def monitor(
             pattern,
             subject_prefix,
         )
-    raise SystemExit(asyncio.run(_run(nats_url, cfg, channels, status_addr, status_token)))
+    raise SystemExit(run_to_end(_run(nats_url, cfg, channels, status_addr, status_token)))
 
 
 def _history_config(

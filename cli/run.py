@@ -25,6 +25,7 @@ from cli.common import (
     fail,
     nats_options,
     option,
+    run_to_end,
     setup_logging,
 )
 from heartbeat.connection import ConnectOptions
@@ -169,7 +170,7 @@ def run(
     options = connect_options(nats_url, f"run {subject}")
     options = dataclasses.replace(options, connect_timeout_s=min(options.connect_timeout_s, 1.5))
     setup_logging(debug)
-    raise SystemExit(asyncio.run(run_job(command, template, options, flush_timeout)))
+    raise SystemExit(run_to_end(run_job(command, template, options, flush_timeout), FORWARDED))
 
 
 class _Forwarder:

@@ -318,9 +318,17 @@ async def close_connection(nc: NATS) -> None:
     if nc.is_connected:
         await nc.drain()
     else:
-        # Mid-reconnect, nats-py's close flushes a transport that is already gone.
-        with contextlib.suppress(OSError):
+        # Mid-reconnect, nats-py's close flushes a transport that is already gone, and
+        # may wait on a close that its own cancelled reconnect attempt ends with a
+        # CancelledError: ours only if this task was asked to stop.
+        try:
             await nc.close()
+        except OSError:
+            pass
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
+                raise
     while task is not None and not task.done():
         task.cancel()
         await asyncio.wait([task], timeout=0.1)

@@ -17,6 +17,7 @@ import nats
 import nats.errors
 
 import heartbeat
+from cli.common import run_to_end
 from heartbeat.aio import wait_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,8 +178,11 @@ async def _run(
 
 
 async def _quietly_close(nc: nats.aio.client.Client) -> None:
+    # asyncio.timeout, not wait_for: Python 3.11's wait_for can raise the closing task's
+    # CancelledError instead of TimeoutError when the close outlasts it.
     with contextlib.suppress(TimeoutError, nats.errors.Error, OSError):
-        await asyncio.wait_for(nc.close(), 1.0)
+        async with asyncio.timeout(1.0):
+            await nc.close()
 
 
 def stop_all(
@@ -201,4 +205,4 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=35.0, help="seconds to run")
     parser.add_argument("--forever", action="store_true", help="run until Ctrl-C")
     ns = parser.parse_args()
-    asyncio.run(main(ns.duration, ns.forever))
+    run_to_end(main(ns.duration, ns.forever))
