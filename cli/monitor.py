@@ -35,7 +35,6 @@ from heartbeat.engine import EngineConfig
 from heartbeat.errors import HeartbeatError
 from heartbeat.history import HistoryConfig, duplicate_window_for, overlaps
 from heartbeat.maintenance import describe as describe_window
-from heartbeat.metrics import render
 from heartbeat.monitor import Monitor, MonitorConfig
 from heartbeat.notify import make_session
 from heartbeat.schema import is_valid_subject
@@ -424,7 +423,7 @@ async def _run(
                 try:
                     app = make_app(
                         mon,
-                        metrics=lambda: render(mon.snapshot()),
+                        metrics=mon.metrics,
                         token=status_token,
                         history=mon.read_history if cfg.history is not None else None,
                     )

@@ -73,6 +73,7 @@ class Snapshot:
     history_events: Mapping[str, int] = field(default_factory=dict)  # kind -> events written
     history_errors: int = 0  # events given up (publish failed, or the queue was full)
     quiet: Mapping[QuietKind, int] = field(default_factory=dict)  # subjects quiet now, by kind
+    tracked: int = 0  # subjects known now (the by-state counts may be a second or so old)
 
 
 class _Collector(Collector):
@@ -96,6 +97,12 @@ class _Collector(Collector):
             ["state"],
             (((str(h),), s.subjects.get(h, 0)) for h in Health),
             sort=False,
+        )
+        yield _gauge(
+            "tracked_subjects",
+            "Subjects this replica knows, now (the state counts are from the last count, "
+            "at most a few seconds old at a million subjects).",
+            s.tracked,
         )
         yield _labelled(
             GaugeMetricFamily,

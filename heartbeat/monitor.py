@@ -30,7 +30,7 @@ from heartbeat.connection import close_connection
 from heartbeat.delivery import Deliveries
 from heartbeat.depends import Dependencies, Dependency
 from heartbeat.election import Election, lease_view
-from heartbeat.engine import EngineConfig, Record, health
+from heartbeat.engine import EngineConfig, Record
 from heartbeat.feed import Feed
 from heartbeat.groups import GROUP_PREFIX, Batcher, group_size
 from heartbeat.history import Event, HistoryConfig, HistoryQuery, overlaps, resumed, retired_event
@@ -39,11 +39,11 @@ from heartbeat.history_writer import HistoryWriter
 from heartbeat.ingest import IngestLimits, Ingestor
 from heartbeat.judge import Judge
 from heartbeat.maintenance import MAX_WINDOW_S, Maintenance, Window
-from heartbeat.metrics import Snapshot, TickTimer
+from heartbeat.metrics import Snapshot, TickTimer, render
 from heartbeat.notification import EventKind, capacity_notice, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
-from heartbeat.quiet import HushSource, Quieter, QuietKind
+from heartbeat.quiet import HushSource, Quieter
 from heartbeat.ratelog import RateLog
 from heartbeat.retire import Janitor
 from heartbeat.routing import Route, Router
@@ -51,7 +51,7 @@ from heartbeat.sight import Sight
 from heartbeat.silence_store import SilenceStore
 from heartbeat.silences import DEFAULT_BUCKET as SILENCE_BUCKET
 from heartbeat.silences import SilenceBook, status_of
-from heartbeat.status import Filter, build_report
+from heartbeat.status import Filter, build_report, health_counts, quiet_counts
 from heartbeat.status_schema import StatusReport
 from heartbeat.store import (
     LEASE_KEY,
@@ -62,7 +62,8 @@ from heartbeat.store import (
     StoreError,
     ensure_stream,
 )
-from heartbeat.subjects import Subjects
+from heartbeat.subjects import Subjects, Track
+from heartbeat.tally import Counts, Tally
 from heartbeat.text import for_log
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ class Monitor:
             self.judge.dependents_for = self.depends.dependents_for
         self.quieter = Quieter(sources)
         self.judge.hush_for = self.quieter.hush_for
+        self.tally = Tally(self.subjects.tracks.values, self.count_slice, clock)
         self.tick_timer = TickTimer()
         self._parts: _Parts | None = None
         self._terms_seen = 0
@@ -395,33 +397,43 @@ class Monitor:
         js = self._parts.nc.jetstream()
         return await read_history(js, history, query, self.clock(), timeout_s=5.0)
 
-    def snapshot(self) -> Snapshot:
-        """Every figure for /metrics, at once."""
-        now = self.clock()
-        states = Counter(health(t.view(), now) for t in self.subjects)
-        quiet: Counter[QuietKind] = Counter()
-        if self.quieter.sources:
-            hush_for = self.quieter.hush_for
-            quiet.update(
-                q.kind for s in self.subjects.tracks if (q := hush_for(s, now).quiet) is not None
-            )
+    def count_slice(self, tracks: Sequence[Track], now: float) -> Counts:
+        """Health, quiet and routing counts of ``tracks`` (a slice of the Tally's pass)."""
+        return Counts(
+            health=health_counts(tracks, now),
+            quiet=(
+                quiet_counts(tracks, now, self.quieter.hush_for)
+                if self.quieter.sources
+                else Counter()
+            ),
+            unrouted=(
+                sum(1 for t in tracks if self.router.route(t.subject).unrouted)
+                if self.cfg.routes
+                else 0
+            ),
+        )
+
+    async def metrics(self) -> bytes:
+        """The /metrics body: counts over every subject from the Tally (taken in slices,
+        reused briefly), the rest read now."""
+        return render(self.snapshot(await self.tally.counts()))
+
+    def snapshot(self, counts: Counts | None = None) -> Snapshot:
+        """Every figure for /metrics, at once (``counts``: a Tally's, else counted now)."""
+        if counts is None:
+            counts = self.count_slice(list(self.subjects.tracks.values()), self.clock())
         owed: Counter[str] = Counter()
         for subject in self.subjects.pending:
             rec = self.subjects.record(subject)
             owed.update(c for p in (rec.pending if rec else ()) for c in p.channels)
         owed.update(entry.channel for entry, _ in self.parts.deliveries.groups.values())
-        unrouted = (
-            sum(1 for t in self.subjects if self.router.route(t.subject).unrouted)
-            if self.cfg.routes
-            else 0
-        )
         parts = self.parts
         d = parts.deliveries
         return Snapshot(
             heartbeats=parts.ingestor.accepted,
             rejected=dict(parts.ingestor.rejected),
-            subjects=states,
-            quiet=quiet,
+            subjects=counts.health,
+            quiet=counts.quiet,
             deliveries=dict(d.results),
             retries=dict(d.retries),
             leader=self.leading(),
@@ -434,7 +446,8 @@ class Monitor:
             ignored_records=self.subjects.ignored_records,
             refused_subjects=self.subjects.refused,
             held_alerts=self.judge.held_alerts,
-            unrouted=unrouted,
+            unrouted=counts.unrouted,
+            tracked=len(self.subjects),
             pending=dict(owed),
             tick_buckets=tuple(self.tick_timer.buckets()),
             tick_total_s=self.tick_timer.total_s,

@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from heartbeat import statuspage
 from heartbeat.durations import SECOND, format_duration_ns
-from heartbeat.engine import Health, Record, health, is_late, miss_count, silent_past
+from heartbeat.engine import Beat, Health, Record, health, is_late, miss_count, silent_past
 from heartbeat.errors import HeartbeatError
 from heartbeat.history import Event, HistoryQuery, encode_events
 from heartbeat.jobrules import next_scheduled
@@ -134,6 +134,45 @@ def track_health(track: Track, now: float) -> Health:
 _OK, _LATE, _ALERT = Health.OK, Health.LATE, Health.ALERT  # enum lookups are slow in a loop
 
 
+def health_counts(tracks: Iterable[Track], now: float) -> Counter[Health]:
+    """How many of ``tracks`` are ok, late and alert: :func:`track_health` inlined for a
+    plain heartbeat (a function call per subject doubles the cost: ~0.5 s at 1M)."""
+    ok = late = alert = 0
+    slow: list[Track] = []
+    for t in tracks:
+        rec, beat = t.record, t.beat
+        if rec is not None:
+            if rec.alert_active:
+                alert += 1
+                continue
+            if rec.job is not None:
+                slow.append(t)
+                continue
+            if beat is None or beat.last_seen <= rec.last_seen:
+                seen: Record | Beat = rec
+            else:
+                seen = beat
+        elif beat is None:
+            ok += 1  # not reachable for a tracked subject; what health() says of it
+            continue
+        else:
+            seen = beat
+        if beat is not None and beat.job is not None:
+            slow.append(t)
+        elif silent_past(seen.last_seen, seen.interval_ns, seen.window_ns, now):
+            late += 1
+        else:
+            ok += 1
+    counts = Counter({_OK: ok, _LATE: late, _ALERT: alert})
+    counts.update([track_health(t, now) for t in slow])
+    return counts
+
+
+def quiet_counts(tracks: Iterable[Track], now: float, hush_for: HushFor) -> Counter[QuietKind]:
+    """How many of ``tracks`` are kept quiet now, by kind."""
+    return Counter(q.kind for t in tracks if (q := hush_for(t.subject, now).quiet) is not None)
+
+
 def count_states(
     tracks: Iterable[Track], now: float, hush_for: HushFor | None = None
 ) -> dict[str, int]:
@@ -141,10 +180,10 @@ def count_states(
     given the quiet sources, how many are kept quiet by each kind (counted apart: a
     silenced subject is also ok, late or alert)."""
     tracks = list(tracks)
-    by_state: Counter[str] = Counter([track_health(t, now) for t in tracks])
+    by_state = health_counts(tracks, now)
     counts = {str(h): by_state.get(h, 0) for h in Health}
     if hush_for is not None:
-        quiet = Counter(q.kind for t in tracks if (q := hush_for(t.subject, now).quiet) is not None)
+        quiet = quiet_counts(tracks, now, hush_for)
         counts.update({str(k): quiet.get(k, 0) for k in QuietKind})
     return counts
 
@@ -309,7 +348,7 @@ METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 def make_app(
     source: StatusSource,
     *,
-    metrics: Callable[[], bytes] | None = None,
+    metrics: Callable[[], Awaitable[bytes]] | None = None,
     token: str = "",
     history: HistoryReader | None = None,
 ) -> web.Application:
@@ -368,7 +407,7 @@ def make_app(
         render = metrics
 
         async def metrics_handler(request: web.Request) -> web.Response:
-            return web.Response(body=render(), headers={"Content-Type": METRICS_TYPE})
+            return web.Response(body=await render(), headers={"Content-Type": METRICS_TYPE})
 
         app.router.add_get("/metrics", metrics_handler)
     return app

@@ -108,9 +108,7 @@ async def test_probes_token_and_metrics_endpoint(
         aiohttp.ClientSession() as session,
         running_monitor(nats_server.url, cfg, [WebhookNotifier(session, receiver.url)]) as mon,
     ):
-        runner = await serve(
-            make_app(mon, metrics=lambda: render(mon.snapshot()), token="s3cret"), "127.0.0.1:0"
-        )
+        runner = await serve(make_app(mon, metrics=mon.metrics, token="s3cret"), "127.0.0.1:0")
         base = f"http://127.0.0.1:{bound_port(runner)}"
         try:
             async with session.get(base + "/healthz") as r:

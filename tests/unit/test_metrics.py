@@ -74,6 +74,7 @@ def test_every_family_is_there() -> None:
             "heartbeats_received",
             "invalid_heartbeats",
             "subjects",
+            "tracked_subjects",
             "notifications",
             "notification_retries",
             "leader",
@@ -94,6 +95,11 @@ def test_every_family_is_there() -> None:
             "evaluation_seconds",
         )
     )
+
+
+def test_tracked_subjects_is_the_count_known_now() -> None:
+    typ, samples = only(mksnapshot(tracked=12), "tracked_subjects")
+    assert typ == "gauge" and samples == {(P + "tracked_subjects", ()): 12.0}
 
 
 def test_history_counters() -> None:

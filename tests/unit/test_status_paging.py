@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import msgspec
 import pytest
 
 from heartbeat.durations import SECOND
-from heartbeat.engine import Beat, Health, Record, health
+from heartbeat.engine import Beat, Health, Job, Record, health
 from heartbeat.jobrules import JobState
 from heartbeat.quiet import LOUD, Hush, Quiet, QuietKind
-from heartbeat.status import Filter, build_report, select, track_health
+from heartbeat.status import Filter, build_report, health_counts, select, track_health
 from heartbeat.status_schema import decode_status, encode_status
 from heartbeat.subjects import Track
 
@@ -109,31 +111,38 @@ def beat(silent_s: float, interval_s: float = 10, grace_s: float | None = None) 
     )
 
 
-@pytest.mark.parametrize(
-    "t",
-    [
-        Track(subject="hb.a"),
-        Track(subject="hb.a", beat=beat(5)),
-        Track(subject="hb.a", beat=beat(15)),
-        Track(subject="hb.a", beat=beat(15, grace_s=30)),
-        track("hb.a", 60),
-        track("hb.a", 60, alert=True),
-        msgspec.structs.replace(track("hb.a", 60), beat=beat(1)),  # the beat is newer
-        msgspec.structs.replace(track("hb.a", 1), beat=beat(60)),  # the record is newer
-        msgspec.structs.replace(track("hb.a", 60, alert=True), beat=beat(1)),
-        Track(
+VIEWS = [
+    Track(subject="hb.a"),
+    Track(subject="hb.a", beat=beat(5)),
+    Track(subject="hb.a", beat=beat(15)),
+    Track(subject="hb.a", beat=beat(15, grace_s=30)),
+    track("hb.a", 60),
+    track("hb.a", 60, alert=True),
+    msgspec.structs.replace(track("hb.a", 60), beat=beat(1)),  # the beat is newer
+    msgspec.structs.replace(track("hb.a", 1), beat=beat(60)),  # the record is newer
+    msgspec.structs.replace(track("hb.a", 60, alert=True), beat=beat(1)),
+    Track(
+        subject="hb.a",
+        record=Record(
             subject="hb.a",
-            record=Record(
-                subject="hb.a",
-                interval_ns=10 * SECOND,
-                last_seen=NOW - 1,
-                job=JobState(alert="failed"),
-            ),
+            interval_ns=10 * SECOND,
+            last_seen=NOW - 1,
+            job=JobState(alert="failed"),
         ),
-    ],
-)
+    ),
+]
+
+
+@pytest.mark.parametrize("t", VIEWS)
 def test_the_quick_health_of_a_track_is_the_health_of_its_view(t: Track) -> None:
     assert track_health(t, NOW) is health(t.view(), NOW)
+    assert +health_counts([t], NOW) == Counter([health(t.view(), NOW)])
+
+
+def test_counting_a_fleet_adds_up_the_health_of_each_view() -> None:
+    job_beat = msgspec.structs.replace(beat(60), job=Job(kind="start", run_id="r1"))
+    fleet = [*VIEWS * 3, Track(subject="hb.j", beat=job_beat)]
+    assert +health_counts(fleet, NOW) == Counter(health(t.view(), NOW) for t in fleet)
 
 
 def test_counts_add_the_kinds_of_quiet_and_a_quiet_state_pages_like_any() -> None:
