@@ -17,6 +17,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
+from heartbeat.connection import deliver_directly
+from heartbeat.text import for_log
+
 log = logging.getLogger(__name__)
 YIELD_EVERY = 100  # messages handled between two yields: the read loop keeps reading meanwhile
 
@@ -67,6 +70,7 @@ class Feed:
         # stored up to then has been handled (once caught up; heartbeat.judge's proof).
         self.handled_to_ns = 0
         self._since_yield = 0
+        self.direct = False  # messages handed over by the connection (heartbeat.connection)
 
     async def start(self) -> None:
         self._sub = await self._js.subscribe(
@@ -79,6 +83,7 @@ class Feed:
             pending_msgs_limit=-1,
             pending_bytes_limit=-1,
         )
+        self.direct = deliver_directly(self._sub, self._on_direct)
         info = await self._sub.consumer_info()
         if info.num_pending == 0 and self._sub.delivered == 0:
             self.caught_up.set()
@@ -112,15 +117,21 @@ class Feed:
             return None
         return pending + self._sub.pending_msgs
 
-    async def _on_msg(self, msg: Msg) -> None:
-        self.last_stream_seq, stamp_ns, drained = delivery_of(msg)
+    def _on_direct(self, msg: Msg, seq: int, stamp_ns: int, drained: bool) -> None:
+        """A message handed over by the connection as it was read (the usual path)."""
+        self.last_stream_seq = seq
         try:
-            self._handle(msg, self.last_stream_seq, stamp_ns)
+            self._handle(msg, seq, stamp_ns)
         except Exception:  # one bad message never stops the feed
-            log.exception("handling %s from %s failed", msg.subject, self.stream)
+            log.exception("handling %s from %s failed", for_log(msg.subject), self.stream)
         self.handled_to_ns = stamp_ns
         if drained and not self.caught_up.is_set():
             self.caught_up.set()
+
+    async def _on_msg(self, msg: Msg) -> None:
+        """nats-py's callback: for what the connection does not hand over directly
+        (another client class, a reply form with a JetStream domain)."""
+        self._on_direct(msg, *delivery_of(msg))
         self._since_yield += 1
         if self._since_yield >= YIELD_EVERY:
             # nats-py calls us in a loop that does not yield while messages are queued:

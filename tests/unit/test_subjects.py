@@ -11,7 +11,13 @@ import pytest
 from heartbeat.durations import SECOND
 from heartbeat.engine import Beat, EngineConfig, Job, Pending, Record
 from heartbeat.notification import EventKind, Notification
-from heartbeat.subjects import CHECKPOINTS_PER_S, Subjects, checkpoint_period, create_allowance
+from heartbeat.subjects import (
+    CHECKPOINTS_PER_S,
+    Subjects,
+    Track,
+    checkpoint_period,
+    create_allowance,
+)
 
 A = "heartbeat.service.a"
 B = "heartbeat.service.b"
@@ -573,3 +579,25 @@ def test_hold(with_beat: bool) -> None:
 def test_checkpoints_stay_under_a_fleet_wide_rate(subjects: int, period: float) -> None:
     assert checkpoint_period(60.0, subjects) == period
     assert subjects / period <= CHECKPOINTS_PER_S
+
+
+@pytest.mark.parametrize("grace", [None, 0, 3 * SECOND, SECOND // 3])
+@pytest.mark.parametrize("sight_since", [0.0, T0 - 10, T0 + 5])
+@pytest.mark.parametrize("fleet", [1, 100_000])
+def test_a_first_beats_quick_deadline_is_next_due_of_its_view(
+    grace: int | None, sight_since: float, fleet: int
+) -> None:
+    from heartbeat.engine import merged, next_due
+    from heartbeat.routing import Route, Router
+
+    router = Router(["log"], [Route(subjects=["heartbeat.>"], channels=["log"],
+                                    repeat_every_s=5.0)])  # fmt: skip
+    subjects = Subjects(CFG, router=router)
+    subjects.sight_since = sight_since
+    for i in range(fleet - 1):  # a fleet this big stretches the checkpoint period
+        subjects.tracks[f"heartbeat.x.{i}"] = subjects.tracks.get(A) or Track(subject=A)
+    beat = msgspec.structs.replace(mkbeat(T0, interval=2.0), grace_ns=grace)
+    view = merged(None, beat, B)
+    assert subjects.first_due(beat) == next_due(view, subjects.engine_for(B), sight_since)
+    subjects.on_beat(B, beat)
+    assert subjects.get(B).due == next_due(view, subjects.engine_for(B), sight_since)
