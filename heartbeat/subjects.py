@@ -228,7 +228,7 @@ class Subjects:
                 # Nothing to commit yet (the stream keeps this beat): its deadline, and
                 # a place in the queue for a first record.
                 self.unrecorded.append(subject)
-                self.schedule.push(track, self.first_due(beat))
+                self.schedule.push(track, self.due_of(track))
             return
         prev = track.beat
         if prev is not None and beat.last_seen <= prev.last_seen:
@@ -249,15 +249,27 @@ class Subjects:
         else:
             self._after(track, beat)
 
-    def first_due(self, beat: Beat) -> float:
-        """``next_due`` of a new subject's first plain beat, without building its view
-        (a burst of 100k new subjects: ~5 µs each saved).  Any route or fleet size gives
-        the same answer: they change repeats and checkpoints, not the tolerance."""
-        return (
-            max(beat.last_seen, self.sight_since)
-            + beat.window_ns / SECOND
-            + (self.engine.tolerance_s)
-        )
+    def due_of(self, track: Track) -> float:
+        """``next_due`` of the track's view, without building the view for a plain
+        heartbeat that is not alerting: at a million subjects, start-up and a standby's
+        upkeep ask this of every subject, and a view is a new record each time.  Any
+        route or fleet size gives the same answer: they change repeats and checkpoints,
+        not the tolerance."""
+        rec, beat = track.record, track.beat
+        if (
+            beat is not None
+            and beat.job is None
+            and (rec is None or (rec.job is None and not rec.alert_active))
+        ):
+            seen: Beat | Record = beat if rec is None or beat.last_seen > rec.last_seen else rec
+            if seen.interval_ns <= 0:
+                return NEVER
+            return (
+                max(seen.last_seen, self.sight_since)
+                + seen.window_ns / SECOND
+                + self.engine.tolerance_s
+            )
+        return next_due(track.view(), self.engine_for(track.subject), self.sight_since)
 
     def _after(self, track: Track, beat: Beat) -> None:
         """Schedule a steady beat's subject.  A deadline already set and still ahead of
@@ -269,14 +281,10 @@ class Subjects:
         if due is None:
             self._schedule(track)
         elif due < beat.last_seen:
-            self.schedule.move(
-                track, next_due(track.view(), self.engine_for(track.subject), self.sight_since)
-            )
+            self.schedule.move(track, self.due_of(track))
 
     def _schedule(self, track: Track) -> None:
-        self.schedule.push(
-            track, next_due(track.view(), self.engine_for(track.subject), self.sight_since)
-        )
+        self.schedule.push(track, self.due_of(track))
 
     def engine_for(self, subject: str) -> EngineConfig:
         """The rules for ``subject``: the monitor's, with its route's repeat interval and
@@ -392,7 +400,7 @@ class Subjects:
         engine = self.engine_for(track.subject)
         if beat.last_seen - rec.last_seen >= engine.checkpoint_every_s:
             return False  # a checkpoint: the engine writes it
-        due = next_due(track.view(), engine, self.sight_since)
+        due = self.due_of(track)
         if due <= now:
             return False
         self.schedule.push(track, due)
@@ -405,7 +413,7 @@ class Subjects:
         still due are put back for the leader to come.  How many were moved."""
         moved = 0
         for track in self.schedule.pop_due(now, limit):
-            due = next_due(track.view(), self.engine_for(track.subject), self.sight_since)
+            due = self.due_of(track)
             self.schedule.push(track, due)
             moved += due > now
         return moved

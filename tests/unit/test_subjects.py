@@ -581,13 +581,44 @@ def test_checkpoints_stay_under_a_fleet_wide_rate(subjects: int, period: float) 
     assert subjects / period <= CHECKPOINTS_PER_S
 
 
-@pytest.mark.parametrize("grace", [None, 0, 3 * SECOND, SECOND // 3])
+def _quick_cases() -> list[Track]:
+    from heartbeat.jobrules import JobState
+
+    def beat(at: float, grace: int | None = None, interval: float = 2.0) -> Beat:
+        return msgspec.structs.replace(mkbeat(at, interval=interval), grace_ns=grace)
+
+    def rec(at: float, **kw: object) -> Record:
+        kw.setdefault("interval_ns", 3 * SECOND)
+        return Record(subject=B, last_seen=at, **kw)  # type: ignore[arg-type]
+
+    job = msgspec.structs.replace(mkbeat(T0), job=Job(kind="start", run_id="r"))
+    return [
+        Track(subject=B, beat=beat(T0)),
+        Track(subject=B, beat=beat(T0, grace=0)),
+        Track(subject=B, beat=beat(T0, grace=3 * SECOND)),
+        Track(subject=B, beat=beat(T0, grace=SECOND // 3)),
+        Track(subject=B, beat=beat(T0 + 2), record=rec(T0)),  # the beat is newer
+        Track(subject=B, beat=beat(T0 - 2), record=rec(T0)),  # the record is newer
+        Track(subject=B, beat=beat(T0), record=rec(T0)),  # as old as each other
+        Track(subject=B, beat=beat(T0), record=rec(T0 - 9, interval_ns=0)),
+        Track(subject=B, beat=beat(T0 - 9), record=rec(T0, interval_ns=0)),
+        Track(
+            subject=B, beat=beat(T0), record=rec(T0 - 9, alert_active=True, last_notified=T0 - 5)
+        ),
+        Track(subject=B, beat=beat(T0), record=rec(T0 - 9, job=JobState())),
+        Track(subject=B, beat=job),
+        Track(subject=B, beat=job, record=rec(T0 - 9)),
+        Track(subject=B, record=rec(T0)),
+    ]
+
+
+@pytest.mark.parametrize("track", _quick_cases())
 @pytest.mark.parametrize("sight_since", [0.0, T0 - 10, T0 + 5])
 @pytest.mark.parametrize("fleet", [1, 100_000])
-def test_a_first_beats_quick_deadline_is_next_due_of_its_view(
-    grace: int | None, sight_since: float, fleet: int
+def test_the_quick_deadline_is_next_due_of_the_view(
+    track: Track, sight_since: float, fleet: int
 ) -> None:
-    from heartbeat.engine import merged, next_due
+    from heartbeat.engine import next_due
     from heartbeat.routing import Route, Router
 
     router = Router(["log"], [Route(subjects=["heartbeat.>"], channels=["log"],
@@ -595,9 +626,16 @@ def test_a_first_beats_quick_deadline_is_next_due_of_its_view(
     subjects = Subjects(CFG, router=router)
     subjects.sight_since = sight_since
     for i in range(fleet - 1):  # a fleet this big stretches the checkpoint period
-        subjects.tracks[f"heartbeat.x.{i}"] = subjects.tracks.get(A) or Track(subject=A)
-    beat = msgspec.structs.replace(mkbeat(T0, interval=2.0), grace_ns=grace)
-    view = merged(None, beat, B)
-    assert subjects.first_due(beat) == next_due(view, subjects.engine_for(B), sight_since)
+        subjects.tracks[f"heartbeat.x.{i}"] = track
+    expected = next_due(track.view(), subjects.engine_for(B), sight_since)
+    assert subjects.due_of(track) == expected
+
+
+def test_a_first_beat_is_scheduled_at_next_due_of_its_view() -> None:
+    from heartbeat.engine import next_due
+
+    subjects = Subjects(CFG)
+    beat = mkbeat(T0, interval=2.0)
     subjects.on_beat(B, beat)
-    assert subjects.get(B).due == next_due(view, subjects.engine_for(B), sight_since)
+    track = subjects.get(B)
+    assert track is not None and track.due == next_due(track.view(), CFG)
