@@ -256,12 +256,15 @@ class Subjects:
         route or fleet size gives the same answer: they change repeats and checkpoints,
         not the tolerance."""
         rec, beat = track.record, track.beat
-        if (
-            beat is not None
-            and beat.job is None
-            and (rec is None or (rec.job is None and not rec.alert_active))
+        if (beat is None or beat.job is None) and (
+            rec is None or (rec.job is None and not rec.alert_active)
         ):
-            seen: Beat | Record = beat if rec is None or beat.last_seen > rec.last_seen else rec
+            if beat is not None and (rec is None or beat.last_seen > rec.last_seen):
+                seen: Beat | Record = beat
+            elif rec is not None:
+                seen = rec
+            else:
+                return NEVER  # an empty track (none is kept): what next_due says of it
             if seen.interval_ns <= 0:
                 return NEVER
             return (

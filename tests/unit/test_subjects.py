@@ -609,6 +609,8 @@ def _quick_cases() -> list[Track]:
         Track(subject=B, beat=job),
         Track(subject=B, beat=job, record=rec(T0 - 9)),
         Track(subject=B, record=rec(T0)),
+        Track(subject=B, record=rec(T0, alert_active=True, last_notified=T0 - 5)),
+        Track(subject=B),
     ]
 
 
