@@ -76,7 +76,8 @@ log = logging.getLogger("nats-heartbeat.monitor")
     type=POSITIVE_DURATION,
     default="1s",
     show_default=True,
-    help="How often due subjects are evaluated.",
+    help="The longest wait between evaluations; the leader wakes sooner for a deadline "
+    "(an alert is sent at its time) and when it wins the lease.",
 )
 @option(
     "--repeat-every",

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -104,6 +104,7 @@ class Election:
         self.terms = 0
         self._free = asyncio.Event()
         self._was_leading = False
+        self.on_lead: Callable[[], None] | None = None  # called when a term begins
 
     # ----- queries -----------------------------------------------------------------
 
@@ -218,5 +219,7 @@ class Election:
             self._was_leading = leading
             if leading:
                 self.terms += 1
+                if self.on_lead is not None:
+                    self.on_lead()
             else:
                 log.info("replica %s no longer leads", self.replica_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,7 +26,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from heartbeat.aio import wait_any, wait_event
+from heartbeat.aio import wait_any
 from heartbeat.connection import close_connection
 from heartbeat.delivery import Deliveries
 from heartbeat.depends import Dependencies, Dependency
@@ -69,6 +70,8 @@ from heartbeat.text import for_log
 log = logging.getLogger(__name__)
 
 Reconnect = Callable[[], Awaitable[NATS | None]]
+
+MIN_TICK_GAP_S = 0.05  # the shortest time between two ticks' starts (see _until_next_tick)
 
 
 @dataclass(frozen=True)
@@ -310,7 +313,7 @@ class Monitor:
             if not tick.cancelled() and tick.exception() is not None:
                 # The loop must go on; each subject's errors are handled inside.
                 log.error("tick failed", exc_info=tick.exception())
-            await wait_event(stop, self.cfg.poll_s - (time.monotonic() - started))
+            await self._sleep_after_tick(stop, started)
         # Hand over: send nothing more, let attempts under way finish, then step down.
         if self._replacing is not None:
             self._replacing.cancel()
@@ -605,6 +608,37 @@ class Monitor:
         await fan_out(
             list(self.notifiers.values()), notice, deadline_s=self.cfg.delivery_deadline_s
         )
+
+    async def _sleep_after_tick(self, stop: asyncio.Event, started: float) -> None:
+        """Wait for the next tick: until the poll, or a deadline that comes sooner (also
+        one scheduled while waiting: a new subject's, an alert's repeat), or the start of
+        a term (a standby that wins the lease judges at once)."""
+        schedule, election = self.subjects.schedule, self.parts.election
+        sooner = asyncio.Event()
+        schedule.on_sooner = election.on_lead = sooner.set
+        try:
+            while not stop.is_set():
+                wait = self._until_next_tick(time.monotonic() - started)
+                if wait <= 0:
+                    return
+                sooner.clear()
+                schedule.alarm = self.clock() + wait if self.leading() else -math.inf
+                await wait_any(sooner, stop, within_s=wait)
+                if not sooner.is_set():
+                    return
+        finally:
+            schedule.alarm, schedule.on_sooner, election.on_lead = -math.inf, None, None
+
+    def _until_next_tick(self, elapsed: float) -> float:
+        """Seconds to wait after a tick that took ``elapsed``: the poll, or less when the
+        leader has a deadline sooner (an alert then waits for its deadline, not for the
+        next poll); never under MIN_TICK_GAP_S since the last tick began, since at 1M
+        subjects some deadline is due nearly all the time."""
+        wait = self.cfg.poll_s - elapsed
+        if self.leading():
+            ahead = self.subjects.schedule.next_due() - self.clock()
+            wait = min(wait, max(ahead, MIN_TICK_GAP_S - elapsed))
+        return wait
 
     # ----- evaluation ------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import logging
+import math
 import sys
 from collections import deque
 from collections.abc import Callable, Container, Iterator, Sequence
@@ -69,6 +70,15 @@ class Schedule:
     def __init__(self) -> None:
         self._heap: list[tuple[float, Track]] = []
         self._live = 0
+        # The loop's next tick (clock time); a deadline pushed before it calls on_sooner
+        # once (the monitor's loop then sleeps less).  -inf: nobody waits for deadlines.
+        self.alarm = -math.inf
+        self.on_sooner: Callable[[], None] | None = None
+
+    def _sooner(self, due: float) -> None:
+        if due < self.alarm and self.on_sooner is not None:
+            self.alarm = due
+            self.on_sooner()
 
     def __len__(self) -> int:
         return self._live
@@ -83,6 +93,8 @@ class Schedule:
             self._live += 1
         track.due = due
         heapq.heappush(self._heap, (due, track))
+        if due < self.alarm:
+            self._sooner(due)
 
     def move(self, track: Track, due: float) -> None:
         """Replace a scheduled track's deadline by ``due`` (later or earlier); the old
@@ -94,6 +106,8 @@ class Schedule:
         elif due != track.due:
             track.due = due
             heapq.heappush(self._heap, (due, track))
+            if due < self.alarm:
+                self._sooner(due)
 
     def discard(self, track: Track) -> None:
         if track.due is not None:

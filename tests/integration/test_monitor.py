@@ -108,6 +108,26 @@ async def test_missing_subject_alerts_once_repeats_and_resolves_once(
         assert 0.55 < gap < 0.6 + 0.1 + 0.15, gaps
 
 
+async def test_an_alert_comes_at_its_deadline_not_at_the_next_poll(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    """A 3 s poll: the leader wakes for a deadline that comes sooner, so the alert is sent
+    a window and the tolerance after the last beat, not up to a poll later; and repeats
+    likewise keep their own time."""
+    cfg = monitor_config(unique, poll_s=3.0, tolerance_s=0.2, repeat_every_s=0.5)
+    subject = names(unique)["prefix"] + "stops"
+    async with webhook_monitor(nats_server.url, cfg, receiver) as (mon, _):
+        await eventually(mon.leading, 10, what="leading")
+        await heartbeat.Publisher(nc).publish(heartbeat.Message(subject=subject, interval=300 * MS))
+        await eventually(lambda: mon.subjects.beat(subject) is not None)
+        last_seen = seen(mon, subject)
+        got = await receiver.wait_for(3, timeout=10)
+        delay = got[0].at - last_seen
+        assert 0.5 <= delay < 0.5 + 0.3, delay  # window 300 ms + tolerance 200 ms
+        gaps = [b.at - a.at for a, b in itertools.pairwise(got)]
+        assert all(0.45 < g < 0.5 + 0.3 for g in gaps), gaps
+
+
 async def test_grace_overrides_interval(
     nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
 ) -> None:

@@ -641,3 +641,22 @@ def test_a_first_beat_is_scheduled_at_next_due_of_its_view() -> None:
     subjects.on_beat(B, beat)
     track = subjects.get(B)
     assert track is not None and track.due == next_due(track.view(), CFG)
+
+
+def test_a_deadline_before_the_alarm_calls_on_sooner_once() -> None:
+    from heartbeat.subjects import Schedule
+
+    schedule, calls = Schedule(), []
+    schedule.on_sooner = lambda: calls.append(schedule.alarm)
+    a, b, c = Track(subject=A), Track(subject=B), Track(subject=C)
+    schedule.push(a, T0 + 50)  # no alarm set: nobody waits
+    assert calls == []
+    schedule.alarm = T0 + 10
+    schedule.push(b, T0 + 20)  # after the alarm
+    schedule.move(a, T0 + 30)
+    assert calls == []
+    schedule.push(c, T0 + 5)  # sooner: the alarm moves there, one call
+    schedule.move(a, T0 + 7)  # not sooner than the new alarm
+    assert calls == [T0 + 5]
+    schedule.move(b, T0 + 1)
+    assert calls == [T0 + 5, T0 + 1]
