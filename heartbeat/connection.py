@@ -18,7 +18,6 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 from heartbeat.aio import retry_until_stopped
 from heartbeat.errors import ConnectError
@@ -202,9 +201,10 @@ def describe_error(e: BaseException) -> str:
     return text or type(e).__name__
 
 
-DirectHandler = Callable[[Msg, int, int, bool], None]
-"""Called with a JetStream message, its stream sequence, server time (ns) and whether
-nothing more is pending."""
+Headers = dict[str, str] | None
+DirectHandler = Callable[[str, bytes, Headers, int, int, bool], None]
+"""Called with a JetStream message's subject, data and headers, its stream sequence,
+server time (ns) and whether nothing more is pending (no ``Msg`` is built: ~1.5 µs)."""
 DIRECT_YIELD_EVERY = 100  # messages handed over between two yields to the event loop
 
 
@@ -276,20 +276,12 @@ class _Client(NATS):
         jsi._dseq += 1
         jsi._sseq = sseq
         jsi._fciseq += 1
-        text = reply.decode(errors="surrogateescape")
-        jsi._cmeta = text
-        msg = self.msg_class(
-            subject=subject.decode(errors="surrogateescape"),
-            reply=text,
-            data=data,
-            headers=hdr,
-            _client=self,
-            _sid=sid,
-        )
+        jsi._cmeta = reply.decode(errors="surrogateescape")
+        text = subject.decode(errors="surrogateescape")
         try:
-            direct(msg, sseq, int(tokens[7]), tokens[8] == b"0")
+            direct(text, data, hdr, sseq, int(tokens[7]), tokens[8] == b"0")
         except Exception:  # one bad message never stops the connection
-            log.exception("handling %s failed", for_log(msg.subject))
+            log.exception("handling %s failed", for_log(text))
         self._since_yield += 1
         if self._since_yield >= DIRECT_YIELD_EVERY:
             # The read loop does not yield while the socket has data: in a catch-up

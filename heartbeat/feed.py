@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
-from heartbeat.connection import deliver_directly
+from heartbeat.connection import Headers, deliver_directly
 from heartbeat.text import for_log
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,9 @@ def delivery_of(msg: Msg) -> tuple[int, int, bool]:
     raise nats.errors.NotJSMessageError  # what msg.metadata raises for such a reply
 
 
-Handler = Callable[[Msg, int, int], None]
-"""Called with each message, its stream sequence and its server timestamp (ns)."""
+Handler = Callable[[str, bytes, Headers, int, int], None]
+"""Called with each message's subject, data and headers, its stream sequence and its
+server timestamp (ns)."""
 
 
 class Feed:
@@ -117,13 +118,15 @@ class Feed:
             return None
         return pending + self._sub.pending_msgs
 
-    def _on_direct(self, msg: Msg, seq: int, stamp_ns: int, drained: bool) -> None:
+    def _on_direct(
+        self, subject: str, data: bytes, headers: Headers, seq: int, stamp_ns: int, drained: bool
+    ) -> None:
         """A message handed over by the connection as it was read (the usual path)."""
         self.last_stream_seq = seq
         try:
-            self._handle(msg, seq, stamp_ns)
+            self._handle(subject, data, headers, seq, stamp_ns)
         except Exception:  # one bad message never stops the feed
-            log.exception("handling %s from %s failed", for_log(msg.subject), self.stream)
+            log.exception("handling %s from %s failed", for_log(subject), self.stream)
         self.handled_to_ns = stamp_ns
         if drained and not self.caught_up.is_set():
             self.caught_up.set()
@@ -131,7 +134,7 @@ class Feed:
     async def _on_msg(self, msg: Msg) -> None:
         """nats-py's callback: for what the connection does not hand over directly
         (another client class, a reply form with a JetStream domain)."""
-        self._on_direct(msg, *delivery_of(msg))
+        self._on_direct(msg.subject, msg.data, msg.headers, *delivery_of(msg))
         self._since_yield += 1
         if self._since_yield >= YIELD_EVERY:
             # nats-py calls us in a loop that does not yield while messages are queued:

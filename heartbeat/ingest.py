@@ -22,7 +22,6 @@ from collections import Counter
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from heartbeat.durations import (
@@ -312,13 +311,14 @@ class Ingestor:
         await self.feed.stop()
         self.reject_log.flush(logging.WARNING)
 
-    def _handle(self, msg: Msg, _seq: int, stamp_ns: int) -> None:
+    def _handle(
+        self, subject: str, data: bytes, _headers: object, _seq: int, stamp_ns: int
+    ) -> None:
         """The hot path: every beat of every subject, ~2 µs here and in ``on_beat``."""
-        subject = msg.subject
         try:
             beat = beat_from_payload(
                 subject,
-                msg.data,
+                data,
                 server_time(stamp_ns),
                 subject_valid=subject in self._known,
                 limits=self.limits,

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 
 import nats.errors
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 from heartbeat.aio import wait_any
-from heartbeat.connection import close_connection
+from heartbeat.connection import Headers, close_connection
 from heartbeat.delivery import Deliveries
 from heartbeat.depends import Dependencies, Dependency
 from heartbeat.election import Election, lease_view
@@ -483,12 +482,14 @@ class Monitor:
 
     # ----- inputs ----------------------------------------------------------------
 
-    def _on_entry(self, key: str, rec: Record | None, rev: int, msg: Msg) -> None:
+    def _on_entry(
+        self, key: str, rec: Record | None, rev: int, data: bytes, headers: Headers
+    ) -> None:
         parts = self.parts
         if key == LEASE_KEY:
-            parts.election.observe(lease_view(msg.data, msg.headers, rev))
+            parts.election.observe(lease_view(data, headers, rev))
         elif key.startswith(GROUP_PREFIX):
-            parts.deliveries.observe_group(key, msg.data, msg.headers, rev)
+            parts.deliveries.observe_group(key, data, headers, rev)
         elif key.startswith(RESERVED):
             return  # the monitor's own keys; none is a subject
         elif rec is not None:

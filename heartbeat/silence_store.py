@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 import nats.errors
 import nats.js.errors
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from heartbeat.connection import Headers
 from heartbeat.feed import Feed
 from heartbeat.silences import KEEP_ENDED_S, InvalidSilence, Silence, decode_silence, ended_at
 from heartbeat.silences import encode_silence as encode
@@ -177,10 +177,11 @@ class SilenceStore:
         ``on_entry(key, data or None for a delete/purge/expiry, revision)``."""
         prefix = f"$KV.{self.bucket}."
 
-        def handle(msg: Msg, revision: int, _stamp_ns: int) -> None:
-            key = sys.intern(msg.subject[len(prefix) :])
-            data = None if is_tombstone(msg.data, msg.headers) else msg.data
-            on_entry(key, data, revision)
+        def handle(
+            subject: str, data: bytes, headers: Headers, revision: int, _stamp_ns: int
+        ) -> None:
+            key = sys.intern(subject[len(prefix) :])
+            on_entry(key, None if is_tombstone(data, headers) else data, revision)
 
         return Feed(self.js, f"KV_{self.bucket}", f"{prefix}>", handle)
 

@@ -12,9 +12,9 @@ import asyncio
 from dataclasses import dataclass
 
 import nats.errors
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from heartbeat.connection import Headers
 from heartbeat.election import lease_view
 from heartbeat.engine import EngineConfig, Record
 from heartbeat.ingest import Ingestor
@@ -40,9 +40,9 @@ async def read_state(js: JetStreamContext, cfg: StoreConfig, *, timeout_s: float
     leader: list[str | None] = [None]
     store = await StateStore.open(js, cfg, create=False)
 
-    def on_entry(key: str, rec: Record | None, rev: int, msg: Msg) -> None:
+    def on_entry(key: str, rec: Record | None, rev: int, data: bytes, headers: Headers) -> None:
         if key == LEASE_KEY:
-            leader[0] = lease_view(msg.data, msg.headers, rev).holder
+            leader[0] = lease_view(data, headers, rev).holder
         elif not key.startswith(RESERVED) and rec is not None:
             subjects.set_record(key, rec, rev)
 

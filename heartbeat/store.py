@@ -17,7 +17,6 @@ from enum import Enum
 import msgspec
 import nats.errors
 import nats.js.errors
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -27,6 +26,7 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 
+from heartbeat.connection import Headers
 from heartbeat.engine import Record, shared_ns
 from heartbeat.errors import HeartbeatError
 from heartbeat.feed import Feed
@@ -344,22 +344,25 @@ class StateStore:
     def watch(self, on_entry: EntryHandler) -> Feed:
         """A feed of the bucket: every key's newest entry, then each change.
 
-        ``on_entry(key, record_or_None, revision, msg)``: None for a deleted, purged
-        or expired key (and for the lease key, whose message the caller reads).
+        ``on_entry(key, record_or_None, revision, data, headers)``: None for a deleted,
+        purged or expired key (and for the lease key, whose message the caller reads).
         """
         prefix = f"$KV.{self.cfg.bucket}."
 
-        def handle(msg: Msg, revision: int, _stamp_ns: int) -> None:
-            key = sys.intern(msg.subject[len(prefix) :])
-            rec = record_of(key, msg)
+        def handle(
+            subject: str, data: bytes, headers: Headers, revision: int, _stamp_ns: int
+        ) -> None:
+            key = sys.intern(subject[len(prefix) :])
+            rec = record_of(key, data, headers)
             if rec is not None:
                 _share_strings(rec, key)
-            on_entry(key, rec, revision, msg)
+            on_entry(key, rec, revision, data, headers)
 
         return Feed(self.js, f"KV_{self.cfg.bucket}", f"{prefix}>", handle)
 
 
-EntryHandler = Callable[[str, Record | None, int, Msg], None]
+EntryHandler = Callable[[str, Record | None, int, bytes, Headers], None]
+"""(key, its record or None, revision, the message's data and headers)."""
 Held = tuple[Record, int] | None
 
 
@@ -412,13 +415,13 @@ def is_tombstone(data: bytes, headers: Mapping[str, str] | None) -> bool:
     return KV_OP in headers or MARKER_REASON in headers or not data
 
 
-def record_of(key: str, msg: Msg) -> Record | None:
+def record_of(key: str, data: bytes, headers: Mapping[str, str] | None) -> Record | None:
     """The record a bucket message holds; None for a tombstone and for the reserved
     keys (``_monitor.leader``, ``_group.<id>``: they are not records)."""
-    if key.startswith(RESERVED) or is_tombstone(msg.data, msg.headers):
+    if key.startswith(RESERVED) or is_tombstone(data, headers):
         return None
     try:
-        return decode_record(msg.data)
+        return decode_record(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         log.error("ignoring undecodable record %s: %s", for_log(key), for_log(str(e)))
         return None

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import nats
 import pytest
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
 from heartbeat.connection import ConnectOptions, close_connection, connect
@@ -32,10 +31,12 @@ class Seen:
         self.headers: list[dict[str, str] | None] = []
         self.event = asyncio.Event()
 
-    def handle(self, msg: Msg, seq: int, _stamp_ns: int) -> None:
+    def handle(
+        self, subject: str, _data: bytes, headers: dict[str, str] | None, seq: int, _stamp: int
+    ) -> None:
         self.seqs.append(seq)
-        self.subjects.append(msg.subject)
-        self.headers.append(msg.headers)
+        self.subjects.append(subject)
+        self.headers.append(headers)
         self.event.set()
 
 

@@ -274,8 +274,7 @@ def test_beat_keeps_the_server_time_and_truncates_durations() -> None:
 def test_share_strings_keeps_values_and_shares_the_key() -> None:
     rec = Record(subject="hb.a", host="web-1", interval_ns=15 * 10**9, updated_by="m-1")
     key = "".join(["hb.", "a"])  # a distinct but equal string
-    msg = Msg(_client=None, subject="$KV.B.hb.a", reply="", data=encode_record(rec))  # type: ignore[arg-type]
-    got = record_of(key, msg)
+    got = record_of(key, encode_record(rec), None)
     assert got is not None
     _share_strings(got, key)
     assert got == rec
