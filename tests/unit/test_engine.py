@@ -456,7 +456,7 @@ def test_no_channels_queues_nothing() -> None:
     out = sim.eval_at(T0 + 5)
     assert out.notification is not None  # still decided, committed and logged by the caller
     assert sim.committed.alert_active
-    assert sim.committed.pending == []
+    assert sim.committed.pending == ()
 
 
 # ----- blind periods ---------------------------------------------------------------------
@@ -847,3 +847,24 @@ def test_alert_transitions_property(
             assert probe.notification is None
     ids = [n.notification_id for n in sim.sent]
     assert len(ids) == len(set(ids))
+
+
+def test_pending_default_is_one_shared_immutable_empty() -> None:
+    """Every record without deliveries shares the one empty tuple (no per-record list),
+    committing a notification builds a new tuple, and the JSON is the same array."""
+    from heartbeat.store import decode_record, encode_record
+
+    a, b = Record(subject="heartbeat.a"), Record(subject="heartbeat.b")
+    assert a.pending is b.pending and a.pending == ()
+    decoded = decode_record(b'{"subject":"heartbeat.a","pending":[]}')
+    assert decoded.pending == () and encode_record(decoded) == b'{"subject":"heartbeat.a"}'
+    sim = Sim()
+    sim.beat_at(T0)
+    out = sim.eval_at(T0 + 5)
+    assert out.record is not None and len(out.record.pending) == 1
+    assert isinstance(out.record.pending, tuple)
+    assert Record(subject="heartbeat.c").pending == ()  # the default was not touched
+    data = encode_record(out.record)
+    assert b'"pending":[{' in data
+    again = decode_record(data)
+    assert isinstance(again.pending, tuple) and encode_record(again) == data
