@@ -55,6 +55,9 @@ class Track(msgspec.Struct, gc=False, eq=False):
         return merged(self.record, self.beat, self.subject)
 
 
+COMPACT_MIN = 1024  # stale heap entries tolerated beyond the live ones before a compaction
+
+
 class Schedule:
     """Deadlines of tracks in a heap; at most one live deadline per track.
 
@@ -83,6 +86,8 @@ class Schedule:
             self._live += 1
         track.due = due
         heapq.heappush(self._heap, (due, track))
+        if current is not None:
+            self._stale()
 
     def move(self, track: Track, due: float) -> None:
         """Replace a scheduled track's deadline by ``due`` (later or earlier); the old
@@ -94,11 +99,35 @@ class Schedule:
         elif due != track.due:
             track.due = due
             heapq.heappush(self._heap, (due, track))
+            self._stale()
 
     def discard(self, track: Track) -> None:
         if track.due is not None:
             track.due = None
             self._live -= 1
+            self._stale()
+
+    def _stale(self) -> None:
+        """Compact the heap once stale entries (left by ``move``, an earlier ``push``,
+        ``discard``) pass half the live ones: each is a tuple, a float and a slot, ~90
+        bytes, held until its deadline pops, which for a deadline moved away can be
+        hours (a replica that loaded old records moves every subject's once).  O(n)
+        at most once per n/2 stale entries made: O(1) amortized."""
+        live = self._live
+        if len(self._heap) - live > live // 2 + COMPACT_MIN:
+            self.compact()
+
+    def compact(self) -> None:
+        """Drop every stale entry (one live entry per scheduled track is kept)."""
+        seen: set[int] = set()
+        live = []
+        for entry in self._heap:
+            due, track = entry
+            if track.due == due and id(track) not in seen:
+                seen.add(id(track))
+                live.append(entry)
+        heapq.heapify(live)
+        self._heap = live
 
     def next_due(self) -> float:
         while self._heap:
