@@ -55,6 +55,14 @@ class Track(msgspec.Struct, gc=False, eq=False):
         return merged(self.record, self.beat, self.subject)
 
 
+class Entry(msgspec.Struct, order=True, gc=False):
+    """A deadline in the heap: ordered by ``due``, then by the track (its subject).
+    Not a tuple: 32 bytes instead of 56 (no GC header, no length), compared in C."""
+
+    due: float
+    track: Track
+
+
 COMPACT_MIN = 1024  # stale heap entries tolerated beyond the live ones before a compaction
 
 
@@ -70,7 +78,7 @@ class Schedule:
     """
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, Track]] = []
+        self._heap: list[Entry] = []
         self._live = 0
 
     def __len__(self) -> int:
@@ -85,7 +93,7 @@ class Schedule:
         if current is None:
             self._live += 1
         track.due = due
-        heapq.heappush(self._heap, (due, track))
+        heapq.heappush(self._heap, Entry(due, track))
         if current is not None:
             self._stale()
 
@@ -98,7 +106,7 @@ class Schedule:
             self.discard(track)
         elif due != track.due:
             track.due = due
-            heapq.heappush(self._heap, (due, track))
+            heapq.heappush(self._heap, Entry(due, track))
             self._stale()
 
     def discard(self, track: Track) -> None:
@@ -109,7 +117,7 @@ class Schedule:
 
     def _stale(self) -> None:
         """Compact the heap once stale entries (left by ``move``, an earlier ``push``,
-        ``discard``) pass half the live ones: each is a tuple, a float and a slot, ~90
+        ``discard``) pass half the live ones: each is an entry, a float and a slot, ~64
         bytes, held until its deadline pops, which for a deadline moved away can be
         hours (a replica that loaded old records moves every subject's once).  O(n)
         at most once per n/2 stale entries made: O(1) amortized."""
@@ -122,8 +130,8 @@ class Schedule:
         seen: set[int] = set()
         live = []
         for entry in self._heap:
-            due, track = entry
-            if track.due == due and id(track) not in seen:
+            track = entry.track
+            if track.due == entry.due and id(track) not in seen:
                 seen.add(id(track))
                 live.append(entry)
         heapq.heapify(live)
@@ -131,9 +139,9 @@ class Schedule:
 
     def next_due(self) -> float:
         while self._heap:
-            due, track = self._heap[0]
-            if track.due == due:
-                return due
+            entry = self._heap[0]
+            if entry.track.due == entry.due:
+                return entry.due
             heapq.heappop(self._heap)
         return NEVER
 
@@ -141,9 +149,10 @@ class Schedule:
         """Tracks whose deadline is <= now (at most ``limit``), removed from the schedule."""
         out: list[Track] = []
         heap = self._heap
-        while heap and heap[0][0] <= now and (limit is None or len(out) < limit):
-            due, track = heapq.heappop(heap)
-            if track.due == due:
+        while heap and heap[0].due <= now and (limit is None or len(out) < limit):
+            entry = heapq.heappop(heap)
+            track = entry.track
+            if track.due == entry.due:
                 track.due = None
                 out.append(track)
         self._live -= len(out)
