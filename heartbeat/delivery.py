@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,7 @@ class Plan:
 
 
 def plan(
-    pending: list[Pending],
+    pending: Sequence[Pending],
     now: float,
     *,
     configured: Collection[str],
@@ -425,7 +425,7 @@ class Deliveries:
         task.add_done_callback(self.tasks.discard)
 
 
-def without(pending: list[Pending], nid: str, channel: str) -> list[Pending]:
+def without(pending: Sequence[Pending], nid: str, channel: str) -> tuple[Pending, ...]:
     """``pending`` with ``channel`` crossed off notification ``nid`` (empty ones dropped)."""
     out = []
     for p in pending:
@@ -435,4 +435,4 @@ def without(pending: list[Pending], nid: str, channel: str) -> list[Pending]:
                 out.append(Pending(notification=p.notification, channels=rest))
         else:
             out.append(p)
-    return out
+    return tuple(out)

@@ -75,7 +75,9 @@ class Record(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     alert_last_seen: float | None = None
     last_notified: float | None = None
     notify_count: int = 0
-    pending: list[Pending] = []
+    # A tuple: its default is the one shared empty tuple (a list default is copied into
+    # every record, 56 bytes each); the JSON is the same array.  Replaced, never mutated.
+    pending: tuple[Pending, ...] = ()
     updated_by: str = ""
     job: JobState | None = None  # a job's runs and job alert (heartbeat.jobrules)
     back_at: float | None = None  # the first beat after its last alert (heartbeat.depends)
@@ -208,7 +210,7 @@ def _with_notification(
     n = _notification(rec, EventKind(reason), now, monitor, missed_for_s, dependents)
     if not channels:  # nothing to deliver: an entry with no channels would never be drained
         return rec, n
-    pending = [*rec.pending, Pending(notification=n, channels=list(channels))]
+    pending = (*rec.pending, Pending(notification=n, channels=list(channels)))
     return msgspec.structs.replace(rec, pending=pending), n
 
 
@@ -340,7 +342,7 @@ def _job_step(
     new = msgspec.structs.replace(new, job=state)
     n = _job_notification(new, state, kind, now, monitor, new_alert_id, since)
     if channels:
-        pending = [*new.pending, Pending(notification=n, channels=list(channels))]
+        pending = (*new.pending, Pending(notification=n, channels=list(channels)))
         new = msgspec.structs.replace(new, pending=pending)
     return new, n, _JOB_REASONS[kind]
 

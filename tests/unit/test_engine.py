@@ -29,7 +29,7 @@ from heartbeat.engine import (
     next_due,
 )
 from heartbeat.notify.base import EventKind, Notification
-from heartbeat.subjects import Schedule, Track
+from heartbeat.subjects import COMPACT_MIN, Schedule, Track
 
 SUBJECT = "heartbeat.service.api"
 T0 = 1_700_000_000.0
@@ -456,7 +456,7 @@ def test_no_channels_queues_nothing() -> None:
     out = sim.eval_at(T0 + 5)
     assert out.notification is not None  # still decided, committed and logged by the caller
     assert sim.committed.alert_active
-    assert sim.committed.pending == []
+    assert sim.committed.pending == ()
 
 
 # ----- blind periods ---------------------------------------------------------------------
@@ -766,6 +766,42 @@ def test_schedule_many_subjects_none_due() -> None:
     assert len(s) == n - n // 1000
 
 
+def test_schedule_compacts_stale_entries_keeping_order_and_live_count() -> None:
+    """Deadlines moved again and again (and discards) leave stale entries; once they
+    pass half the live ones (and COMPACT_MIN) the heap is rebuilt with the live ones
+    only, and pops come out as before."""
+    s, t = Schedule(), Tracks()
+    n = 2000
+    for i in range(n):
+        s.push(t[f"s{i}"], 1000.0 + i)
+    for rnd in range(1, 4):  # every deadline moved three times: 3n stale entries made
+        for i in range(n):
+            s.move(t[f"s{i}"], 1000.0 + i + rnd * 0.5 * (-1) ** i)
+    for i in range(0, n, 4):
+        s.discard(t[f"s{i}"])
+    live = n - n // 4
+    assert len(s) == live
+    assert len(s._heap) <= live + live // 2 + COMPACT_MIN + 1  # compacted on the way
+    s.compact()
+    assert len(s._heap) == live
+    expected = sorted((t[f"s{i}"].due or 0.0, f"s{i}") for i in range(n) if i % 4)
+    assert s.next_due() == expected[0][0]
+    assert subjects(s.pop_due(NEVER)) == [name for _, name in expected]
+    assert len(s) == 0 and s.next_due() == NEVER
+
+
+def test_schedule_compaction_keeps_one_entry_for_a_deadline_moved_back() -> None:
+    s, t = Schedule(), Tracks()
+    s.push(t["a"], 5)
+    s.move(t["a"], 7)
+    s.move(t["a"], 5)  # two (5, a) entries now, both matching its deadline
+    s.push(t["b"], 6)
+    s.compact()
+    assert len(s._heap) == 2 and len(s) == 2
+    assert subjects(s.pop_due(10)) == ["a", "b"]
+    assert s.pop_due(10) == [] and s.next_due() == NEVER
+
+
 # ----- properties ------------------------------------------------------------------------
 
 EIGHTH = 0.125  # all generated times and durations are multiples of 1/8 s: exact floats
@@ -847,3 +883,24 @@ def test_alert_transitions_property(
             assert probe.notification is None
     ids = [n.notification_id for n in sim.sent]
     assert len(ids) == len(set(ids))
+
+
+def test_pending_default_is_one_shared_immutable_empty() -> None:
+    """Every record without deliveries shares the one empty tuple (no per-record list),
+    committing a notification builds a new tuple, and the JSON is the same array."""
+    from heartbeat.store import decode_record, encode_record
+
+    a, b = Record(subject="heartbeat.a"), Record(subject="heartbeat.b")
+    assert a.pending is b.pending and a.pending == ()
+    decoded = decode_record(b'{"subject":"heartbeat.a","pending":[]}')
+    assert decoded.pending == () and encode_record(decoded) == b'{"subject":"heartbeat.a"}'
+    sim = Sim()
+    sim.beat_at(T0)
+    out = sim.eval_at(T0 + 5)
+    assert out.record is not None and len(out.record.pending) == 1
+    assert isinstance(out.record.pending, tuple)
+    assert Record(subject="heartbeat.c").pending == ()  # the default was not touched
+    data = encode_record(out.record)
+    assert b'"pending":[{' in data
+    again = decode_record(data)
+    assert isinstance(again.pending, tuple) and encode_record(again) == data

@@ -83,7 +83,7 @@ def test_an_incident_records_each_transition_once_with_stable_ids() -> None:
 def test_a_transition_nobody_is_routed_is_still_recorded() -> None:
     rec, _ = step(None, beat(T0), T0, channels=())
     rec, evs = step(rec, None, T0 + 12, channels=())
-    assert rec.pending == [] and [e.kind for e in evs] == ["late", "alert"]
+    assert rec.pending == () and [e.kind for e in evs] == ["late", "alert"]
 
 
 def test_a_job_failure_and_its_resolve_are_job_kinds() -> None:

@@ -11,6 +11,7 @@ import pytest
 from heartbeat.durations import SECOND
 from heartbeat.engine import Beat, EngineConfig, Job, Pending, Record
 from heartbeat.notification import EventKind, Notification
+from heartbeat.store import decode_record, encode_record
 from heartbeat.subjects import (
     CHECKPOINTS_PER_S,
     Subjects,
@@ -79,7 +80,7 @@ def mkrecord(
         alert_last_seen=at if alert else None,
         last_notified=at + 3 if alert else None,
         notify_count=1 if alert else 0,
-        pending=pending or [],
+        pending=tuple(pending or ()),
     )
 
 
@@ -660,3 +661,25 @@ def test_a_deadline_before_the_alarm_calls_on_sooner_once() -> None:
     assert calls == [T0 + 5]
     schedule.move(b, T0 + 1)
     assert calls == [T0 + 5, T0 + 1]
+
+
+def test_a_record_equal_to_the_beat_shares_its_objects() -> None:
+    """The echo of a record checkpointed from the beat held (decoded: its own strings
+    and float) points at the beat's; a record that differs keeps its own values."""
+    s = mksubjects()
+    beat = mkbeat(T0 + 0.25)
+    s.on_beat(A, beat)
+    data = encode_record(
+        msgspec.structs.replace(mkrecord(at=T0 + 0.25), generated_at=beat.generated_at)
+    )
+    rec = decode_record(data)
+    assert rec.generated_at is not beat.generated_at and rec.last_seen is not beat.last_seen
+    s.set_record(A, rec, 1)
+    held = s.record(A)
+    assert held is rec and encode_record(held) == data  # the same value
+    assert held.generated_at is beat.generated_at
+    assert held.last_seen is beat.last_seen and held.description is beat.description
+    s.on_beat(B, mkbeat(T0 + 5))
+    other = mkrecord(B, at=T0)
+    s.set_record(B, other, 1)
+    assert s.record(B) is other and other.last_seen == T0 and other.generated_at == ""
