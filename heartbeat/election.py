@@ -154,12 +154,15 @@ class Election:
                     self._note_change()
                     await wait_event(stop, renew_every)
                     continue
+                # Cleared before the attempt: a release the watch sees while the read
+                # is under way must wake the next attempt, not be cleared after it (a
+                # busy standby then waited ttl/2 for nothing: 5 s at 100k subjects).
+                self._free.clear()
                 await self._try_acquire()
                 self._note_change()
                 if self.revision:
                     await wait_event(stop, renew_every)
                 else:
-                    self._free.clear()
                     await wait_any(self._free, stop, within_s=self.ttl_s / 2)
             except StoreError as e:
                 log.warning("lease %s: %s", "renewal" if self.revision else "campaign", e)
@@ -180,7 +183,8 @@ class Election:
         got = await self.store.read_raw(LEASE_KEY)
         view = LeaseView(None, 0) if got is None else lease_view(*got)
         if view.holder is not None and view.holder != self.replica_id:
-            self.view = view
+            if view.revision >= self.view.revision:  # not over what the watch saw since
+                self.view = view
             return
         now = time.time()
         self.acquired_at = now

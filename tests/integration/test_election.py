@@ -82,3 +82,45 @@ async def test_a_leader_that_may_not_lead_steps_down_and_the_other_takes_over(
     back = await _wait(leader.leading, TTL_S + 1, "leading again once it may")
     print(f"\n[election] stepped down {gone * 1000:.0f}ms after going blind; successor after "
           f"{took * 1000:.0f}ms; back {back * 1000:.0f}ms after becoming eligible")  # fmt: skip
+
+
+async def test_a_release_seen_while_an_attempt_reads_the_lease_is_not_lost(
+    nc: NATS, unique: str
+) -> None:
+    """The standby's read of the lease races the holder's release: the read returns the
+    old lease, the watch then reports the release.  The standby tries again at once
+    instead of waiting ttl/2 for its next attempt (seen as 5 s takeovers at 100k)."""
+    from heartbeat.election import LEASE_KEY, lease_view
+
+    bucket = names(unique)["bucket"]
+    store = await StateStore.open(nc.jetstream(), StoreConfig(bucket=bucket))
+    holder = Election(store, "holder", ttl_s=10.0)
+    stop_holder = asyncio.Event()
+    holding = asyncio.create_task(holder.run(stop_holder))
+    await _wait(holder.leading, 5, "the holder to lead")
+    standby = Election(store, "standby", ttl_s=10.0)
+    read_raw, in_read, go_on = store.read_raw, asyncio.Event(), asyncio.Event()
+
+    async def racing_read(key: str) -> tuple[bytes, dict[str, str] | None, int] | None:
+        got = await read_raw(key)  # the lease as it was
+        if key == LEASE_KEY and not go_on.is_set():
+            in_read.set()
+            await go_on.wait()  # meanwhile the holder releases and the watch reports it
+        return got  # type: ignore[return-value]
+
+    store.read_raw = racing_read  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    campaign = asyncio.create_task(standby.run(stop))
+    try:
+        await asyncio.wait_for(in_read.wait(), 5)
+        stop_holder.set()
+        await holding  # stepped down: the lease key holds a delete marker
+        got = await read_raw(LEASE_KEY)
+        assert got is not None
+        standby.observe(lease_view(*got))  # what the bucket watch hands over
+        go_on.set()
+        took = await _wait(standby.leading, 4.0, "the standby to lead")  # ttl/2 is 5 s
+        assert took < 2.0, took
+    finally:
+        stop.set()
+        await campaign
