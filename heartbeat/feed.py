@@ -110,6 +110,16 @@ class Feed:
         self.last_pending = int(info.num_pending or 0)
         return self.last_pending
 
+    async def last_stored_seq(self) -> int | None:
+        """The stream's last sequence now (None if the server cannot say): once this feed
+        has handled it, it has seen everything stored until now."""
+        try:
+            info = await self._js.stream_info(self.stream)
+        except (nats.errors.Error, TimeoutError, OSError) as e:
+            log.debug("stream info for %s failed: %s", self.stream, e)
+            return None
+        return int(info.state.last_seq or 0)
+
     async def unhandled(self) -> int | None:
         """Messages not yet handled: still at the server, or received and queued here
         (a busy process has not run their handler yet); None if the server cannot say."""

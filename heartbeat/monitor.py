@@ -162,6 +162,7 @@ class Monitor:
         self.tick_timer = TickTimer()
         self._parts: _Parts | None = None
         self._terms_seen = 0
+        self._term_targets: tuple[int, list[int | None]] = (0, [])  # (term, last seqs then)
         self._last_tick: float | None = None
         self._reconnect: Reconnect | None = None
         self._capacity_log = RateLog(log, what="refused subjects")
@@ -548,6 +549,22 @@ class Monitor:
                 return False
         return True
 
+    async def _caught_up_with_term(self, term: int) -> bool:
+        """Every feed has handled what its stream held when ``term`` began (its last
+        sequence then), or has nothing more to deliver.  Beats keep coming at fleet size
+        (10k a second at 100k subjects), so "nothing pending" alone may take many ticks
+        to be seen at once on all three feeds; what was stored before the term is what
+        a new leader must have seen."""
+        feeds = (self.parts.ingestor.feed, self.parts.watch, self.parts.silence_watch)
+        if self._term_targets[0] != term:
+            self._term_targets = (term, [await f.last_stored_seq() for f in feeds])
+        for feed, target in zip(feeds, self._term_targets[1], strict=True):
+            if target is not None and feed.last_stream_seq >= target:
+                continue
+            if await feed.pending() != 0:
+                return False
+        return True
+
     async def _check_sight(self, now: float) -> None:
         """Once per tick: blind notice, sight restored, or a stall check."""
         sight = self.sight
@@ -658,7 +675,7 @@ class Monitor:
             return
         election = self.parts.election
         if election.terms != self._terms_seen:
-            if not await self._caught_up():
+            if not await self._caught_up_with_term(election.terms):
                 return  # a new leader judges nothing before it has seen everything
             self._terms_seen = election.terms
             log.info("monitor %s leads; caught up, evaluating", self.cfg.replica_id)
