@@ -72,6 +72,7 @@ class Feed:
         self.handled_to_ns = 0
         self._since_yield = 0
         self.direct = False  # messages handed over by the connection (heartbeat.connection)
+        self._caught_up_at: int | None = None  # a stream sequence that, handled, means caught up
 
     async def start(self) -> None:
         self._sub = await self._js.subscribe(
@@ -86,8 +87,12 @@ class Feed:
         )
         self.direct = deliver_directly(self._sub, self._on_direct)
         info = await self._sub.consumer_info()
-        if info.num_pending == 0 and self._sub.delivered == 0:
-            self.caught_up.set()
+        if info.num_pending == 0:
+            # The server may have sent messages it counts as delivered that this info
+            # overtook on the wire: caught up once the last of them is handled.
+            self._caught_up_at = int(info.delivered.stream_seq or 0) if info.delivered else 0
+            if self.last_stream_seq >= self._caught_up_at:
+                self.caught_up.set()
 
     async def stop(self) -> None:
         sub, self._sub = self._sub, None
@@ -138,7 +143,9 @@ class Feed:
         except Exception:  # one bad message never stops the feed
             log.exception("handling %s from %s failed", for_log(subject), self.stream)
         self.handled_to_ns = stamp_ns
-        if drained and not self.caught_up.is_set():
+        if not self.caught_up.is_set() and (
+            drained or (self._caught_up_at is not None and seq >= self._caught_up_at)
+        ):
             self.caught_up.set()
 
     async def _on_msg(self, msg: Msg) -> None:
@@ -151,3 +158,27 @@ class Feed:
             # in a catch-up of a million, the connection's pings and timers must run too.
             self._since_yield = 0
             await asyncio.sleep(0)
+
+
+async def read_last(
+    js: JetStreamContext, stream: str, subject: str, *, timeout_s: float
+) -> dict[str, tuple[bytes, Headers, int]]:
+    """Each subject's newest message (data, headers, stream sequence), read once.
+
+    For small streams (the silences bucket): nats-py's ``KeyValue.keys`` can end its
+    listing before a message the server already sent arrives, and list nothing.
+    Raises ``TimeoutError`` past ``timeout_s`` and nats-py's errors as they come.
+    """
+    got: dict[str, tuple[bytes, Headers, int]] = {}
+
+    def keep(subject: str, data: bytes, headers: Headers, seq: int, _stamp_ns: int) -> None:
+        got[subject] = (data, headers, seq)
+
+    feed = Feed(js, stream, subject, keep)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await feed.start()
+            await feed.caught_up.wait()
+    finally:
+        await feed.stop()
+    return got

@@ -10,7 +10,6 @@ never relied on (a pause, with no end, has none).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from heartbeat.connection import Headers
-from heartbeat.feed import Feed
+from heartbeat.feed import Feed, read_last
 from heartbeat.silences import KEEP_ENDED_S, InvalidSilence, Silence, decode_silence, ended_at
 from heartbeat.silences import encode_silence as encode
 from heartbeat.store import (
@@ -31,6 +30,7 @@ from heartbeat.store import (
     is_cas_conflict,
     is_tombstone,
 )
+from heartbeat.text import for_log
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +79,20 @@ class SilenceStore:
     def key_subject(self, key: str) -> str:
         return f"$KV.{self.bucket}.{key}"
 
-    async def entries(self) -> list[Entry]:
+    async def entries(self, *, timeout_s: float = 10.0) -> list[Entry]:
         """Every key's newest value (a value that is not a silence: None, logged)."""
+        prefix = self.key_subject("")
         try:
-            keys = await self.kv.keys()
-        except nats.js.errors.NoKeysError:
-            return []
-        except (nats.errors.Error, TimeoutError) as e:
-            raise StoreError(f"cannot list bucket {self.bucket}: {e}") from e
-        got = await asyncio.gather(*(self._get(k) for k in keys))
-        return [e for e in got if e is not None]
+            got = await read_last(self.js, f"KV_{self.bucket}", f"{prefix}>", timeout_s=timeout_s)
+        except TimeoutError as e:
+            raise StoreError(f"listing bucket {self.bucket} took longer than {timeout_s:g}s") from e
+        except (nats.errors.Error, OSError) as e:
+            raise StoreError(f"cannot list bucket {self.bucket}: {e or type(e).__name__}") from e
+        out: list[Entry] = []
+        for subject, (data, headers, rev) in sorted(got.items(), key=lambda kv: kv[1][2]):
+            if not is_tombstone(data, headers):
+                out.append(self._entry(subject[len(prefix) :], data, rev))
+        return out
 
     async def _get(self, key: str) -> Entry | None:
         try:
@@ -97,13 +101,16 @@ class SilenceStore:
             return None
         except (nats.errors.Error, TimeoutError) as e:
             raise StoreError(f"cannot read {key}: {e}") from e
-        rev = entry.revision or 0
         if not entry.value:  # a TTL-expiry marker (a delete raises KeyNotFoundError)
             return None
+        return self._entry(key, entry.value, entry.revision or 0)
+
+    @staticmethod
+    def _entry(key: str, value: bytes, rev: int) -> Entry:
         try:
-            return key, decode_silence(key, entry.value), rev
+            return key, decode_silence(key, value), rev
         except InvalidSilence as e:
-            log.warning("ignoring silence entry %s: %s", key, e)
+            log.warning("ignoring silence entry %s: %s", for_log(key), for_log(str(e)))
             return key, None, rev
 
     async def get(self, key: str) -> Entry:

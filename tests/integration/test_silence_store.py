@@ -143,3 +143,19 @@ async def test_the_monitor_watch_resumes_after_a_server_restart(
         assert mon.silences.hush(subject, time.time()).quiet is not None
         report = mon.report()
         assert [s.id for s in report.silences or []] == ["after"]
+
+
+async def test_entries_lists_every_key_just_written_and_no_tombstone(nc: NATS, unique: str) -> None:
+    # nats-py's KeyValue.keys could end its listing before messages already sent arrived
+    # (a CI run listed nothing); the listing now ends at what the server says it sent.
+    store = await SilenceStore.open(nc.jetstream(), f"SIL_{unique}")
+    assert await store.entries() == []
+    now = time.time()
+    for round in range(8):
+        for i in range(5):
+            await store.write(entry(f"r{round}-{i}", now, now + 60), 0, now)
+        listed = [k for k, _, _ in await store.entries()]
+        assert len(listed) == 5 * (round + 1) and len(set(listed)) == len(listed)
+    await store.kv.delete("r0-0")
+    listed = [k for k, _, _ in await store.entries()]
+    assert "r0-0" not in listed and len(listed) == 39
