@@ -21,7 +21,9 @@ from nats.aio.client import Client as NATS
 
 from heartbeat.aio import retry_until_stopped
 from heartbeat.errors import ConnectError
+from heartbeat.ratelog import RateLog
 from heartbeat.text import for_log
+from heartbeat.wire import Parser
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,7 @@ class _Events:
         self.connected_once = False
         self.nc: NATS | None = None
         self.fatal = asyncio.Event()  # a first-connect error that retrying cannot fix
+        self.denied = RateLog(log, every_s=60.0, what="permission errors")
 
     async def error(self, e: Exception) -> None:
         # Keep a credentials/certificate error over the connection resets that follow it.
@@ -114,7 +117,13 @@ class _Events:
         if not self.connected_once and is_permanent(e):
             self.fatal.set()
         if self.connected_once:
-            log.debug("nats: %s", describe_error(e))
+            text = describe_error(e)
+            if "permissions violation" in text.lower():
+                # The server refused a subscribe or publish; the rest of the connection
+                # works, so nothing else says what is missing.
+                self.denied.log("denied", logging.WARNING, "%s", for_log(text, 300))
+            else:
+                log.debug("nats: %s", text)
 
     async def disconnected(self) -> None:
         # nats-py calls this on close() and drain() too: only an outage counts.
@@ -205,7 +214,21 @@ Headers = dict[str, str] | None
 DirectHandler = Callable[[str, bytes, Headers, int, int, bool], None]
 """Called with a JetStream message's subject, data and headers, its stream sequence,
 server time (ns) and whether nothing more is pending (no ``Msg`` is built: ~1.5 µs)."""
-DIRECT_YIELD_EVERY = 100  # messages handed over between two yields to the event loop
+_HEADER_LINE = b"NATS/1.0\r\n"  # headers with no status
+
+
+CoreHandler = Callable[[str, bytes, Headers], None]
+"""Called with a core message's subject, data and headers."""
+
+
+def tap_directly(sub: object, handler: CoreHandler) -> bool:
+    """Hand ``sub``'s messages (a core subscription) to ``handler`` as they are read,
+    when the connection is ours; whether it is.  Nothing queues, so nats-py's
+    pending limits never drop one; a slow handler slows the whole connection."""
+    if not isinstance(getattr(sub, "_conn", None), _Client):
+        return False
+    sub._hb_tap = handler  # type: ignore[attr-defined]
+    return True
 
 
 def deliver_directly(sub: object, handler: DirectHandler) -> bool:
@@ -229,33 +252,49 @@ class _Client(NATS):
     rejected like any other bad one.
     """
 
-    _since_yield = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self._ps = Parser(self)
 
-    async def _process_msg(
-        self,
-        sid: int,
-        subject: bytes,
-        reply: bytes,
-        data: bytes,
-        headers: bytes,
-    ) -> None:
-        """nats-py's handling, except for a subscription marked with :func:`deliver_directly`.
+    def deliver_now(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> bool:
+        """Hand a message to its subscription's handler now, if it has one; whether it did.
 
-        nats-py puts every message in a queue that a task empties into an async
-        callback: three coroutines and a queue round trip per message, about half the
-        cost of a beat, and with a callback it answers flow control at once, so a
-        catch-up of a million piles up in that queue.  A marked subscription's data
-        messages are handed to its handler here, in order, as they are read (TCP then
-        paces the server).  What nats-py tracks for an ordered consumer (delivered and
-        stream sequences, activity, the last reply for the idle-heartbeat check) is
-        kept as it keeps it; anything else (control messages, a sequence gap, which
-        nats-py answers by recreating the consumer, the reply forms with a domain) goes
-        the usual way.
+        For a subscription marked with :func:`tap_directly` (every message) or
+        :func:`deliver_directly` (the data messages of an ordered consumer).  nats-py
+        puts every message in a queue that a task empties into an async callback:
+        three coroutines and a queue round trip per message, about half the cost of a
+        beat, and with a callback it answers flow control at once, so a catch-up of a
+        million piles up in that queue.  Here messages are handed over in order as
+        they are read (TCP then paces the server).  What nats-py tracks for an ordered
+        consumer (delivered and stream sequences, activity, the last reply for the
+        idle-heartbeat check) is kept as it keeps it.  Anything else (control messages
+        and other status lines, a sequence gap, which nats-py answers by recreating the
+        consumer, the reply forms with a domain) is declined: nats-py's path takes it.
         """
         sub = self._subs.get(sid)
+        if sub is None:
+            return False
+        tap: CoreHandler | None = getattr(sub, "_hb_tap", None)
         direct: DirectHandler | None = getattr(sub, "_hb_direct", None)
-        if direct is None or sub is None or not reply:
-            return await super()._process_msg(sid, subject, reply, data, headers)
+        if tap is None and direct is None:
+            return False
+        hdr: dict[str, str] | None = None
+        if headers:
+            if not headers.startswith(_HEADER_LINE):
+                return False  # a status line ("NATS/1.0 100 Idle Heartbeat" and others)
+            hdr = self._parse_header_lines(headers[len(_HEADER_LINE) :])
+        if tap is not None:
+            text = subject.decode(errors="surrogateescape")
+            self._count_in(data)
+            try:
+                tap(text, data, hdr)
+            except Exception:  # one bad message never stops the connection
+                log.exception("handling %s failed", for_log(text))
+            return True
+        if direct is None or not reply:
+            return False
         tokens = reply.split(b".")
         jsi = sub._jsi
         if (
@@ -265,11 +304,8 @@ class _Client(NATS):
             or tokens[0] != b"$JS"
             or int(tokens[6]) != jsi._dseq
         ):
-            return await super()._process_msg(sid, subject, reply, data, headers)
-        hdr = await self._process_headers(headers) if headers else None
-        stats = self.stats
-        stats["in_msgs"] += 1
-        stats["in_bytes"] += len(data)
+            return False
+        self._count_in(data)
         sub._received += 1
         sseq = int(tokens[5])
         jsi._active = True
@@ -282,12 +318,12 @@ class _Client(NATS):
             direct(text, data, hdr, sseq, int(tokens[7]), tokens[8] == b"0")
         except Exception:  # one bad message never stops the connection
             log.exception("handling %s failed", for_log(text))
-        self._since_yield += 1
-        if self._since_yield >= DIRECT_YIELD_EVERY:
-            # The read loop does not yield while the socket has data: in a catch-up
-            # of a million, pings, timers and the status listener must run too.
-            self._since_yield = 0
-            await asyncio.sleep(0)
+        return True
+
+    def _count_in(self, data: bytes) -> None:
+        stats = self.stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
 
     def _build_message(
         self,

@@ -73,6 +73,7 @@ class Feed:
         self._since_yield = 0
         self.direct = False  # messages handed over by the connection (heartbeat.connection)
         self._caught_up_at: int | None = None  # a stream sequence that, handled, means caught up
+        self._catching_up = True
 
     async def start(self) -> None:
         self._sub = await self._js.subscribe(
@@ -91,7 +92,8 @@ class Feed:
             # The server may have sent messages it counts as delivered that this info
             # overtook on the wire: caught up once the last of them is handled.
             self._caught_up_at = int(info.delivered.stream_seq or 0) if info.delivered else 0
-            if self.last_stream_seq >= self._caught_up_at:
+            if self.last_stream_seq >= self._caught_up_at and self._catching_up:
+                self._catching_up = False
                 self.caught_up.set()
 
     async def stop(self) -> None:
@@ -143,9 +145,10 @@ class Feed:
         except Exception:  # one bad message never stops the feed
             log.exception("handling %s from %s failed", for_log(subject), self.stream)
         self.handled_to_ns = stamp_ns
-        if not self.caught_up.is_set() and (
+        if self._catching_up and (
             drained or (self._caught_up_at is not None and seq >= self._caught_up_at)
         ):
+            self._catching_up = False  # a plain flag: Event.is_set was 5% of a burst
             self.caught_up.set()
 
     async def _on_msg(self, msg: Msg) -> None:
