@@ -166,6 +166,15 @@ log = logging.getLogger("nats-heartbeat.monitor")
     "and announced once, not monitored.",
 )
 @option(
+    "--tap/--no-tap",
+    envvar="TAP",
+    default=True,
+    show_default=True,
+    help="Also subscribe to the heartbeat subjects directly, so a new subject is known as it "
+    "is published; under a burst the stream's consumer is delivered later.  Decisions still "
+    "wait for the stream's copy.  Needs subscribe permission on the prefix.",
+)
+@option(
     "--reconcile-every",
     envvar="RECONCILE_EVERY",
     type=DURATION,
@@ -246,6 +255,7 @@ def monitor(
     group_wait: timedelta,
     max_payload: int,
     max_subjects: int,
+    tap: bool,
     reconcile_every: timedelta,
     history_max_age: timedelta,
     history_stream: str,
@@ -305,6 +315,7 @@ def monitor(
         group_wait_s=group_wait.total_seconds(),
         max_subjects=max_subjects,
         max_payload=max_payload,
+        tap=tap,
         reconcile_every_s=reconcile_every.total_seconds(),
         silence_bucket=silence_bucket,
         routes=channels.routes,

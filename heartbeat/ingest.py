@@ -15,6 +15,7 @@ most once per reason per 10 s, with values neutralised and cut.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -22,8 +23,13 @@ from collections import Counter
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
+from heartbeat.connection import tap_directly
 from heartbeat.durations import (
     HOUR,
     MAX_DURATION_NS,
@@ -289,11 +295,22 @@ class Ingestor:
         *,
         limits: IngestLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tap: NATS | None = None,
+        on_tapped: BeatHandler | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._on_beat = on_beat
         self._known = known
         self.limits = limits if limits is not None else IngestLimits()
         self.feed = Feed(js, stream, filter_subject, self._handle)
+        self.filter_subject = filter_subject
+        # The tap: a core subscription on the same subjects, for new subjects only.
+        self._tap_nc = tap if on_tapped is not None else None
+        self._on_tapped = on_tapped
+        self._wall = wall
+        self._tap_task: asyncio.Task[None] | None = None
+        self._tap_sub: Subscription | None = None
+        self.tapped = 0  # new subjects known from the tap before the stream delivered them
         self.rejected: Counter[str] = Counter()
         self.accepted = 0
         self.reject_log = RateLog(
@@ -306,10 +323,63 @@ class Ingestor:
 
     async def start(self) -> None:
         await self.feed.start()
+        if self._tap_nc is not None:
+            self._tap_task = asyncio.ensure_future(self._tap_when_caught_up(self._tap_nc))
 
     async def stop(self) -> None:
+        if self._tap_task is not None:
+            self._tap_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tap_task
+            self._tap_task = None
+        sub, self._tap_sub = self._tap_sub, None
+        if sub is not None:
+            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
+                await sub.unsubscribe()
         await self.feed.stop()
         self.reject_log.flush(logging.WARNING)
+
+    async def _tap_when_caught_up(self, nc: NATS) -> None:
+        """Subscribe once the stream is caught up: before, every beating subject is
+        still unknown, and the tap would only repeat the catch-up's work."""
+        await self.feed.caught_up.wait()
+        try:
+            sub = await nc.subscribe(
+                self.filter_subject,
+                cb=self._tap_msg,  # for another client class, which queues for a task
+                pending_msgs_limit=-1,
+                pending_bytes_limit=-1,
+            )
+        except (nats.errors.Error, TimeoutError, OSError) as e:
+            log.warning(
+                "no tap on %s, new subjects wait for the stream: %s",
+                for_log(self.filter_subject),
+                e,
+            )
+            return
+        tap_directly(sub, self._tap)
+        self._tap_sub = sub
+
+    @property
+    def tapping(self) -> bool:
+        """Whether the tap's subscription is made (after the stream's catch-up)."""
+        return self._tap_sub is not None
+
+    async def _tap_msg(self, msg: Msg) -> None:
+        self._tap(msg.subject, msg.data, msg.headers)
+
+    def _tap(self, subject: str, data: bytes, _headers: object) -> None:
+        """A message on the core subjects: only a subject not known yet is looked at.
+        The stream's copy of every message still comes, and is what is counted,
+        logged when rejected, and decided on; this one just makes it known sooner."""
+        if subject in self._known or self._on_tapped is None:
+            return
+        try:
+            beat = beat_from_payload(subject, data, self._wall(), limits=self.limits)
+        except InvalidHeartbeat:
+            return  # its stream copy is rejected, counted and logged once
+        self.tapped += 1
+        self._on_tapped(subject, beat)
 
     def _handle(
         self, subject: str, data: bytes, _headers: object, _seq: int, stamp_ns: int

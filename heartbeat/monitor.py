@@ -88,6 +88,7 @@ class MonitorConfig:
     max_writes_per_tick: int = 5000
     max_subjects: int = 1_000_000
     max_payload: int = 8192  # a heartbeat larger than this is rejected unread
+    tap: bool = True  # a core subscription makes new subjects known early (heartbeat.ingest)
     routes: tuple[Route, ...] = ()  # none: every subject to every channel
     maintenance: tuple[Window, ...] = ()  # [[maintenance]] windows (heartbeat.maintenance)
     group_over: int = 10  # more than this many due for one channel within group_wait_s: group
@@ -239,6 +240,9 @@ class Monitor:
                     cfg.store.bucket,
                     max_payload=min(cfg.max_payload, int(nc.max_payload or cfg.max_payload)),
                 ),
+                tap=nc if cfg.tap else None,
+                on_tapped=self.subjects.on_tapped,
+                wall=self.clock,
             ),
             watch=store.watch(self._on_entry),
             deliveries=deliveries,

@@ -245,6 +245,9 @@ class Subjects:
         # beat, so a set.  Called with (subject, previous beat, new beat or None: gone).
         self.watched: Container[str] = frozenset()
         self.on_watched: Callable[[str, Beat | None, Beat | None], None] | None = None
+        # New subjects known from a core subscription (heartbeat.ingest's tap) whose
+        # stream copy has not come yet: that copy replaces their beat, older or not.
+        self.tapped: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.tracks)
@@ -296,8 +299,14 @@ class Subjects:
                 self.schedule.push(track, self.due_of(track))
             return
         prev = track.beat
-        if prev is not None and beat.last_seen <= prev.last_seen:
+        if (
+            prev is not None
+            and beat.last_seen <= prev.last_seen
+            and not (self.tapped and subject in self.tapped)
+        ):
             return
+        if self.tapped:
+            self.tapped.discard(subject)
         track.beat = beat
         if subject in self.watched and self.on_watched is not None:
             self.on_watched(subject, prev, beat)
@@ -313,6 +322,15 @@ class Subjects:
             self.dirty.add(subject)  # a job's start or end: rare, always decided and saved
         else:
             self._after(track, beat)
+
+    def on_tapped(self, subject: str, beat: Beat) -> None:
+        """A plain beat of a subject not known yet, seen before the stream delivered it
+        (its time is when this replica received it); its stream copy replaces it."""
+        if subject in self.tracks or beat.job is not None or len(self.tracks) >= self.max_subjects:
+            return  # the stream's copy decides (and counts a refusal once)
+        self.on_beat(subject, beat)
+        if (track := self.tracks.get(subject)) is not None:
+            self.tapped.add(track.subject)  # the interned key
 
     def due_of(self, track: Track) -> float:
         """``next_due`` of the track's view, without building the view for a plain
@@ -418,6 +436,7 @@ class Subjects:
 
     def forget_beat(self, subject: str) -> None:
         """Forget the subject's beat (purged from the stream), keeping its record."""
+        self.tapped.discard(subject)
         track = self.tracks.get(subject)
         if track is not None:
             track.beat = None
@@ -436,6 +455,7 @@ class Subjects:
         if track.subject in self.watched and self.on_watched is not None:
             self.on_watched(track.subject, track.beat, None)
         del self.tracks[track.subject]
+        self.tapped.discard(track.subject)
         self.schedule.discard(track)
         self.dirty.discard(track.subject)
         track.record = track.beat = None  # stale heap entries may refer to it a while

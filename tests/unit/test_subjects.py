@@ -683,3 +683,47 @@ def test_a_record_equal_to_the_beat_shares_its_objects() -> None:
     other = mkrecord(B, at=T0)
     s.set_record(B, other, 1)
     assert s.record(B) is other and other.last_seen == T0 and other.generated_at == ""
+
+
+# ----- the tap: new subjects known before their stream copy ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("tapped_at", "stream_at"),
+    [(T0 + 0.2, T0), (T0, T0 + 0.2), (T0, T0)],  # the replica's clock ahead, behind, equal
+)
+def test_a_tapped_beat_is_replaced_by_its_stream_copy_older_or_not(
+    tapped_at: float, stream_at: float
+) -> None:
+    s = mksubjects()
+    s.on_tapped(A, mkbeat(tapped_at))
+    assert A in s.tapped and s.due_of(s.tracks[A]) == tapped_at + WINDOW + TOLERANCE
+    copy = mkbeat(stream_at)
+    s.on_beat(A, copy)
+    assert s.tracks[A].beat is copy and not s.tapped
+    s.on_beat(A, mkbeat(stream_at - 0.1))  # confirmed: order rules again
+    assert s.tracks[A].beat is copy
+
+
+def test_the_tap_never_changes_a_known_subject_a_job_or_a_full_table() -> None:
+    s = Subjects(CFG, max_subjects=2)
+    first = mkbeat(T0)
+    s.on_beat(A, first)
+    s.on_tapped(A, mkbeat(T0 + 5))
+    assert s.tracks[A].beat is first and not s.tapped
+    s.on_tapped(B, msgspec.structs.replace(mkbeat(T0), job=Job(kind="start", run_id="r")))
+    assert B not in s.tracks  # a job's runs fold from the stream's beats only
+    s.on_tapped(B, mkbeat(T0))
+    s.on_tapped(C, mkbeat(T0))
+    assert C not in s.tracks and s.refused == 0  # the stream's copy counts the refusal
+    s.on_beat(C, mkbeat(T0))
+    assert s.refused == 1
+
+
+def test_a_tapped_subject_retired_or_purged_is_no_longer_waited_for() -> None:
+    s = mksubjects()
+    s.on_tapped(A, mkbeat(T0))
+    s.on_tapped(B, mkbeat(T0))
+    s.retire(A)
+    s.forget_beat(B)
+    assert not s.tapped and not s.tracks
