@@ -540,7 +540,7 @@ def test_auth_values_name_the_manifests_stream_and_bucket() -> None:
     stream, bucket = env_value("STREAM"), env_value("STATE_BUCKET")
     assert f"$JS.API.STREAM.INFO.{stream}" in allowed
     assert f"$KV.{bucket}.>" in allowed
-    assert monitor["subscribe"]["allow"] == ["_INBOX.>"]
+    assert monitor["subscribe"]["allow"] == ["_INBOX.>", f"{env_value('SUBJECT_PREFIX')}>"]
     # Nothing account-wide for the monitor, and no agent may touch JetStream's API.
     assert not any(s in ("$JS.API.>", "$JS.>", ">", "$KV.>") for s in allowed)
     prefix = env_value("SUBJECT_PREFIX")
