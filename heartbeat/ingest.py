@@ -20,8 +20,9 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import nats.errors
 from nats.aio.client import Client as NATS
@@ -60,6 +61,19 @@ from heartbeat.text import MAX_DESCRIPTION, MAX_HOST, clip, for_log
 log = logging.getLogger(__name__)
 
 BeatHandler = Callable[[str, Beat], None]
+
+
+class TapTarget(Protocol):
+    """Where the tap's beats go (:class:`heartbeat.subjects.Subjects`)."""
+
+    @property
+    def tapped(self) -> Mapping[str, bytes]:
+        """Subjects tapped and not yet confirmed, with the payload the tap saw."""
+
+    def on_tapped(self, subject: str, beat: Beat, data: bytes) -> None: ...
+
+    def confirm_tapped(self, subject: str, data: bytes, last_seen: float) -> bool: ...
+
 
 _DAY = 24 * HOUR
 DEFAULT_MAX_PAYLOAD = 8 * 1024
@@ -296,7 +310,7 @@ class Ingestor:
         limits: IngestLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         tap: NATS | None = None,
-        on_tapped: BeatHandler | None = None,
+        tap_into: TapTarget | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._on_beat = on_beat
@@ -305,8 +319,9 @@ class Ingestor:
         self.feed = Feed(js, stream, filter_subject, self._handle)
         self.filter_subject = filter_subject
         # The tap: a core subscription on the same subjects, for new subjects only.
-        self._tap_nc = tap if on_tapped is not None else None
-        self._on_tapped = on_tapped
+        self._tap_nc = tap if tap_into is not None else None
+        self._tap_into = tap_into
+        self._tapped: Mapping[str, bytes] = {} if tap_into is None else tap_into.tapped
         self._wall = wall
         self._tap_task: asyncio.Task[None] | None = None
         self._tap_sub: Subscription | None = None
@@ -372,19 +387,24 @@ class Ingestor:
         """A message on the core subjects: only a subject not known yet is looked at.
         The stream's copy of every message still comes, and is what is counted,
         logged when rejected, and decided on; this one just makes it known sooner."""
-        if subject in self._known or self._on_tapped is None:
+        if subject in self._known or self._tap_into is None:
             return
         try:
             beat = beat_from_payload(subject, data, self._wall(), limits=self.limits)
         except InvalidHeartbeat:
             return  # its stream copy is rejected, counted and logged once
         self.tapped += 1
-        self._on_tapped(subject, beat)
+        self._tap_into.on_tapped(subject, beat, data)
 
     def _handle(
         self, subject: str, data: bytes, _headers: object, _seq: int, stamp_ns: int
     ) -> None:
         """The hot path: every beat of every subject, ~2 µs here and in ``on_beat``."""
+        if self._tapped and subject in self._tapped:
+            assert self._tap_into is not None
+            if self._tap_into.confirm_tapped(subject, data, server_time(stamp_ns)):
+                self.accepted += 1  # the beat the tap decoded: only its time is new
+                return
         try:
             beat = beat_from_payload(
                 subject,

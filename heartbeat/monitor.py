@@ -241,7 +241,7 @@ class Monitor:
                     max_payload=min(cfg.max_payload, int(nc.max_payload or cfg.max_payload)),
                 ),
                 tap=nc if cfg.tap else None,
-                on_tapped=self.subjects.on_tapped,
+                tap_into=self.subjects,
                 wall=self.clock,
             ),
             watch=store.watch(self._on_entry),

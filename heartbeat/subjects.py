@@ -247,7 +247,8 @@ class Subjects:
         self.on_watched: Callable[[str, Beat | None, Beat | None], None] | None = None
         # New subjects known from a core subscription (heartbeat.ingest's tap) whose
         # stream copy has not come yet: that copy replaces their beat, older or not.
-        self.tapped: set[str] = set()
+        # Each holds the payload the tap saw, so an identical copy needs no decoding.
+        self.tapped: dict[str, bytes] = {}
 
     def __len__(self) -> int:
         return len(self.tracks)
@@ -306,7 +307,7 @@ class Subjects:
         ):
             return
         if self.tapped:
-            self.tapped.discard(subject)
+            self.tapped.pop(subject, None)
         track.beat = beat
         if subject in self.watched and self.on_watched is not None:
             self.on_watched(subject, prev, beat)
@@ -323,14 +324,25 @@ class Subjects:
         else:
             self._after(track, beat)
 
-    def on_tapped(self, subject: str, beat: Beat) -> None:
+    def on_tapped(self, subject: str, beat: Beat, data: bytes) -> None:
         """A plain beat of a subject not known yet, seen before the stream delivered it
-        (its time is when this replica received it); its stream copy replaces it."""
+        (its time is when this replica received it; ``data``: its payload); its stream
+        copy replaces it."""
         if subject in self.tracks or beat.job is not None or len(self.tracks) >= self.max_subjects:
             return  # the stream's copy decides (and counts a refusal once)
         self.on_beat(subject, beat)
         if (track := self.tracks.get(subject)) is not None:
-            self.tapped.add(track.subject)  # the interned key
+            self.tapped[track.subject] = data  # the interned key
+
+    def confirm_tapped(self, subject: str, data: bytes, last_seen: float) -> bool:
+        """The stream's copy of a tapped beat, if its payload is the one the tap saw
+        (then it is that beat at the server's time, decoded once); whether it was."""
+        if self.tapped.get(subject) != data:
+            return False
+        track = self.tracks[subject]  # a tapped subject is tracked (_drop forgets it)
+        assert track.beat is not None
+        self.on_beat(subject, msgspec.structs.replace(track.beat, last_seen=last_seen))
+        return True
 
     def due_of(self, track: Track) -> float:
         """``next_due`` of the track's view, without building the view for a plain
@@ -436,7 +448,7 @@ class Subjects:
 
     def forget_beat(self, subject: str) -> None:
         """Forget the subject's beat (purged from the stream), keeping its record."""
-        self.tapped.discard(subject)
+        self.tapped.pop(subject, None)
         track = self.tracks.get(subject)
         if track is not None:
             track.beat = None
@@ -455,7 +467,7 @@ class Subjects:
         if track.subject in self.watched and self.on_watched is not None:
             self.on_watched(track.subject, track.beat, None)
         del self.tracks[track.subject]
-        self.tapped.discard(track.subject)
+        self.tapped.pop(track.subject, None)
         self.schedule.discard(track)
         self.dirty.discard(track.subject)
         track.record = track.beat = None  # stale heap entries may refer to it a while

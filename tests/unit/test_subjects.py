@@ -696,7 +696,7 @@ def test_a_tapped_beat_is_replaced_by_its_stream_copy_older_or_not(
     tapped_at: float, stream_at: float
 ) -> None:
     s = mksubjects()
-    s.on_tapped(A, mkbeat(tapped_at))
+    s.on_tapped(A, mkbeat(tapped_at), b"tapped")
     assert A in s.tapped and s.due_of(s.tracks[A]) == tapped_at + WINDOW + TOLERANCE
     copy = mkbeat(stream_at)
     s.on_beat(A, copy)
@@ -705,16 +705,32 @@ def test_a_tapped_beat_is_replaced_by_its_stream_copy_older_or_not(
     assert s.tracks[A].beat is copy
 
 
+def test_an_identical_stream_copy_confirms_the_tapped_beat_at_the_servers_time() -> None:
+    s = mksubjects()
+    tapped = mkbeat(T0 + 0.2)
+    s.on_tapped(A, tapped, b"payload")
+    assert not s.confirm_tapped(A, b"other payload", T0)  # decoded as any beat instead
+    assert not s.confirm_tapped(B, b"payload", T0)  # not tapped
+    assert s.confirm_tapped(A, b"payload", T0)
+    beat = s.tracks[A].beat
+    assert beat is not None and beat.last_seen == T0 and not s.tapped
+    assert msgspec.structs.replace(beat, last_seen=tapped.last_seen) == tapped
+    assert s.due_of(s.tracks[A]) == T0 + WINDOW + TOLERANCE
+    assert not s.confirm_tapped(A, b"payload", T0 + 1)  # once
+
+
 def test_the_tap_never_changes_a_known_subject_a_job_or_a_full_table() -> None:
     s = Subjects(CFG, max_subjects=2)
     first = mkbeat(T0)
     s.on_beat(A, first)
-    s.on_tapped(A, mkbeat(T0 + 5))
+    s.on_tapped(A, mkbeat(T0 + 5), b"tapped")
     assert s.tracks[A].beat is first and not s.tapped
-    s.on_tapped(B, msgspec.structs.replace(mkbeat(T0), job=Job(kind="start", run_id="r")))
+    s.on_tapped(
+        B, msgspec.structs.replace(mkbeat(T0), job=Job(kind="start", run_id="r")), b"tapped"
+    )
     assert B not in s.tracks  # a job's runs fold from the stream's beats only
-    s.on_tapped(B, mkbeat(T0))
-    s.on_tapped(C, mkbeat(T0))
+    s.on_tapped(B, mkbeat(T0), b"tapped")
+    s.on_tapped(C, mkbeat(T0), b"tapped")
     assert C not in s.tracks and s.refused == 0  # the stream's copy counts the refusal
     s.on_beat(C, mkbeat(T0))
     assert s.refused == 1
@@ -722,8 +738,8 @@ def test_the_tap_never_changes_a_known_subject_a_job_or_a_full_table() -> None:
 
 def test_a_tapped_subject_retired_or_purged_is_no_longer_waited_for() -> None:
     s = mksubjects()
-    s.on_tapped(A, mkbeat(T0))
-    s.on_tapped(B, mkbeat(T0))
+    s.on_tapped(A, mkbeat(T0), b"tapped")
+    s.on_tapped(B, mkbeat(T0), b"tapped")
     s.retire(A)
     s.forget_beat(B)
     assert not s.tapped and not s.tracks
