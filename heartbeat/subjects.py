@@ -288,16 +288,12 @@ class Subjects:
                 self.refused += 1
                 self.first_refused = self.first_refused or subject
                 return
-            # One string per subject, shared with the record the bucket feed holds.
-            subject = sys.intern(subject)
-            self.tracks[subject] = track = Track(subject=subject, beat=beat)
-            if beat.job is not None:
-                self.dirty.add(subject)  # a job's runs fold from every beat: record it now
+            if beat.job is None:
+                self._admit(subject, beat)
             else:
-                # Nothing to commit yet (the stream keeps this beat): its deadline, and
-                # a place in the queue for a first record.
-                self.unrecorded.append(subject)
-                self.schedule.push(track, self.due_of(track))
+                subject = sys.intern(subject)
+                self.tracks[subject] = Track(subject=subject, beat=beat)
+                self.dirty.add(subject)  # a job's runs fold from every beat: record it now
             return
         prev = track.beat
         if (
@@ -308,6 +304,8 @@ class Subjects:
             return
         if self.tapped:
             self.tapped.pop(subject, None)
+            if not self.tapped:
+                self.tapped.clear()  # frees the table: a burst's 100k entries are ~5 MB
         track.beat = beat
         if subject in self.watched and self.on_watched is not None:
             self.on_watched(subject, prev, beat)
@@ -324,15 +322,23 @@ class Subjects:
         else:
             self._after(track, beat)
 
+    def _admit(self, subject: str, beat: Beat) -> Track:
+        """A new subject's track from its first plain beat.  Nothing to commit yet (the
+        stream keeps this beat): its deadline, and a place in the queue for a first
+        record."""
+        subject = sys.intern(subject)  # one string per subject, shared with its record
+        self.tracks[subject] = track = Track(subject=subject, beat=beat)
+        self.unrecorded.append(subject)
+        self.schedule.push(track, self.due_of(track))
+        return track
+
     def on_tapped(self, subject: str, beat: Beat, data: bytes) -> None:
         """A plain beat of a subject not known yet, seen before the stream delivered it
         (its time is when this replica received it; ``data``: its payload); its stream
         copy replaces it."""
         if subject in self.tracks or beat.job is not None or len(self.tracks) >= self.max_subjects:
             return  # the stream's copy decides (and counts a refusal once)
-        self.on_beat(subject, beat)
-        if (track := self.tracks.get(subject)) is not None:
-            self.tapped[track.subject] = data  # the interned key
+        self.tapped[self._admit(subject, beat).subject] = data
 
     def confirm_tapped(self, subject: str, data: bytes, last_seen: float) -> bool:
         """The stream's copy of a tapped beat, if its payload is the one the tap saw

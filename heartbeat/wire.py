@@ -56,19 +56,19 @@ def message_at(buf: bytearray, pos: int) -> Message | None:
     eol = buf.find(_CRLF, pos)
     if eol < 0:
         return None
-    args = buf[pos:eol].split()
+    args = bytes(buf[pos:eol]).split()  # one copy: the pieces are bytes already
     try:
         if args[0] == b"MSG":
             hsize = 0
             if len(args) == 4:
                 _, subject, sid, size = args
-                reply = bytearray()
+                reply = b""
             else:
                 _, subject, sid, reply, size = args
         else:
             if len(args) == 5:
                 _, subject, sid, hs, size = args
-                reply = bytearray()
+                reply = b""
             else:
                 _, subject, sid, reply, hs, size = args
             hsize = int(hs)
@@ -83,7 +83,7 @@ def message_at(buf: bytearray, pos: int) -> Message | None:
     if stop + 2 > len(buf):
         return None
     headers = bytes(buf[start : start + hsize]) if hsize else None
-    return stop + 2, sid_n, bytes(subject), bytes(reply), headers, bytes(buf[start + hsize : stop])
+    return stop + 2, sid_n, subject, reply, headers, bytes(buf[start + hsize : stop])
 
 
 class Parser(nats_parser.Parser):
