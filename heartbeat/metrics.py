@@ -74,6 +74,7 @@ class Snapshot:
     history_errors: int = 0  # events given up (publish failed, or the queue was full)
     quiet: Mapping[QuietKind, int] = field(default_factory=dict)  # subjects quiet now, by kind
     tracked: int = 0  # subjects known now (the by-state counts may be a second or so old)
+    tapped: int = 0  # new subjects known from the tap before their stream copy
 
 
 class _Collector(Collector):
@@ -103,6 +104,12 @@ class _Collector(Collector):
             "Subjects this replica knows, now (the state counts are from the last count, "
             "at most a few seconds old at a million subjects).",
             s.tracked,
+        )
+        yield _counter(
+            "tapped_subjects",
+            "New subjects known from the core subscription (--tap) before the stream "
+            "delivered their first beat.",
+            s.tapped,
         )
         yield _labelled(
             GaugeMetricFamily,

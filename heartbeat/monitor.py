@@ -455,6 +455,7 @@ class Monitor:
             held_alerts=self.judge.held_alerts,
             unrouted=counts.unrouted,
             tracked=len(self.subjects),
+            tapped=parts.ingestor.tapped,
             pending=dict(owed),
             tick_buckets=tuple(self.tick_timer.buckets()),
             tick_total_s=self.tick_timer.total_s,

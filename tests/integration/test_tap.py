@@ -40,6 +40,7 @@ async def test_a_new_subject_is_known_from_the_tap_and_its_stream_copy_then_deci
         await nc.flush()
         await eventually(lambda: mon.subjects.get(new) is not None, what="known from the tap")
         assert new in mon.subjects.tapped and mon.parts.ingestor.tapped == 1
+        assert mon.snapshot().tapped == 1  # nats_heartbeat_tapped_subjects_total
         assert mon.parts.ingestor.accepted == 0  # counted once, when the stream's copy comes
         assert [s.subject for s in mon.report().subjects] == [new]
         tapped = mon.subjects.get(new)

@@ -75,6 +75,7 @@ def test_every_family_is_there() -> None:
             "invalid_heartbeats",
             "subjects",
             "tracked_subjects",
+            "tapped_subjects",
             "notifications",
             "notification_retries",
             "leader",
@@ -95,6 +96,11 @@ def test_every_family_is_there() -> None:
             "evaluation_seconds",
         )
     )
+
+
+def test_tapped_subjects_counts_what_the_tap_admitted() -> None:
+    typ, samples = only(mksnapshot(tapped=3), "tapped_subjects")
+    assert typ == "counter" and samples == {(P + "tapped_subjects_total", ()): 3.0}
 
 
 def test_tracked_subjects_is_the_count_known_now() -> None:
