@@ -67,8 +67,8 @@ class TapTarget(Protocol):
     """Where the tap's beats go (:class:`heartbeat.subjects.Subjects`)."""
 
     @property
-    def tapped(self) -> Mapping[str, bytes]:
-        """Subjects tapped and not yet confirmed, with the payload the tap saw."""
+    def tapped(self) -> Mapping[str, int]:
+        """Subjects tapped and not yet confirmed (with a hash of the payload the tap saw)."""
 
     def on_tapped(self, subject: str, beat: Beat, data: bytes) -> None: ...
 
@@ -321,7 +321,7 @@ class Ingestor:
         # The tap: a core subscription on the same subjects, for new subjects only.
         self._tap_nc = tap if tap_into is not None else None
         self._tap_into = tap_into
-        self._tapped: Mapping[str, bytes] = {} if tap_into is None else tap_into.tapped
+        self._tapped: Mapping[str, int] = {} if tap_into is None else tap_into.tapped
         self._wall = wall
         self._tap_task: asyncio.Task[None] | None = None
         self._tap_sub: Subscription | None = None

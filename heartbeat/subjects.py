@@ -247,8 +247,11 @@ class Subjects:
         self.on_watched: Callable[[str, Beat | None, Beat | None], None] | None = None
         # New subjects known from a core subscription (heartbeat.ingest's tap) whose
         # stream copy has not come yet: that copy replaces their beat, older or not.
-        # Each holds the payload the tap saw, so an identical copy needs no decoding.
-        self.tapped: dict[str, bytes] = {}
+        # Each holds a hash of the payload the tap saw, so an identical copy needs no
+        # decoding.  A hash, not the bytes: while the stream lags behind a flood of new
+        # subjects, up to --max-subjects payloads of up to --max-payload would wait here.
+        # (bytes hashes are keyed per process, so a publisher cannot aim for a collision.)
+        self.tapped: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.tracks)
@@ -338,12 +341,12 @@ class Subjects:
         copy replaces it."""
         if subject in self.tracks or beat.job is not None or len(self.tracks) >= self.max_subjects:
             return  # the stream's copy decides (and counts a refusal once)
-        self.tapped[self._admit(subject, beat).subject] = data
+        self.tapped[self._admit(subject, beat).subject] = hash(data)
 
     def confirm_tapped(self, subject: str, data: bytes, last_seen: float) -> bool:
         """The stream's copy of a tapped beat, if its payload is the one the tap saw
         (then it is that beat at the server's time, decoded once); whether it was."""
-        if self.tapped.get(subject) != data:
+        if self.tapped.get(subject) != hash(data):
             return False
         track = self.tracks[subject]  # a tapped subject is tracked (_drop forgets it)
         assert track.beat is not None
