@@ -3,6 +3,7 @@ they are published, while the stream's copy stays what is decided on."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -95,3 +96,43 @@ async def test_without_the_tap_new_subjects_wait_for_the_stream(
         await eventually(lambda: mon.subjects.get(new) is not None, what="known from the stream")
         assert mon.parts.ingestor.tapped == 0 and not mon.subjects.tapped
         assert not mon.parts.ingestor.tapping and time.monotonic() - started < 10
+
+
+async def test_hostile_messages_on_the_tap_change_nothing_and_stop_nothing(
+    nats_server: NatsServer, nc: NATS, unique: str
+) -> None:
+    prefix = names(unique)["prefix"]
+    marker = prefix + "svc.after"
+    async with running_monitor(nats_server.url, monitor_config(unique), []) as mon:
+        await tapping_without_stream(mon)
+        # Raw protocol, for what nats-py's client refuses to send: a subject that is not
+        # UTF-8, header names with spaces, non-ASCII values, a status line on a core message.
+        reader, writer = await asyncio.open_connection("127.0.0.1", nats_server.port)
+        await reader.readline()  # INFO
+        writer.write(b'CONNECT {"verbose":false,"headers":true}\r\n')
+        p = prefix.encode()
+        writer.write(b"PUB " + p + b"\xff\xfe 2\r\n{}\r\n")
+        for name, hdr in [
+            (
+                b"svc.hdr",
+                b"NATS/1.0\r\nBad Name: x\r\nNats-Msg-Id: \xc3\xa9\xff\r\nnocolon\r\n\r\n",
+            ),
+            (b"svc.status", b"NATS/1.0 100 Idle Heartbeat\r\n\r\n"),
+        ]:
+            body = beat((p + name).decode())
+            size = f"{len(hdr)} {len(hdr) + len(body)}".encode()
+            writer.write(b"HPUB " + p + name + b" " + size + b"\r\n" + hdr + body + b"\r\n")
+        writer.write(b"PING\r\n")
+        await writer.drain()
+        while not (line := await reader.readline()).startswith(b"PONG"):
+            assert not line.startswith(b"-ERR"), line
+        writer.close()
+        await nc.publish(prefix + "svc.huge", b"x" * (int(nc.max_payload) - 64))
+        await nc.publish(prefix + "svc.deep", b"[" * 5000 + b"]" * 5000)
+        await nc.publish(marker, beat(marker))
+        await nc.flush()
+        await eventually(lambda: mon.subjects.get(marker) is not None, what="the marker")
+        known = {t.subject for t in mon.subjects}
+        # A beat with odd headers is still a beat, by either path.
+        assert known == {prefix + "svc.hdr", prefix + "svc.status", marker}
+        assert mon.connection is not None and mon.connection.is_connected
