@@ -120,6 +120,10 @@ def test_bench_side_measures_a_monitor_process(tmp_path: Path) -> None:
         assert math.isfinite(figures[key]["value"]) and figures[key]["value"] >= 0, key
     details = figures["side_listed_s"]["details"]
     assert details["stream_messages"] == details["subjects"] == details["listed_by_last_get"]
+    # The first run's listing and one more burst's (--quick), their median the figure.
+    each = details["listed_s_each"]
+    assert len(each) == 2
+    assert figures["side_listed_s"]["value"] == pytest.approx(sum(each) / 2, abs=1e-3)
 
 
 @pytest.mark.parametrize(
