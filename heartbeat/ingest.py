@@ -70,7 +70,7 @@ class TapTarget(Protocol):
     def tapped(self) -> Mapping[str, int]:
         """Subjects tapped and not yet confirmed (with a hash of the payload the tap saw)."""
 
-    def on_tapped(self, subject: str, beat: Beat, data: bytes) -> None: ...
+    def on_tapped(self, subject: str, beat: Beat, data: bytes) -> bool: ...
 
     def confirm_tapped(self, subject: str, data: bytes, last_seen: float) -> bool: ...
 
@@ -393,8 +393,8 @@ class Ingestor:
             beat = beat_from_payload(subject, data, self._wall(), limits=self.limits)
         except InvalidHeartbeat:
             return  # its stream copy is rejected, counted and logged once
-        self.tapped += 1
-        self._tap_into.on_tapped(subject, beat, data)
+        if self._tap_into.on_tapped(subject, beat, data):
+            self.tapped += 1
 
     def _handle(
         self, subject: str, data: bytes, _headers: object, _seq: int, stamp_ns: int

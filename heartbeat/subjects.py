@@ -306,9 +306,7 @@ class Subjects:
         ):
             return
         if self.tapped:
-            self.tapped.pop(subject, None)
-            if not self.tapped:
-                self.tapped.clear()  # frees the table: a burst's 100k entries are ~5 MB
+            self._untap(subject)
         track.beat = beat
         if subject in self.watched and self.on_watched is not None:
             self.on_watched(subject, prev, beat)
@@ -335,13 +333,20 @@ class Subjects:
         self.schedule.push(track, self.due_of(track))
         return track
 
-    def on_tapped(self, subject: str, beat: Beat, data: bytes) -> None:
+    def on_tapped(self, subject: str, beat: Beat, data: bytes) -> bool:
         """A plain beat of a subject not known yet, seen before the stream delivered it
         (its time is when this replica received it; ``data``: its payload); its stream
-        copy replaces it."""
+        copy replaces it.  Whether it was admitted."""
         if subject in self.tracks or beat.job is not None or len(self.tracks) >= self.max_subjects:
-            return  # the stream's copy decides (and counts a refusal once)
+            return False  # the stream's copy decides (and counts a refusal once)
         self.tapped[self._admit(subject, beat).subject] = hash(data)
+        return True
+
+    def _untap(self, subject: str) -> None:
+        """``subject`` no longer waits for its stream copy."""
+        tapped = self.tapped
+        if tapped.pop(subject, None) is not None and not tapped:
+            tapped.clear()  # frees the table: a burst's 100k entries are ~5 MB
 
     def confirm_tapped(self, subject: str, data: bytes, last_seen: float) -> bool:
         """The stream's copy of a tapped beat, if its payload is the one the tap saw
@@ -457,7 +462,7 @@ class Subjects:
 
     def forget_beat(self, subject: str) -> None:
         """Forget the subject's beat (purged from the stream), keeping its record."""
-        self.tapped.pop(subject, None)
+        self._untap(subject)
         track = self.tracks.get(subject)
         if track is not None:
             track.beat = None
@@ -476,7 +481,7 @@ class Subjects:
         if track.subject in self.watched and self.on_watched is not None:
             self.on_watched(track.subject, track.beat, None)
         del self.tracks[track.subject]
-        self.tapped.pop(track.subject, None)
+        self._untap(track.subject)
         self.schedule.discard(track)
         self.dirty.discard(track.subject)
         track.record = track.beat = None  # stale heap entries may refer to it a while

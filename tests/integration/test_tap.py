@@ -59,27 +59,35 @@ async def test_the_tap_leaves_known_subjects_and_bad_beats_to_the_stream(
 ) -> None:
     prefix = names(unique)["prefix"]
     known, bad, marker = prefix + "svc.known", prefix + "svc.bad", prefix + "svc.marker"
+    job = prefix + "svc.job"
+    start = heartbeat.Message(
+        subject=job, interval=HOUR, kind="start", run_id="r1", generated_at=datetime.now(UTC)
+    )
     async with running_monitor(nats_server.url, monitor_config(unique), []) as mon:
         await nc.publish(known, beat(known))
         await nc.flush()
         await eventually(lambda: mon.parts.ingestor.accepted == 1, what="the first beat")
         first = mon.subjects.get(known)
         assert first is not None and first.beat is not None
-        before = first.beat
+        before, tapped = first.beat, mon.parts.ingestor.tapped
         await tapping_without_stream(mon)
         await nc.publish(known, beat(known))
         await nc.publish(bad, b'{"subject": "elsewhere", "interval": "1h"}')
         await nc.publish(bad + ".big", b"x" * 9000)  # past --max-payload
+        await nc.publish(job, heartbeat.encode(start))  # a job's runs fold from the stream
         await nc.publish(marker, beat(marker))  # same connection: it comes last
         await nc.flush()
         await eventually(lambda: mon.subjects.get(marker) is not None, what="the marker")
         assert first.beat is before  # the stream's copy will decide
         assert mon.subjects.get(bad) is None and mon.subjects.get(bad + ".big") is None
+        assert mon.subjects.get(job) is None
+        assert mon.parts.ingestor.tapped == tapped + 1  # the marker alone came by the tap
         assert not mon.parts.ingestor.rejected  # counted when the stream's copies come
         await mon.parts.ingestor.feed.start()
         await eventually(
             lambda: sum(mon.parts.ingestor.rejected.values()) == 2, what="rejected once each"
         )
+        await eventually(lambda: mon.subjects.get(job) is not None, what="the job's start")
         await eventually(lambda: first.beat is not before, what="the known subject's beat")
 
 

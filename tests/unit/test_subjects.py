@@ -5,6 +5,8 @@ Pure: records and beats are built by hand, ``now`` is a number.
 
 from __future__ import annotations
 
+import sys
+
 import msgspec
 import pytest
 
@@ -723,14 +725,14 @@ def test_the_tap_never_changes_a_known_subject_a_job_or_a_full_table() -> None:
     s = Subjects(CFG, max_subjects=2)
     first = mkbeat(T0)
     s.on_beat(A, first)
-    s.on_tapped(A, mkbeat(T0 + 5), b"tapped")
+    assert not s.on_tapped(A, mkbeat(T0 + 5), b"tapped")
     assert s.tracks[A].beat is first and not s.tapped
-    s.on_tapped(
+    assert not s.on_tapped(
         B, msgspec.structs.replace(mkbeat(T0), job=Job(kind="start", run_id="r")), b"tapped"
     )
     assert B not in s.tracks  # a job's runs fold from the stream's beats only
-    s.on_tapped(B, mkbeat(T0), b"tapped")
-    s.on_tapped(C, mkbeat(T0), b"tapped")
+    assert s.on_tapped(B, mkbeat(T0), b"tapped")  # admitted: the only one counted
+    assert not s.on_tapped(C, mkbeat(T0), b"tapped")
     assert C not in s.tracks and s.refused == 0  # the stream's copy counts the refusal
     s.on_beat(C, mkbeat(T0))
     assert s.refused == 1
@@ -743,3 +745,20 @@ def test_a_tapped_subject_retired_or_purged_is_no_longer_waited_for() -> None:
     s.retire(A)
     s.forget_beat(B)
     assert not s.tapped and not s.tracks
+
+
+@pytest.mark.parametrize("gone", ["retire", "forget_beat", "stream copy"])
+def test_an_emptied_tapped_table_is_freed_however_it_empties(gone: str) -> None:
+    s = mksubjects()
+    empty = sys.getsizeof({})
+    subjects = [f"heartbeat.burst.{i}" for i in range(1000)]
+    for subject in subjects:
+        s.on_tapped(subject, mkbeat(T0), b"tapped")
+    for subject in subjects:
+        if gone == "stream copy":
+            s.on_beat(subject, mkbeat(T0 + 1))
+        else:
+            getattr(s, gone)(subject)
+        if subject != subjects[-1]:
+            assert sys.getsizeof(s.tapped) > empty  # popping alone keeps the table
+    assert not s.tapped and sys.getsizeof(s.tapped) == empty
