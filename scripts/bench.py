@@ -169,6 +169,7 @@ class Sizes:
     side_poll_s: float = 0.2  # figure side (issue 12's side-by-side setting)
     side_idle_s: float = 10.0
     side_bursts: int = 4  # figure side: listings beyond the first, for each tool
+    side_quiet_s: float = 120.0  # at most this long for an idle machine before a burst
 
 
 FULL = Sizes()
@@ -189,6 +190,7 @@ QUICK = Sizes(
     fresh_idle_s=2.0,
     side_idle_s=2.0,
     side_bursts=1,
+    side_quiet_s=5.0,
 )
 
 
@@ -1506,6 +1508,30 @@ async def side_settled(pid: int, idle_s: float, until: float, busy_cpu: float = 
             return quiet, idle
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks (/proc/stat)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+async def machine_quiet(within: float, busy_share: float = 0.1, span: float = 1.0) -> bool:
+    """Wait (up to ``within`` s) until the whole machine spends under ``busy_share`` of
+    its CPU for ``span`` s; whether it did.  The server deletes the last burst's stream
+    and bucket in the background, and a burst raced against that is slower for
+    whichever tool comes next."""
+    deadline = time.perf_counter() + within
+    while time.perf_counter() < deadline:
+        b0, t0 = machine_busy()
+        await asyncio.sleep(span)
+        b1, t1 = machine_busy()
+        if t1 > t0 and (b1 - b0) / (t1 - t0) < busy_share:
+            return True
+    log.warning("the machine stayed busy for %gs: a burst starts anyway", within)
+    return False
+
+
 def side_kv_writes(status: str) -> float:
     with urllib.request.urlopen(status + "/metrics", timeout=30) as resp:
         found = re.search(rb"^\w*kv_writes_total (\S+)$", resp.read(), re.M)
@@ -1612,6 +1638,7 @@ async def side_monitor(
 
             await eventually(up, 60, "the monitor's status listener", every=0.05)
         await side_quiet_since(proc.pid, 30)
+        await machine_quiet(sizes.side_quiet_s)
         yield SideMonitor(world, proc, status, bool(go_monitor))
     finally:
         stop_process(proc)
