@@ -64,12 +64,14 @@ from nats.js.api import DeliverPolicy
 from heartbeat.aio import wait_event
 from heartbeat.connection import ConnectOptions, close_connection, connect
 from heartbeat.election import Election
-from heartbeat.engine import EngineConfig, Record
+from heartbeat.engine import EngineConfig, Health, Record
 from heartbeat.ingest import Ingestor
 from heartbeat.monitor import Monitor, MonitorConfig
 from heartbeat.notify import WebhookNotifier, make_session
 from heartbeat.notify.base import Notifier
 from heartbeat.schema import Message, encode, format_time
+from heartbeat.status import Filter
+from heartbeat.status_schema import encode_status
 from heartbeat.store import StateStore, StoreConfig, encode_record, ensure_stream
 from heartbeat.subjects import CREATES_PER_S, Subjects, checkpoint_period
 
@@ -142,7 +144,8 @@ FIGURES: dict[str, list[str]] = {
               "fresh_rss_per_subject_bytes", "fresh_idle_cpu_s_per_s", "fresh_get_all_s",
               "fresh_get_alert_ms"],
     "scale": ["scale_rss_per_subject_bytes", "scale_startup_ready_s", "scale_takeover_s",
-              "scale_kv_writes_per_s", "scale_decision_p99_ms", "scale_alert_delay_p99_ms"],
+              "scale_metrics_ms", "scale_get_alert_ms", "scale_kv_writes_per_s",
+              "scale_decision_p99_ms", "scale_alert_delay_p99_ms"],
 }  # fmt: skip
 SCALE_ONLY = {"scale", "side"}  # scale: with --subjects N only; side: --go-monitor
 
@@ -1389,6 +1392,22 @@ async def _counted(js: JetStreamContext, stream: str, n: int) -> bool:
     return await stream_count(js, stream) >= n
 
 
+async def scale_status_costs(mon: Monitor, times: int = 5) -> tuple[list[float], list[float]]:
+    """Milliseconds of each of ``times`` /metrics bodies and filtered status answers
+    (``?state=alert``), built as the status server builds them, 0.2 s apart."""
+    scrape, alert = [], []
+    for _ in range(times):
+        t0 = time.perf_counter()
+        await mon.metrics()
+        t1 = time.perf_counter()
+        encode_status(mon.report(Filter(state=Health.ALERT)))
+        t2 = time.perf_counter()
+        scrape.append(round((t1 - t0) * 1000, 2))
+        alert.append(round((t2 - t1) * 1000, 2))
+        await asyncio.sleep(0.2)
+    return scrape, alert
+
+
 async def scale_monitor(nc: NATS, world: World, sz: ScaleSizes, holder: Holder) -> list[Result]:
     """Start-up, takeover, steady KV writes and alert delay, on one in-process monitor."""
     n = sz.subjects
@@ -1417,6 +1436,7 @@ async def scale_monitor(nc: NATS, world: World, sz: ScaleSizes, holder: Holder) 
             t1 = time.monotonic()
             writes, evals = mon.kv_writes() - w0, mon.counters.evaluations - e0
             beats = mon.ingestor.accepted - b0
+            scrape_ms, alert_ms = await scale_status_costs(mon)
             # Every subject beats: any alert among them is a false one.
             false_alerts = sum(1 for t in mon.subjects if t.record and t.record.alert_active)
             tick_ms = [t.wall_s * 1000 for t in run.ticks if t.leading and t.at > first.at]
@@ -1444,6 +1464,12 @@ async def scale_monitor(nc: NATS, world: World, sz: ScaleSizes, holder: Holder) 
                 f"first tick {first.wall_s * 1000:.0f} ms, "
                 f"{first.evaluations} evaluations", details={"first_tick_ms": first.wall_s * 1000,
                 "first_tick_evaluations": first.evaluations}),
+        at_most("scale_metrics_ms", "9. scale: one /metrics", statistics.median(scrape_ms),
+                100.0, "ms", notes=f"median of {len(scrape_ms)}, max {max(scrape_ms):.0f} ms",
+                details={"each_ms": scrape_ms}),
+        at_most("scale_get_alert_ms", "9. scale: GET /?state=alert", statistics.median(alert_ms),
+                50.0, "ms", notes=f"median of {len(alert_ms)}, none alerting",
+                details={"each_ms": alert_ms}),
         at_most("scale_kv_writes_per_s", "9. scale: steady-state KV writes", writes / (t1 - t0),
                 1000.0, "/s", notes=f"{beats / (t1 - t0):,.0f} beats/s, checkpoint every "
                 f"{period:g}s (expect ~{n / period:.0f}/s), over {t1 - t0:.0f}s; "

@@ -44,6 +44,8 @@ SCALE = {
     "scale_rss_per_subject_bytes",
     "scale_startup_ready_s",
     "scale_takeover_s",
+    "scale_metrics_ms",
+    "scale_get_alert_ms",
     "scale_kv_writes_per_s",
     "scale_decision_p99_ms",
     "scale_alert_delay_p99_ms",
