@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 Reconnect = Callable[[], Awaitable[NATS | None]]
 
 MIN_TICK_GAP_S = 0.05  # the shortest time between two ticks' starts (see _until_next_tick)
+TERM_CHECK_EVERY_S = 0.01  # a new leader's look at its feeds' progress (_caught_up_with_term)
 
 
 @dataclass(frozen=True)
@@ -559,13 +560,20 @@ class Monitor:
         sequence then), or has nothing more to deliver.  Beats keep coming at fleet size
         (10k a second at 100k subjects), so "nothing pending" alone may take many ticks
         to be seen at once on all three feeds; what was stored before the term is what
-        a new leader must have seen."""
+        a new leader must have seen.  A feed a few messages short of its target is
+        waited for (up to a poll), not left to the next tick: that cost a takeover at
+        1M subjects a poll or two."""
         feeds = (self.parts.ingestor.feed, self.parts.watch, self.parts.silence_watch)
         if self._term_targets[0] != term:
             self._term_targets = (term, [await f.last_stored_seq() for f in feeds])
-        for feed, target in zip(feeds, self._term_targets[1], strict=True):
-            if target is not None and feed.last_stream_seq >= target:
-                continue
+        behind = list(zip(feeds, self._term_targets[1], strict=True))
+        until = time.monotonic() + self.cfg.poll_s
+        while True:
+            behind = [(f, t) for f, t in behind if t is None or f.last_stream_seq < t]
+            if not behind or any(t is None for _, t in behind) or time.monotonic() >= until:
+                break
+            await asyncio.sleep(TERM_CHECK_EVERY_S)  # the feeds handle messages meanwhile
+        for feed, _ in behind:
             if await feed.pending() != 0:
                 return False
         return True
