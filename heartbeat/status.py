@@ -32,7 +32,7 @@ from heartbeat.engine import (
 from heartbeat.errors import HeartbeatError
 from heartbeat.history import Event, HistoryQuery, encode_events
 from heartbeat.jobrules import next_scheduled
-from heartbeat.quiet import LOUD, Hush, QuietKind
+from heartbeat.quiet import LOUD, Hush, QuietKind, never_quiet
 from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
 from heartbeat.status_schema import SilenceStatus, StatusReport, SubjectStatus, encode_status
@@ -179,6 +179,8 @@ def health_counts(tracks: Iterable[Track], now: float) -> Counter[Health]:
 
 def quiet_counts(tracks: Iterable[Track], now: float, hush_for: HushFor) -> Counter[QuietKind]:
     """How many of ``tracks`` are kept quiet now, by kind."""
+    if hush_for is never_quiet:
+        return Counter()
     return Counter(q.kind for t in tracks if (q := hush_for(t.subject, now).quiet) is not None)
 
 
@@ -294,6 +296,8 @@ def _rows(
     A quiet subject, a job, or a track merged() would make an empty record of goes
     the general way (tests/unit/test_status_rows.py holds the two to the same JSON).
     """
+    if hush_for is never_quiet:
+        hush_for = None  # the same LOUD for every row, without asking each
     rows: list[SubjectStatus] = []
     append, texts, fromts, utc = rows.append, _TEXTS, datetime.fromtimestamp, UTC
     for t in tracks:
