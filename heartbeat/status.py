@@ -35,7 +35,13 @@ from heartbeat.jobrules import next_scheduled
 from heartbeat.quiet import LOUD, Hush, QuietKind, never_quiet
 from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
-from heartbeat.status_schema import SilenceStatus, StatusReport, SubjectStatus, encode_status
+from heartbeat.status_schema import (
+    AwareRows,
+    SilenceStatus,
+    StatusReport,
+    SubjectStatus,
+    encode_status,
+)
 from heartbeat.subjects import Subjects, Track
 from heartbeat.text import ELLIPSIS, for_log, neutral
 
@@ -286,7 +292,7 @@ def build_report(
 
 def _rows(
     tracks: Iterable[Track], now: float, router: Router | None, hush_for: HushFor | None
-) -> list[SubjectStatus]:
+) -> AwareRows:
     """``subject_status(t.view(), now, ...)`` of each track, in order.
 
     Why a fast path: most rows are a loud plain heartbeat, and its view (a new Record,
@@ -298,7 +304,7 @@ def _rows(
     """
     if hush_for is never_quiet:
         hush_for = None  # the same LOUD for every row, without asking each
-    rows: list[SubjectStatus] = []
+    rows = AwareRows()  # every time in them is UTC: encode_status need not look
     append, texts, fromts, utc = rows.append, _TEXTS, datetime.fromtimestamp, UTC
     for t in tracks:
         unrouted = router is not None and router.route(t.subject).unrouted

@@ -3,6 +3,7 @@ give the same JSON as the general row of the view, for every kind of track."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -15,7 +16,7 @@ from heartbeat.jobrules import JobState
 from heartbeat.quiet import LOUD, Hush, Quiet, QuietKind
 from heartbeat.routing import Route, Router
 from heartbeat.status import Filter, build_report, subject_status
-from heartbeat.status_schema import SubjectStatus, encode_status
+from heartbeat.status_schema import AwareRows, InvalidStatus, SubjectStatus, encode_status
 from heartbeat.subjects import Track
 
 NOW = 1_800_000_000.25
@@ -176,3 +177,27 @@ def test_every_filter_answers_what_the_general_rows_answer(query: dict[str, str]
     assert report.subjects
     expected = msgspec.structs.replace(report, subjects=[general(t, NOW) for t in chosen])
     assert encode_status(report) == encode_status(expected)
+
+
+def test_built_rows_are_taken_as_checked_and_every_time_in_them_is_utc() -> None:
+    """encode_status skips its scan for naive times on build_report's rows: hold every
+    kind of row to UTC, so the skip never lets one through (Go rejects it)."""
+    job = JobState(running_since=NOW - 100, schedule="*/5 * * * *", timezone="Europe/Berlin")
+    tracks = [*TABLE, row("job-running", {"silent_s": 3, "job": job}, None)]
+    report = build_report(tracks, NOW, router=ROUTER, hush_for=hush_for)
+    assert type(report.subjects) is AwareRows
+    times = [
+        (r.subject, name, getattr(r, name))
+        for r in report.subjects
+        for name in ("last_seen", "running_since", "next_run_due", "quiet_until")
+    ]
+    assert {name for _, name, value in times if value is not None} == {
+        "last_seen",
+        "running_since",
+        "next_run_due",
+        "quiet_until",
+    }
+    assert [t for t in times if t[2] is not None and t[2].tzinfo is not UTC] == []
+    naive = msgspec.structs.replace(report.subjects[0], last_seen=datetime(2026, 1, 2))
+    with pytest.raises(InvalidStatus, match=r"subjects\[1\]\.last_seen"):
+        encode_status(msgspec.structs.replace(report, subjects=[report.subjects[0], naive]))
