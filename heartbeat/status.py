@@ -379,13 +379,14 @@ def select(
     """The page of tracks ``only`` asks for (in subject order), how many matched in
     all, and (``only.counts``) how many of the pattern's subjects are in each state.
 
-    A page is picked with a bounded heap, not a sort of every subject, so the status
-    page's first pages stay cheap at 100k subjects.
+    :class:`Subjects` keeps its tracks in order; other tracks are sorted, or a page of
+    them picked with a bounded heap, so the status page's first pages stay cheap.
     """
+    in_order = isinstance(tracks, Subjects)
     if only.pattern is not None and _literal(only.pattern) and isinstance(tracks, Subjects):
         one = tracks.get(only.pattern)  # one subject: a lookup, not a scan of them all
         tracks = [] if one is None else [one]
-    matched = list(tracks)
+    matched = tracks.in_order() if isinstance(tracks, Subjects) else list(tracks)
     if only.pattern is not None:
         matched = [t for t in matched if only.keeps_subject(t)]
     counts = count_states(matched, now, hush_for) if only.counts else None
@@ -404,6 +405,8 @@ def select(
         matched = [t for t in matched if t.subject > after]
     total = len(matched)
     end = total if only.limit is None else min(total, only.offset + only.limit)
+    if in_order:
+        return matched[only.offset : end], total, counts  # a copy: the order is Subjects'
     if end < total // 4:
         page = heapq.nsmallest(end, matched, key=_subject)
     else:
