@@ -41,8 +41,11 @@ class InvalidStatus(HeartbeatError, ValueError):
     """Bytes that are not a monitor's status JSON."""
 
 
-class SubjectStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    """One monitored subject as a monitor sees it at ``StatusReport.observed_at``."""
+class SubjectStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True, gc=False):
+    """One monitored subject as a monitor sees it at ``StatusReport.observed_at``.
+
+    ``gc=False``: it holds only strings, numbers and times, never a cycle, and a status
+    answer makes one per subject (16 bytes and the collector's bookkeeping each)."""
 
     subject: str
     description: str
