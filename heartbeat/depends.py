@@ -190,6 +190,10 @@ class Dependencies:
         deadline = alert_deadline(view, engine, self.subjects.sight_since)
         return Parent(subject, view, deadline, self.returned.get(subject, 0.0), is_down(view, now))
 
+    @property
+    def idle(self) -> bool:
+        return not self.rules
+
     def hush(self, subject: str, now: float) -> Hush:
         names = self.parents_of(subject)
         if not names:

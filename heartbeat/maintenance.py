@@ -229,6 +229,10 @@ class Maintenance:
             self.computed += 1
         return p
 
+    @property
+    def idle(self) -> bool:
+        return not self.windows
+
     def hush(self, subject: str, now: float) -> Hush:
         found = self._by_subject.get(subject)
         if found is None:

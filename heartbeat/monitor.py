@@ -392,7 +392,7 @@ class Monitor:
             leader_id=election.leader_id if election is not None else None,
             router=self.router if self.cfg.routes else None,
             only=only,
-            hush_for=self.quieter.hush_for,
+            hush_for=self.quieter.asking(),
             silences=[status_of(s) for s in self.silences.current(self.clock())],
         )
 

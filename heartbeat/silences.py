@@ -316,6 +316,10 @@ class SilenceBook:
 
     # ----- the HushSource --------------------------------------------------------------
 
+    @property
+    def idle(self) -> bool:
+        return not self._spans
+
     def hush(self, subject: str, now: float) -> Hush:
         if not self._spans:
             return LOUD

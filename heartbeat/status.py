@@ -18,15 +18,30 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from heartbeat import statuspage
-from heartbeat.durations import SECOND, format_duration_ns
-from heartbeat.engine import Beat, Health, Record, health, is_late, miss_count, silent_past
+from heartbeat.durations import SECOND, format_duration_ns, window_of
+from heartbeat.engine import (
+    Beat,
+    Health,
+    Record,
+    health,
+    is_late,
+    miss_count,
+    misses,
+    silent_past,
+)
 from heartbeat.errors import HeartbeatError
 from heartbeat.history import Event, HistoryQuery, encode_events
 from heartbeat.jobrules import next_scheduled
-from heartbeat.quiet import LOUD, Hush, QuietKind
+from heartbeat.quiet import LOUD, Hush, QuietKind, never_quiet
 from heartbeat.ratelog import RateLog
 from heartbeat.routing import Router, matches, valid_pattern
-from heartbeat.status_schema import SilenceStatus, StatusReport, SubjectStatus, encode_status
+from heartbeat.status_schema import (
+    AwareRows,
+    SilenceStatus,
+    StatusReport,
+    SubjectStatus,
+    encode_status,
+)
 from heartbeat.subjects import Subjects, Track
 from heartbeat.text import ELLIPSIS, for_log, neutral
 
@@ -170,6 +185,8 @@ def health_counts(tracks: Iterable[Track], now: float) -> Counter[Health]:
 
 def quiet_counts(tracks: Iterable[Track], now: float, hush_for: HushFor) -> Counter[QuietKind]:
     """How many of ``tracks`` are kept quiet now, by kind."""
+    if hush_for is never_quiet:
+        return Counter()
     return Counter(q.kind for t in tracks if (q := hush_for(t.subject, now).quiet) is not None)
 
 
@@ -261,18 +278,9 @@ def build_report(
     None: nothing is ever quiet; ``silences``: those in force or scheduled)."""
     only = only or Filter()
     chosen, total, counts = select(tracks, now, only, hush_for)
-    rows = [
-        subject_status(
-            t.view(),
-            now,
-            unrouted=router is not None and router.route(t.subject).unrouted,
-            hush=LOUD if hush_for is None else hush_for(t.subject, now),
-        )
-        for t in chosen
-    ]
     return StatusReport(
         observed_at=datetime.fromtimestamp(now, UTC),
-        subjects=rows,
+        subjects=_rows(chosen, now, router, hush_for),
         monitor=monitor,
         leader=leader,
         leader_id=leader_id,
@@ -282,19 +290,103 @@ def build_report(
     )
 
 
+def _rows(
+    tracks: Iterable[Track], now: float, router: Router | None, hush_for: HushFor | None
+) -> AwareRows:
+    """``subject_status(t.view(), now, ...)`` of each track, in order.
+
+    Why a fast path: most rows are a loud plain heartbeat, and its view (a new Record,
+    :func:`heartbeat.engine.merged`) and the general row were most of a 100k-subject
+    ``GET /``.  Such a row is read here from the record or the beat, whichever is
+    newer as merged() decides, field for field as :func:`subject_status` makes it.
+    A quiet subject, a job, or a track merged() would make an empty record of goes
+    the general way (tests/unit/test_status_rows.py holds the two to the same JSON).
+    """
+    if hush_for is never_quiet:
+        hush_for = None  # the same LOUD for every row, without asking each
+    rows = AwareRows()  # every time in them is UTC: encode_status need not look
+    append, texts, fromts, utc = rows.append, _TEXTS, datetime.fromtimestamp, UTC
+    for t in tracks:
+        unrouted = router is not None and router.route(t.subject).unrouted
+        hush = LOUD if hush_for is None else hush_for(t.subject, now)
+        rec, beat = t.record, t.beat
+        seen: Record | Beat | None = None
+        if hush.quiet is not None:
+            pass
+        elif rec is None:
+            if beat is not None and beat.job is None and beat.last_seen > 0.0:
+                seen = beat
+        elif rec.job is None and (beat is None or beat.job is None):
+            seen = rec if beat is None or beat.last_seen <= rec.last_seen else beat
+        if seen is None:
+            append(subject_status(t.view(), now, unrouted=unrouted, hush=hush))
+            continue
+        subject = t.subject if rec is None else rec.subject
+        last_seen, interval_ns, grace_ns = seen.last_seen, seen.interval_ns, seen.grace_ns
+        got = texts.get(interval_ns if grace_ns is None else (interval_ns, grace_ns))
+        interval, grace, window, beats, window_ns = got or _texts(interval_ns, grace_ns)
+        elapsed = now - last_seen
+        missing = beats and last_seen > 0.0 and elapsed * SECOND > window_ns  # is_late()
+        append(
+            SubjectStatus(
+                subject=subject,
+                description=seen.description or subject,
+                host=seen.host or None,
+                last_seen=fromts(last_seen, utc) if last_seen else None,
+                interval=interval,
+                grace=grace,
+                allowed_window=window,
+                missing=missing,
+                miss_for=format_duration_ns(round(elapsed * SECOND)) if missing else None,
+                miss_count=misses(elapsed, interval_ns) if missing else None,
+                alert_active=rec is not None and rec.alert_active,
+                unrouted=True if unrouted else None,
+            )
+        )
+    return rows
+
+
+Texts = tuple[str, str | None, str, bool, int | float]
+_TEXTS: dict[int | tuple[int, int | None], Texts] = {}
+_EXACT = 2**53  # every int up to this is a float exactly
+
+
+def _texts(interval_ns: int, grace_ns: int | None) -> Texts:
+    """A row's interval, grace and allowed window as text, whether it beats at all
+    (``interval_ns > 0``) and its window to compare with: the same few pairs repeat
+    across subjects, so each is made once (keyed by the interval alone when there is
+    no grace, the common case, to spare a tuple).  The window is a float where that is
+    exact: a float compares with a float faster than with an int, to the same answer."""
+    key = interval_ns if grace_ns is None else (interval_ns, grace_ns)
+    got = _TEXTS.get(key)
+    if got is None:
+        if len(_TEXTS) >= 4096:
+            _TEXTS.clear()
+        window_ns = window_of(interval_ns, grace_ns)
+        got = _TEXTS[key] = (
+            _duration_text(interval_ns),
+            _duration_text(grace_ns) if grace_ns else None,
+            _duration_text(window_ns),
+            interval_ns > 0,
+            float(window_ns) if -_EXACT <= window_ns <= _EXACT else window_ns,
+        )
+    return got
+
+
 def select(
     tracks: Iterable[Track], now: float, only: Filter, hush_for: HushFor | None = None
 ) -> tuple[list[Track], int, dict[str, int] | None]:
     """The page of tracks ``only`` asks for (in subject order), how many matched in
     all, and (``only.counts``) how many of the pattern's subjects are in each state.
 
-    A page is picked with a bounded heap, not a sort of every subject, so the status
-    page's first pages stay cheap at 100k subjects.
+    :class:`Subjects` keeps its tracks in order; other tracks are sorted, or a page of
+    them picked with a bounded heap, so the status page's first pages stay cheap.
     """
+    in_order = isinstance(tracks, Subjects)
     if only.pattern is not None and _literal(only.pattern) and isinstance(tracks, Subjects):
         one = tracks.get(only.pattern)  # one subject: a lookup, not a scan of them all
         tracks = [] if one is None else [one]
-    matched = list(tracks)
+    matched = tracks.in_order() if isinstance(tracks, Subjects) else list(tracks)
     if only.pattern is not None:
         matched = [t for t in matched if only.keeps_subject(t)]
     counts = count_states(matched, now, hush_for) if only.counts else None
@@ -313,6 +405,8 @@ def select(
         matched = [t for t in matched if t.subject > after]
     total = len(matched)
     end = total if only.limit is None else min(total, only.offset + only.limit)
+    if in_order:
+        return matched[only.offset : end], total, counts  # a copy: the order is Subjects'
     if end < total // 4:
         page = heapq.nsmallest(end, matched, key=_subject)
     else:

@@ -41,8 +41,11 @@ class InvalidStatus(HeartbeatError, ValueError):
     """Bytes that are not a monitor's status JSON."""
 
 
-class SubjectStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    """One monitored subject as a monitor sees it at ``StatusReport.observed_at``."""
+class SubjectStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True, gc=False):
+    """One monitored subject as a monitor sees it at ``StatusReport.observed_at``.
+
+    ``gc=False``: it holds only strings, numbers and times, never a cycle, and a status
+    answer makes one per subject (16 bytes and the collector's bookkeeping each)."""
 
     subject: str
     description: str
@@ -73,6 +76,15 @@ class SubjectStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tru
     quiet: str | None = None
     quiet_until: datetime | None = None
     quiet_ref: str | None = None
+
+
+class AwareRows(list[SubjectStatus]):
+    """Rows whose every time is timezone-aware, as :func:`heartbeat.status.build_report`
+    makes them (all UTC): :func:`encode_status` takes them as checked, sparing a pass
+    over every row (~6 ms at 100k).  Not to be changed in place: a row put in later
+    is not checked."""
+
+    __slots__ = ()
 
 
 class SilenceStatus(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
@@ -197,11 +209,21 @@ def encode_status(report: StatusReport) -> bytes:
     Times must be timezone-aware: Go (and :func:`decode_status`) reject RFC 3339
     without an offset.
     """
-    # Checked before any path is formatted: at 100k subjects the paths cost more
-    # than the encoding itself.
     if _naive(report.observed_at):
         raise InvalidStatus("$.observed_at must be timezone-aware")
-    for i, s in enumerate(report.subjects):
+    if type(report.subjects) is not AwareRows:
+        _check_rows(report.subjects)
+    for i, x in enumerate(report.silences or ()):
+        for name, value in (("starts", x.starts), ("ends", x.ends)):
+            if _naive(value):
+                raise InvalidStatus(f"$.silences[{i}].{name} must be timezone-aware")
+    return _encoder.encode(report)
+
+
+def _check_rows(rows: list[SubjectStatus]) -> None:
+    """InvalidStatus naming the first time without an offset.  Checked before any
+    path is formatted: at 100k subjects the paths cost more than the encoding."""
+    for i, s in enumerate(rows):
         if _naive(s.last_seen) or (
             (s.running_since or s.next_run_due or s.quiet_until)
             and (_naive(s.running_since) or _naive(s.next_run_due) or _naive(s.quiet_until))
@@ -209,11 +231,6 @@ def encode_status(report: StatusReport) -> bytes:
             for name in ("last_seen", "running_since", "next_run_due", "quiet_until"):
                 if _naive(getattr(s, name)):
                     raise InvalidStatus(f"$.subjects[{i}].{name} must be timezone-aware")
-    for i, x in enumerate(report.silences or ()):
-        for name, value in (("starts", x.starts), ("ends", x.ends)):
-            if _naive(value):
-                raise InvalidStatus(f"$.silences[{i}].{name} must be timezone-aware")
-    return _encoder.encode(report)
 
 
 def _naive(value: datetime | None) -> bool:

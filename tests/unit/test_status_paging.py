@@ -8,12 +8,12 @@ import msgspec
 import pytest
 
 from heartbeat.durations import SECOND
-from heartbeat.engine import Beat, Health, Job, Record, health
+from heartbeat.engine import Beat, EngineConfig, Health, Job, Record, health
 from heartbeat.jobrules import JobState
 from heartbeat.quiet import LOUD, Hush, Quiet, QuietKind
 from heartbeat.status import Filter, build_report, health_counts, select, track_health
 from heartbeat.status_schema import decode_status, encode_status
-from heartbeat.subjects import Track
+from heartbeat.subjects import Subjects, Track
 
 NOW = 1_800_000_000.0
 
@@ -37,8 +37,26 @@ TRACKS = [
 ]
 
 
+def fleet() -> Subjects:
+    """TRACKS as a replica holds them: Subjects keeps them in order instead of sorting."""
+    subjects = Subjects(EngineConfig())
+    for t in TRACKS:
+        assert t.record is not None
+        subjects.set_record(t.subject, t.record, 1)
+    return subjects
+
+
+FLEET = fleet()
+
+
 def listed(query: dict[str, str]) -> list[str]:
-    page, _, _ = select(TRACKS, NOW, Filter.parse(query))
+    page, total, counts = select(TRACKS, NOW, Filter.parse(query))
+    kept = select(FLEET, NOW, Filter.parse(query))
+    assert ([t.subject for t in kept[0]], kept[1], kept[2]) == (
+        [t.subject for t in page],
+        total,
+        counts,
+    )
     return [t.subject[3:] for t in page]
 
 
@@ -56,6 +74,9 @@ def listed(query: dict[str, str]) -> list[str]:
         ({"state": "alert", "limit": "2", "offset": "1"}, ["h", "m"]),  # of a h m q x y
         ({"subject": "hb.*", "after": "hb.b", "limit": "1"}, ["c"]),
         ({"limit": "20"}, sorted(LETTERS)[:20]),  # past a quarter: the sort path
+        ({"limit": "20", "offset": "21", "counts": "1"}, ["v", "w", "x", "y", "z"]),
+        ({"subject": "hb.k"}, ["k"]),
+        ({"subject": "hb.nothing"}, []),
     ],
 )
 def test_pages_are_slices_of_the_sorted_filtered_list(

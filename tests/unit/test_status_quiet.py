@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 
 from cli.status import render_table, summarize
+from heartbeat.depends import Dependencies, Dependency
 from heartbeat.durations import SECOND
-from heartbeat.engine import Health, Record
-from heartbeat.quiet import LOUD, Hush, Quiet, QuietKind
+from heartbeat.engine import EngineConfig, Health, Record
+from heartbeat.maintenance import Maintenance, Window
+from heartbeat.quiet import LOUD, Hush, Quiet, Quieter, QuietKind, never_quiet
+from heartbeat.silences import SilenceBook, new_silence
 from heartbeat.status import Filter, build_report
 from heartbeat.status_schema import StatusReport, SubjectStatus, decode_status, encode_status
-from heartbeat.subjects import Track
+from heartbeat.subjects import Subjects, Track
 
 NOW = datetime(2026, 6, 1, 2, 30, tzinfo=UTC).timestamp()
 UNTIL = datetime(2026, 6, 1, 4, 0, tzinfo=UTC).timestamp()
@@ -175,3 +178,27 @@ def test_quiet_words_are_coloured_and_do_not_count_as_firing_unless_an_alert_was
     assert "0 alert(s) firing across 1 subject(s)" in text
     plain = render_table(rep, color=False)
     assert "MAINT (nightly)  heartbeat.batch.a" in plain
+
+
+def test_idle_sources_are_not_asked_for_each_subject_and_answer_the_same() -> None:
+    silences = SilenceBook()
+    quieter = Quieter([silences])
+    assert Quieter().asking() is never_quiet
+    assert quieter.asking() is never_quiet  # a monitor's silence book, empty
+    for query in ({}, {"counts": "1"}, {"state": "maint", "counts": "1"}):
+        only = Filter.parse(query)
+        asked = build_report(TRACKS, NOW, only=only, hush_for=quieter.hush_for)
+        skipped = build_report(TRACKS, NOW, only=only, hush_for=never_quiet)
+        assert encode_status(skipped) == encode_status(asked)
+    pause = new_silence(
+        "p1", "pause", ["heartbeat.web"], starts=NOW - 60, ends=None, reason="", by="me", created=0
+    )
+    silences.put("p1", pause, 1)
+    assert quieter.asking() == quieter.hush_for
+    rows = {r.subject: r for r in build_report(TRACKS, NOW, hush_for=quieter.asking()).subjects}
+    assert rows["heartbeat.web"].quiet == "paused"
+    window = Window("nightly", ("heartbeat.batch.>",), "0 2 * * *", 3600.0)
+    assert Quieter([SilenceBook(), Maintenance([window])]).asking() != never_quiet
+    rules = (Dependency(("heartbeat.dc1.>",), "heartbeat.dc1.uplink"),)
+    assert not Dependencies(Subjects(EngineConfig()), rules).idle
+    assert Dependencies(Subjects(EngineConfig()), ()).idle and Maintenance([]).idle

@@ -762,3 +762,27 @@ def test_an_emptied_tapped_table_is_freed_however_it_empties(gone: str) -> None:
         if subject != subjects[-1]:
             assert sys.getsizeof(s.tapped) > empty  # popping alone keeps the table
     assert not s.tapped and sys.getsizeof(s.tapped) == empty
+
+
+def test_the_tracks_in_subject_order_follow_subjects_that_come_and_go() -> None:
+    s = Subjects(CFG)
+    names = [f"heartbeat.o.{c}" for c in "qwertyuiop"]
+    for n in names[:5]:
+        s.on_beat(n, mkbeat(T0))
+
+    def order() -> list[str]:
+        return [t.subject for t in s.in_order()]
+
+    assert order() == sorted(names[:5])
+    kept = s.in_order()
+    s.on_beat(names[5], mkbeat(T0))  # a first plain beat
+    s.on_beat(names[6], msgspec.structs.replace(mkbeat(T0), job=Job(kind="start")))  # a job's
+    s.set_record(names[7], Record(subject=names[7], interval_ns=SECOND, last_seen=T0), 1)
+    assert order() == sorted(names[:8])
+    assert s.in_order() is kept  # new ones were added to it: a merge, not a sort of all
+    s.retire(names[0])
+    s.forget_beat(names[5])  # no record either: gone
+    assert order() == sorted(set(names[:8]) - {names[0], names[5]})
+    s.tracks[names[9]] = Track(subject=names[9])  # behind its back: still noticed
+    assert order() == sorted(set(names) - {names[0], names[5], names[8]})
+    assert s.in_order() is s.in_order()  # kept, not sorted again
