@@ -386,12 +386,18 @@ def select(
     if only.pattern is not None and _literal(only.pattern) and isinstance(tracks, Subjects):
         one = tracks.get(only.pattern)  # one subject: a lookup, not a scan of them all
         tracks = [] if one is None else [one]
-    matched = tracks.in_order() if isinstance(tracks, Subjects) else list(tracks)
+    if isinstance(tracks, Subjects) and only.state is Health.ALERT and not only.counts:
+        # The few whose record alerts, not a pass over every subject (~160 ms at 1M).
+        matched = sorted((tracks.tracks[s] for s in tracks.alerting), key=_subject)
+    elif isinstance(tracks, Subjects):
+        matched = tracks.in_order()
+    else:
+        matched = list(tracks)
     if only.pattern is not None:
         matched = [t for t in matched if only.keeps_subject(t)]
     counts = count_states(matched, now, hush_for) if only.counts else None
     if only.state is Health.ALERT:
-        # health()'s ALERT rule inline: a pass over 100k subjects in milliseconds.
+        # health()'s ALERT rule inline: a pass over the tracks in milliseconds at 100k.
         matched = [
             t
             for t in matched

@@ -240,6 +240,9 @@ class Subjects:
         self.schedule = Schedule()
         self.dirty: set[str] = set()
         self.pending: set[str] = set()
+        # Subjects whose committed record alerts (health ALERT): ?state=alert at 1M
+        # subjects reads these instead of passing over every track (~160 ms).
+        self.alerting: set[str] = set()
         self.unrecorded: deque[str] = deque()
         self.sight_since = 0.0
         self.ignored_records = 0  # under keys that are not heartbeat subjects
@@ -478,10 +481,15 @@ class Subjects:
             self.pending.add(subject)
         else:
             self.pending.discard(subject)
+        if rec.alert_active or (rec.job is not None and rec.job.alert):
+            self.alerting.add(track.subject)
+        else:
+            self.alerting.discard(subject)
         self._schedule(track)
 
     def forget_record(self, subject: str) -> None:
         self.pending.discard(subject)
+        self.alerting.discard(subject)
         track = self.tracks.get(subject)
         if track is not None:
             track.record, track.rev = None, 0
@@ -510,6 +518,7 @@ class Subjects:
             self.on_watched(track.subject, track.beat, None)
         del self.tracks[track.subject]
         self._order = None
+        self.alerting.discard(track.subject)
         self._untap(track.subject)
         self.schedule.discard(track)
         self.dirty.discard(track.subject)

@@ -72,6 +72,9 @@ def listed(query: dict[str, str]) -> list[str]:
         ({"after": "hb.w", "limit": "2"}, ["x", "y"]),
         ({"after": "hb.z"}, []),
         ({"state": "alert", "limit": "2", "offset": "1"}, ["h", "m"]),  # of a h m q x y
+        ({"state": "alert"}, ["a", "h", "m", "q", "x", "y"]),  # Subjects: its alerting index
+        ({"state": "alert", "subject": "hb.*", "after": "hb.m"}, ["q", "x", "y"]),
+        ({"state": "alert", "subject": "hb.b"}, []),
         ({"subject": "hb.*", "after": "hb.b", "limit": "1"}, ["c"]),
         ({"limit": "20"}, sorted(LETTERS)[:20]),  # past a quarter: the sort path
         ({"limit": "20", "offset": "21", "counts": "1"}, ["v", "w", "x", "y", "z"]),

@@ -6,6 +6,7 @@ Pure: records and beats are built by hand, ``now`` is a number.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import msgspec
 import pytest
@@ -786,3 +787,33 @@ def test_the_tracks_in_subject_order_follow_subjects_that_come_and_go() -> None:
     s.tracks[names[9]] = Track(subject=names[9])  # behind its back: still noticed
     assert order() == sorted(set(names) - {names[0], names[5], names[8]})
     assert s.in_order() is s.in_order()  # kept, not sorted again
+
+
+def test_alerting_holds_exactly_the_subjects_whose_committed_record_alerts() -> None:
+    from heartbeat.engine import Health, health
+    from heartbeat.jobrules import JobState
+
+    s = mksubjects()
+    B, C, D = A + ".b", A + ".c", A + ".d"
+    job_alert = msgspec.structs.replace(mkrecord(C), job=JobState(alert="failed"))
+    steps: list[tuple[str, Callable[[], None], set[str]]] = [
+        ("an alert", lambda: s.set_record(A, mkrecord(A, alert=True), 1), {A}),
+        ("a quiet record", lambda: s.set_record(B, mkrecord(B), 1), {A}),
+        ("a job alert", lambda: s.set_record(C, job_alert, 1), {A, C}),
+        ("an older revision", lambda: s.set_record(A, mkrecord(A), 1), {A, C}),
+        ("resolved", lambda: s.set_record(A, mkrecord(A), 2), {C}),
+        ("alerts again", lambda: s.set_record(B, mkrecord(B, alert=True), 2), {B, C}),
+        ("a beat", lambda: s.on_beat(B, mkbeat(T0 + 10)), {B, C}),
+        ("record deleted", lambda: s.hold(C, None), {B}),
+        ("retired", lambda: s.retire(B), set()),
+        ("an alert again", lambda: s.set_record(D, mkrecord(D, alert=True), 1), {D}),
+        ("its beat purged", lambda: s.forget_beat(D), {D}),
+        ("then its record", lambda: s.forget_record(D), set()),
+    ]
+    for what, step, want in steps:
+        step()
+        assert s.alerting == want, what
+        by_rule = {
+            t.subject for t in s if t.record is not None and health(t.record, T0) is Health.ALERT
+        }
+        assert by_rule == want, what
