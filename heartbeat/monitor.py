@@ -71,7 +71,6 @@ log = logging.getLogger(__name__)
 Reconnect = Callable[[], Awaitable[NATS | None]]
 
 MIN_TICK_GAP_S = 0.05  # the shortest time between two ticks' starts (see _until_next_tick)
-TERM_CHECK_EVERY_S = 0.01  # a new leader's look at its feeds' progress (_caught_up_with_term)
 
 
 @dataclass(frozen=True)
@@ -164,6 +163,7 @@ class Monitor:
         self.tick_timer = TickTimer()
         self._parts: _Parts | None = None
         self._terms_seen = 0
+        self._term_asked = 0  # the last term whose first tick came at once
         self._term_targets: tuple[int, list[int | None]] = (0, [])  # (term, last seqs then)
         self._last_tick: float | None = None
         self._reconnect: Reconnect | None = None
@@ -557,20 +557,13 @@ class Monitor:
         sequence then), or has nothing more to deliver.  Beats keep coming at fleet size
         (10k a second at 100k subjects), so "nothing pending" alone may take many ticks
         to be seen at once on all three feeds; what was stored before the term is what
-        a new leader must have seen.  A feed a few messages short of its target is
-        waited for (up to a poll), not left to the next tick: that cost a takeover at
-        1M subjects a poll or two."""
+        a new leader must have seen."""
         feeds = (self.parts.ingestor.feed, self.parts.watch, self.parts.silence_watch)
         if self._term_targets[0] != term:
             self._term_targets = (term, [await f.last_stored_seq() for f in feeds])
-        behind = list(zip(feeds, self._term_targets[1], strict=True))
-        until = time.monotonic() + self.cfg.poll_s
-        while True:
-            behind = [(f, t) for f, t in behind if t is None or f.last_stream_seq < t]
-            if not behind or any(t is None for _, t in behind) or time.monotonic() >= until:
-                break
-            await asyncio.sleep(TERM_CHECK_EVERY_S)  # the feeds handle messages meanwhile
-        for feed, _ in behind:
+        for feed, target in zip(feeds, self._term_targets[1], strict=True):
+            if target is not None and feed.last_stream_seq >= target:
+                continue
             if await feed.pending() != 0:
                 return False
         return True
@@ -664,6 +657,11 @@ class Monitor:
         subjects some deadline is due nearly all the time."""
         wait = self.cfg.poll_s - elapsed
         if self.leading():
+            if self._term_asked != self.parts.election.terms:
+                # A term began (on_lead woke the wait): look now whether it may judge,
+                # not a poll later (a takeover waited out the poll).  Once per term: a
+                # feed still behind is looked at again at the poll, as before.
+                return MIN_TICK_GAP_S - elapsed
             ahead = self.subjects.schedule.next_due() - self.clock()
             wait = min(wait, max(ahead, MIN_TICK_GAP_S - elapsed))
         return wait
@@ -685,6 +683,7 @@ class Monitor:
             return
         election = self.parts.election
         if election.terms != self._terms_seen:
+            self._term_asked = election.terms
             if not await self._caught_up_with_term(election.terms):
                 return  # a new leader judges nothing before it has seen everything
             self._terms_seen = election.terms
