@@ -459,10 +459,14 @@ def silent_past(last_seen: float, interval_ns: int, window_ns: int, now: float) 
     return last_seen > 0 and interval_ns > 0 and (now - last_seen) * SECOND > window_ns
 
 
+def alerting(rec: Record) -> bool:
+    """An alert is active: a missing heartbeat's, or a job's ``failed`` / ``running_long``."""
+    return rec.alert_active or (rec.job is not None and bool(rec.job.alert))
+
+
 def health(rec: Record, now: float) -> Health:
-    """OK, LATE (silent past its window) or ALERT (an alert is active: a missing
-    heartbeat's, or a job's ``failed`` / ``running_long``)."""
-    if rec.alert_active or (rec.job is not None and rec.job.alert):
+    """OK, LATE (silent past its window) or ALERT (:func:`alerting`)."""
+    if alerting(rec):
         return Health.ALERT
     return Health.LATE if is_late(rec, now) else Health.OK
 

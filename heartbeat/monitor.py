@@ -43,7 +43,7 @@ from heartbeat.metrics import Snapshot, TickTimer, render
 from heartbeat.notification import EventKind, capacity_notice, monitor_notice
 from heartbeat.notify.base import Notifier
 from heartbeat.notify.retry import fan_out
-from heartbeat.quiet import HushSource, Quieter, never_quiet
+from heartbeat.quiet import HushSource, Quieter
 from heartbeat.ratelog import RateLog
 from heartbeat.retire import Janitor
 from heartbeat.routing import Route, Router
@@ -407,10 +407,9 @@ class Monitor:
 
     def count_slice(self, tracks: Sequence[Track], now: float) -> Counts:
         """Health, quiet and routing counts of ``tracks`` (a slice of the Tally's pass)."""
-        hush_for = self.quieter.asking()  # with every source idle, nothing is quiet
         return Counts(
             health=health_counts(tracks, now),
-            quiet=Counter() if hush_for is never_quiet else quiet_counts(tracks, now, hush_for),
+            quiet=quiet_counts(tracks, now, self.quieter.asking()),  # none asked while idle
             unrouted=(
                 sum(1 for t in tracks if self.router.route(t.subject).unrouted)
                 if self.cfg.routes

@@ -396,14 +396,6 @@ def select(
     if only.pattern is not None:
         matched = [t for t in matched if only.keeps_subject(t)]
     counts = count_states(matched, now, hush_for) if only.counts else None
-    if only.state is Health.ALERT:
-        # health()'s ALERT rule inline: a pass over the tracks in milliseconds at 100k.
-        matched = [
-            t
-            for t in matched
-            if (r := t.record) is not None
-            and (r.alert_active or (r.job is not None and r.job.alert))
-        ]
     if only.state is not None:
         matched = [t for t in matched if only.keeps_state(t, now, hush_for)]
     if only.after is not None:

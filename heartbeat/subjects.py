@@ -22,7 +22,16 @@ from collections.abc import Callable, Container, Iterator, Sequence
 import msgspec
 
 from heartbeat.durations import SECOND
-from heartbeat.engine import NEVER, Beat, EngineConfig, Record, merged, meta_differs, next_due
+from heartbeat.engine import (
+    NEVER,
+    Beat,
+    EngineConfig,
+    Record,
+    alerting,
+    merged,
+    meta_differs,
+    next_due,
+)
 from heartbeat.routing import Router
 from heartbeat.schema import is_valid_subject
 
@@ -481,7 +490,7 @@ class Subjects:
             self.pending.add(subject)
         else:
             self.pending.discard(subject)
-        if rec.alert_active or (rec.job is not None and rec.job.alert):
+        if alerting(rec):
             self.alerting.add(track.subject)
         else:
             self.alerting.discard(subject)
