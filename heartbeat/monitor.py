@@ -163,7 +163,6 @@ class Monitor:
         self.tick_timer = TickTimer()
         self._parts: _Parts | None = None
         self._terms_seen = 0
-        self._term_asked = 0  # the last term whose first tick came at once
         self._term_targets: tuple[int, list[int | None]] = (0, [])  # (term, last seqs then)
         self._last_tick: float | None = None
         self._reconnect: Reconnect | None = None
@@ -656,11 +655,6 @@ class Monitor:
         subjects some deadline is due nearly all the time."""
         wait = self.cfg.poll_s - elapsed
         if self.leading():
-            if self._term_asked != self.parts.election.terms:
-                # A term began (on_lead woke the wait): look now whether it may judge,
-                # not a poll later (a takeover waited out the poll).  Once per term: a
-                # feed still behind is looked at again at the poll, as before.
-                return MIN_TICK_GAP_S - elapsed
             ahead = self.subjects.schedule.next_due() - self.clock()
             wait = min(wait, max(ahead, MIN_TICK_GAP_S - elapsed))
         return wait
@@ -682,7 +676,6 @@ class Monitor:
             return
         election = self.parts.election
         if election.terms != self._terms_seen:
-            self._term_asked = election.terms
             if not await self._caught_up_with_term(election.terms):
                 return  # a new leader judges nothing before it has seen everything
             self._terms_seen = election.terms
