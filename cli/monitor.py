@@ -28,6 +28,7 @@ from cli.common import (
     setup_logging,
     storage_options,
 )
+from cli.memory import trim_periodically
 from heartbeat.aio import retry_until_stopped
 from heartbeat.config import Config, ConfigError, build_notifiers, can_match_under, unreachable
 from heartbeat.connection import close_connection, connect_with_retry
@@ -443,9 +444,11 @@ async def _run(
                 except OSError as e:
                     fail(f"cannot listen on {status_addr}: {e.strerror or e}", 1)
                 log.info("status on http://%s/", status_addr)
+            trimming = asyncio.create_task(trim_periodically(stop))
             try:
                 await mon.run(stop, reconnect)
             finally:
+                trimming.cancel()
                 if runner is not None:
                     await runner.cleanup()
         finally:
