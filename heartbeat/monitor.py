@@ -70,6 +70,8 @@ log = logging.getLogger(__name__)
 
 Reconnect = Callable[[], Awaitable[NATS | None]]
 
+REFRESH_SLICE = 10_000  # a standby's schedule upkeep, per slice (~0.1 s at 1M subjects)
+REFRESH_SLICES = 10  # per tick: the 100k a tick always did
 MIN_TICK_GAP_S = 0.05  # the shortest time between two ticks' starts (see _until_next_tick)
 
 
@@ -672,7 +674,7 @@ class Monitor:
         if not self._connected() or self.sight.blind:
             return
         if not self.leading():
-            self.subjects.refresh(now)  # a standby keeps its schedule true, for a takeover
+            await self._refresh_schedule(now)
             return
         election = self.parts.election
         if election.terms != self._terms_seen:
@@ -686,6 +688,17 @@ class Monitor:
         started = time.perf_counter()
         await self._evaluate_due(now)
         self.tick_timer.observe(time.perf_counter() - started)
+
+    async def _refresh_schedule(self, now: float) -> None:
+        """A standby keeps its schedule true for a takeover (Subjects.refresh), in slices
+        with a yield between: at 1M subjects one 100k pass held the loop ~1.2 s, and the
+        lease read of a takeover waited behind it.  A slice that moves nothing (what is
+        left is due in truth: the leader's to judge) ends the upkeep for this tick."""
+        schedule = self.subjects.schedule
+        for _ in range(REFRESH_SLICES):
+            if not self.subjects.refresh(now, REFRESH_SLICE) or schedule.next_due() > now:
+                return
+            await asyncio.sleep(0)
 
     async def _purge_silences(self, now: float) -> None:
         """Now and then, remove silences that ended long ago (heartbeat.silences)."""
