@@ -692,11 +692,11 @@ class Monitor:
     async def _refresh_schedule(self, now: float) -> None:
         """A standby keeps its schedule true for a takeover (Subjects.refresh), in slices
         with a yield between: at 1M subjects one 100k pass held the loop ~1.2 s, and the
-        lease read of a takeover waited behind it.  A slice that moves nothing (what is
-        left is due in truth: the leader's to judge) ends the upkeep for this tick."""
-        schedule = self.subjects.schedule
+        lease read of a takeover waited behind it.  A slice that settles nothing (what is
+        left is due in truth: the leader's to judge) or finds nothing more due ends the
+        upkeep for this tick."""
         for _ in range(REFRESH_SLICES):
-            if not self.subjects.refresh(now, REFRESH_SLICE) or schedule.next_due() > now:
+            if not self.subjects.refresh(now, REFRESH_SLICE):
                 return
             await asyncio.sleep(0)
 

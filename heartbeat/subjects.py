@@ -173,17 +173,28 @@ class Schedule:
         return NEVER
 
     def pop_due(self, now: float, limit: int | None = None) -> list[Track]:
-        """Tracks whose deadline is <= now (at most ``limit``), removed from the schedule."""
+        """Tracks whose deadline is <= now, removed from the schedule; at most ``limit``
+        heap entries are examined (see :meth:`pop_scan`)."""
+        return self.pop_scan(now, limit)[0]
+
+    def pop_scan(self, now: float, limit: int | None = None) -> tuple[list[Track], int]:
+        """Tracks whose deadline is <= now, removed from the schedule, and how many heap
+        entries were examined: at most ``limit``, stale ones included, so one call's cost
+        is bounded however many stale entries lead the heap (a replica that loaded 1M
+        records and then their beats held ~460k, and popping them in one call held the
+        loop over a second)."""
         out: list[Track] = []
         heap = self._heap
-        while heap and heap[0].due <= now and (limit is None or len(out) < limit):
+        examined = 0
+        while heap and heap[0].due <= now and (limit is None or examined < limit):
             entry = heapq.heappop(heap)
+            examined += 1
             track = entry.track
             if track.due == entry.due:
                 track.due = None
                 out.append(track)
         self._live -= len(out)
-        return out
+        return out, examined
 
 
 Held = tuple[Record, int] | None
@@ -569,17 +580,20 @@ class Subjects:
         self.schedule.push(track, due)
         return True
 
-    def refresh(self, now: float, limit: int = 100_000) -> int:
+    def refresh(self, now: float, limit: int = 100_000) -> bool:
         """A standby's upkeep of the schedule: deadlines passed only because steady beats
         do not move a deadline (the leader's evaluations would) get the true one, so a
         replica that takes over does not evaluate every subject in its first tick.  Ones
-        still due are put back for the leader to come.  How many were moved."""
-        moved = 0
-        for track in self.schedule.pop_due(now, limit):
+        still due are put back for the leader to come.  At most ``limit`` heap entries
+        are examined; whether more may need it (all ``limit`` were examined and some
+        deadline moved or stale entry went: what follows may be early too)."""
+        tracks, examined = self.schedule.pop_scan(now, limit)
+        settled = examined - len(tracks)  # stale entries dropped
+        for track in tracks:
             due = self.due_of(track)
             self.schedule.push(track, due)
-            moved += due > now
-        return moved
+            settled += due > now
+        return examined == limit and settled > 0
 
     def take_unrecorded(self, n: int) -> list[str]:
         """Up to ``n`` subjects, oldest first, still without a record: to give one."""

@@ -743,14 +743,17 @@ def test_schedule_pop_due_limit(limit: int | None, batches: list[list[str]]) -> 
     assert s.next_due() == 100.0
 
 
-def test_schedule_limit_counts_live_entries_only() -> None:
+def test_schedule_limit_counts_stale_entries_too() -> None:
+    """One call's cost is bounded by ``limit`` even when stale entries lead the heap."""
     s, t = Schedule(), Tracks()
-    s.push(t["a"], 5)
-    s.push(t["a"], 1)  # leaves a stale (5, a)
+    s.push(t["a"], 1)
+    s.move(t["a"], 8)  # leaves a stale (1, a) at the front
     s.push(t["b"], 2)
-    s.push(t["c"], 6)
-    assert subjects(s.pop_due(10, limit=2)) == ["a", "b"]
-    assert subjects(s.pop_due(10, limit=2)) == ["c"]
+    s.push(t["c"], 3)
+    assert subjects(s.pop_due(10, limit=2)) == ["b"]  # examined (1, a) and (2, b)
+    tracks, examined = s.pop_scan(10, limit=5)
+    assert subjects(tracks) == ["c", "a"] and examined == 2
+    assert s.pop_scan(10, limit=5) == ([], 0) and len(s) == 0
 
 
 def test_schedule_many_subjects_none_due() -> None:

@@ -374,10 +374,42 @@ def test_refresh_moves_deadlines_steady_beats_left_early() -> None:
     s.set_record(A, mkrecord(A, at=T0), 1)
     s.set_record(B, mkrecord(B, at=T0), 1)
     s.on_beat(A, mkbeat(T0 + 1))  # before A's deadline (T0 + 2): not moved
-    assert s.refresh(T0 + 2.5) == 1
+    assert s.refresh(T0 + 2.5) is False  # both examined: nothing more due
     track = s.get(A)
     assert track is not None and track.due == T0 + 1 + WINDOW + TOLERANCE
     assert s.take_due(T0 + 2.5) == [B]  # B is silent: still due
+
+
+@pytest.mark.parametrize(
+    ("stale", "early", "silent", "more", "entries_after"),
+    [
+        pytest.param(5, 0, 0, True, 7, id="a-slice-of-stale-entries-goes-on"),
+        pytest.param(0, 3, 0, True, 3, id="a-slice-of-early-deadlines-goes-on"),
+        pytest.param(0, 0, 3, False, 3, id="a-slice-of-the-truly-due-stops"),
+        pytest.param(1, 0, 1, False, 2, id="a-short-slice-stops"),
+    ],
+)
+def test_refresh_examines_at_most_limit_entries(
+    stale: int, early: int, silent: int, more: bool, entries_after: int
+) -> None:
+    """Stale heap entries count towards the limit: a slice's cost stays bounded."""
+    s = mksubjects()
+    for i in range(stale):  # deadlines moved later leave stale entries at the front
+        subject = f"heartbeat.stale{i}"
+        s.set_record(subject, mkrecord(subject, at=T0), 1)
+        track = s.get(subject)
+        assert track is not None
+        s.schedule.move(track, T0 + 100)
+    for i in range(early):
+        subject = f"heartbeat.early{i}"
+        s.set_record(subject, mkrecord(subject, at=T0), 1)
+        s.on_beat(subject, mkbeat(T0 + 1))  # before its deadline: left early
+    for i in range(silent):
+        subject = f"heartbeat.silent{i}"
+        s.set_record(subject, mkrecord(subject, at=T0), 1)
+    assert s.refresh(T0 + 2.5, limit=3) is more
+    assert len(s.schedule._heap) == entries_after  # 3 examined at most: 10 - 3 for 5 stale
+    assert len(s.schedule) == stale + early + silent
 
 
 @pytest.mark.parametrize(
