@@ -29,7 +29,7 @@ from heartbeat.engine import (
     next_due,
 )
 from heartbeat.notify.base import EventKind, Notification
-from heartbeat.subjects import COMPACT_MIN, Schedule, Track
+from heartbeat.subjects import COMPACT_MIN, NEXT_DUE_SCAN, Schedule, Track
 
 SUBJECT = "heartbeat.service.api"
 T0 = 1_700_000_000.0
@@ -754,6 +754,21 @@ def test_schedule_limit_counts_stale_entries_too() -> None:
     tracks, examined = s.pop_scan(10, limit=5)
     assert subjects(tracks) == ["c", "a"] and examined == 2
     assert s.pop_scan(10, limit=5) == ([], 0) and len(s) == 0
+
+
+def test_schedule_next_due_drops_a_bounded_number_of_stale_entries() -> None:
+    """Past NEXT_DUE_SCAN stale entries at the front, next_due answers a lower bound
+    (the first remaining entry's deadline) instead of dropping them all at once."""
+    s, t = Schedule(), Tracks()
+    moved = NEXT_DUE_SCAN + NEXT_DUE_SCAN // 2
+    for i in range(moved):
+        s.push(t[f"m{i}"], 1.0)
+        s.move(t[f"m{i}"], 100.0)  # each leaves a stale entry at 1.0
+    s.push(t["live"], 50.0)
+    assert s.next_due() == 1.0  # a bound below the live deadlines
+    assert s.next_due() == 50.0  # the rest dropped: the true next deadline
+    assert len(s) == moved + 1
+    assert subjects(s.pop_due(60.0)) == ["live"]
 
 
 def test_schedule_many_subjects_none_due() -> None:
