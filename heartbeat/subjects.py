@@ -555,11 +555,13 @@ class Subjects:
 
     # ----- the loop's view -------------------------------------------------------------
 
-    def take_due(self, now: float) -> list[str]:
-        """Subjects to evaluate now: deadlines passed, then news; each once.  A deadline
-        that passed only because steady beats left it early gets the true one here,
-        without an evaluation (at 1M subjects beating every minute: 16k a second)."""
-        due = [t.subject for t in self.schedule.pop_due(now) if not self._moved_on(t, now)]
+    def take_due(self, now: float, limit: int | None = None) -> list[str]:
+        """Subjects to evaluate now: deadlines passed (at most ``limit`` heap entries
+        examined; the rest stay due), then news; each once.  A deadline that passed
+        only because steady beats left it early gets the true one here, without an
+        evaluation (at 1M subjects beating every minute: 16k a second)."""
+        popped = self.schedule.pop_due(now, limit)
+        due = [t.subject for t in popped if not self._moved_on(t, now)]
         if self.dirty:
             due.extend(self.dirty)
             self.dirty.clear()

@@ -380,6 +380,18 @@ def test_refresh_moves_deadlines_steady_beats_left_early() -> None:
     assert s.take_due(T0 + 2.5) == [B]  # B is silent: still due
 
 
+def test_take_due_examines_at_most_limit_entries_and_leaves_the_rest_due() -> None:
+    s = mksubjects()
+    silent = [f"heartbeat.silent{i}" for i in range(5)]
+    for subject in silent:
+        s.set_record(subject, mkrecord(subject, at=T0), 1)
+    first = s.take_due(T0 + 2.5, limit=3)
+    assert len(first) == 3
+    assert s.schedule.next_due() <= T0 + 2.5  # the rest: still due, for the next tick
+    assert sorted(first + s.take_due(T0 + 2.5, limit=3)) == sorted(silent)
+    assert s.take_due(T0 + 2.5, limit=3) == []
+
+
 @pytest.mark.parametrize(
     ("stale", "early", "silent", "more", "entries_after"),
     [
