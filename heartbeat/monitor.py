@@ -205,6 +205,7 @@ class Monitor:
         silences = await SilenceStore.open(js, cfg.silence_bucket, replicas=cfg.store.replicas)
         old = self._parts
         if old is None:
+            self.subjects.defer_scheduling()  # until run() has caught up
             election = Election(store, cfg.replica_id, ttl_s=cfg.lease_ttl_s)
             election.eligible = not self.sight.blind
             deliveries = Deliveries(
@@ -298,6 +299,7 @@ class Monitor:
         )
         if stop.is_set():
             return await self.close()
+        self.subjects.schedule_deferred()
         self.ready_event.set()
         log.info(
             "monitor %s: caught up with %d subject(s), %d with a record",

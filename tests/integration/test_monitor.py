@@ -6,13 +6,15 @@ import asyncio
 import itertools
 import json
 import logging
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 from nats.aio.client import Client as NATS
 
 import heartbeat
+from heartbeat.durations import SECOND
 from heartbeat.engine import Record
 from heartbeat.monitor import Monitor
 from heartbeat.notify import WebhookNotifier
@@ -246,3 +248,41 @@ async def test_kv_record_is_plain_json(
     assert record["interval_ns"] == 100_000_000
     assert record["notify_count"] == 1
     assert isinstance(record["last_seen"], float)
+
+
+async def test_a_restart_schedules_each_subject_once_from_its_record_and_beat(
+    nats_server: NatsServer, nc: NATS, receiver: Receiver, unique: str
+) -> None:
+    """A first start defers deadlines until the stream has caught up: a record whose
+    stream has a newer beat gets one heap entry (not its record's, then its beat's
+    with the first left behind), and a subject that went silent still alerts."""
+    from heartbeat.schema import Message, encode, format_time
+    from heartbeat.store import StateStore, encode_record, ensure_stream
+
+    cfg = monitor_config(unique, poll_s=0.1, tolerance_s=0.2)
+    js = nc.jetstream()
+    await ensure_stream(js, cfg.store)
+    await StateStore.open(js, cfg.store)
+    prefix = names(unique)["prefix"]
+    beating, silent = prefix + "beating", prefix + "silent"
+    old = time.time() - 5  # the records' deadlines passed before the beats below
+    for subject in (beating, silent):
+        rec = Record(
+            subject=subject, host="h", interval_ns=SECOND, last_seen=old,
+            generated_at=format_time(datetime.fromtimestamp(old, UTC)), updated_by="old",
+        )  # fmt: skip
+        await js.publish(f"$KV.{cfg.store.bucket}.{subject}", encode_record(rec))
+    last = Message(
+        subject=silent, interval=timedelta(seconds=1), generated_at=datetime.now(UTC), host="h"
+    )
+    await js.publish(silent, encode(last))  # its last beat
+    async with (
+        heartbeat.beating(nc, beating, interval=timedelta(seconds=1), host="h"),
+        webhook_monitor(nats_server.url, cfg, receiver) as (mon, _),
+    ):
+        schedule = mon.subjects.schedule
+        assert len(schedule) == 2 and all(t.due is not None for t in mon.subjects)
+        assert len(schedule._heap) == 2  # no deadline left behind by a move
+        await receiver.wait_for(1)
+        assert [e["subject"] for e in webhook_events(receiver)] == [silent]
+        assert committed(mon, silent).alert_active and not committed(mon, beating).alert_active

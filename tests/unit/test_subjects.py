@@ -861,3 +861,43 @@ def test_alerting_holds_exactly_the_subjects_whose_committed_record_alerts() -> 
             t.subject for t in s if t.record is not None and health(t.record, T0) is Health.ALERT
         }
         assert by_rule == want, what
+
+
+def load(s: Subjects) -> None:
+    """A first start-up's inputs: records from the bucket, then the stream's beats."""
+    s.on_beat(C, mkbeat(T0 + 5))  # a new subject, seen before its record (the tap)
+    s.set_record(A, mkrecord(A, at=T0), 1)  # steady: a newer beat comes
+    s.set_record(B, mkrecord(B, at=T0), 1)  # no beat in the stream
+    s.set_record(C, mkrecord(C, at=T0 + 4), 2)
+    alerting = "heartbeat.service.alerting"
+    s.set_record(alerting, mkrecord(alerting, at=T0, alert=True), 1)
+    s.on_beat(A, mkbeat(T0 + 30))  # past its record's deadline
+    s.on_beat(alerting, mkbeat(T0 + 30))  # news, not a move
+    s.set_record(A, mkrecord(A, at=T0 + 30), 3)  # an update after its beat
+
+
+def test_deferred_scheduling_gives_every_deadline_and_no_stale_entries() -> None:
+    """A start-up that defers gives each track the deadline an undeferred one gives,
+    with one heap entry a track (undeferred: the records' deadlines left behind)."""
+    plain, deferred = mksubjects(), mksubjects()
+    deferred.defer_scheduling()
+    load(plain)
+    load(deferred)
+    early = {t.subject: t.due for t in deferred if t.due is not None}
+    assert early == {t.subject: t.due for t in plain if t.subject in (A, C)}  # beats did
+    assert deferred.schedule_deferred() == 2  # B and the alerting one
+    assert {t.subject: t.due for t in deferred} == {t.subject: t.due for t in plain}
+    assert len(deferred.schedule._heap) == len(deferred.schedule) == 4
+    assert len(plain.schedule._heap) > len(plain.schedule)
+    assert deferred.take_due(float("inf")) == plain.take_due(float("inf"))
+
+
+def test_a_record_schedules_at_once_after_deferring_ends() -> None:
+    s = mksubjects()
+    s.defer_scheduling()
+    s.set_record(A, mkrecord(A, at=T0), 1)
+    assert s.get(A).due is None  # type: ignore[union-attr]
+    assert s.schedule_deferred() == 1
+    assert s.schedule_deferred() == 0
+    s.set_record(B, mkrecord(B, at=T0), 1)
+    assert s.get(B).due == T0 + WINDOW + TOLERANCE  # type: ignore[union-attr]
