@@ -170,7 +170,7 @@ class Sizes:
     fresh_subjects: int = 100_000  # figure 8
     # Idle CPU is averaged over a whole period of the monitor's slowest routine work
     # (the janitor compares the stream's subjects with the records every 30 s, ~55 ms
-    # at 100k): a 10 s window caught that round one time in three, 0.006 or 0.013 s/s.
+    # at 100k): a 10 s window caught that round in some runs, not in others.
     fresh_idle_s: float = 30.0
     side_poll_s: float = 0.2  # figure side (issue 12's side-by-side setting)
     side_idle_s: float = 30.0
