@@ -196,7 +196,9 @@ async def test_go_format_payload_is_monitored_and_bad_payloads_change_nothing(
         await heartbeat.Publisher(nc).publish(ours)
         await eventually(
             lambda: (
-                mon.subjects.beat(go_subject) is not None and mon.subjects.beat(victim) is not None
+                mon.subjects.beat(go_subject) is not None
+                and mon.subjects.beat(victim) is not None
+                and not mon.subjects.tapped  # the stream's copies, not the tap's
             )
         )
         before = mon.subjects.beat(victim)
