@@ -22,6 +22,10 @@ from heartbeat.text import for_log
 
 log = logging.getLogger(__name__)
 YIELD_EVERY = 100  # messages handled between two yields: the read loop keeps reading meanwhile
+# How long pending() and last_stored_seq() wait for an answer.  Their callers ask again
+# on the next tick; a stream whose leader is gone (a node lost) answers nothing, and
+# nats-py's 5 s request timeout once held a new leader's first judgement that long.
+PROBE_TIMEOUT_S = 2.0
 
 
 def delivery_of(msg: Msg) -> tuple[int, int, bool]:
@@ -57,12 +61,14 @@ class Feed:
         handle: Handler,
         *,
         idle_heartbeat_s: float = 1.0,
+        probe_timeout_s: float = PROBE_TIMEOUT_S,
     ) -> None:
         self._js = js
         self.stream = stream
         self.subject = subject
         self._handle = handle
         self._idle_heartbeat_s = idle_heartbeat_s
+        self._probe_timeout_s = probe_timeout_s
         self._sub: JetStreamContext.PushSubscription | None = None
         self.caught_up = asyncio.Event()
         self.last_stream_seq = 0
@@ -105,13 +111,15 @@ class Feed:
                 log.debug("unsubscribing from %s failed: %s", self.stream, e)
 
     async def pending(self) -> int | None:
-        """Messages the server still has to deliver to us, or None if it cannot say."""
+        """Messages the server still has to deliver to us, or None if it cannot say
+        (within ``probe_timeout_s``)."""
         if self._sub is None:
             return None
         try:
-            info = await self._sub.consumer_info()
+            async with asyncio.timeout(self._probe_timeout_s):
+                info = await self._sub.consumer_info()
         except (nats.errors.Error, TimeoutError, OSError) as e:
-            log.debug("consumer info for %s failed: %s", self.stream, e)
+            log.debug("consumer info for %s failed: %r", self.stream, e)
             self.last_pending = None
             return None
         self.last_pending = int(info.num_pending or 0)
@@ -121,11 +129,38 @@ class Feed:
         """The stream's last sequence now (None if the server cannot say): once this feed
         has handled it, it has seen everything stored until now."""
         try:
-            info = await self._js.stream_info(self.stream)
+            async with asyncio.timeout(self._probe_timeout_s):
+                info = await self._js.stream_info(self.stream)
         except (nats.errors.Error, TimeoutError, OSError) as e:
-            log.debug("stream info for %s failed: %s", self.stream, e)
+            log.debug("stream info for %s failed: %r", self.stream, e)
             return None
         return int(info.state.last_seq or 0)
+
+    async def has_handled(self, target: int | None) -> tuple[bool, int | None]:
+        """Whether this feed has handled every message up to stream sequence ``target``
+        or the server has nothing more for it; with ``target`` None, the stream's last
+        sequence now is asked for.  Returns the answer and the target (None while the
+        stream has not said).  Both are asked at once and the first proof is enough:
+        after a node loss one of them may answer nothing for a probe timeout (a stream
+        not yet re-elected, a consumer that lived on the node)."""
+        if target is not None:
+            return self.last_stream_seq >= target or await self.pending() == 0, target
+        seq = asyncio.ensure_future(self.last_stored_seq())
+        count = asyncio.ensure_future(self.pending())
+        waiting: set[asyncio.Future[int | None]] = {seq, count}
+        try:
+            while waiting:
+                _, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if seq.done():
+                    target = seq.result()
+                if (target is not None and self.last_stream_seq >= target) or (
+                    count.done() and count.result() == 0
+                ):
+                    return True, target
+            return False, target
+        finally:
+            seq.cancel()
+            count.cancel()
 
     async def unhandled(self) -> int | None:
         """Messages not yet handled: still at the server, or received and queued here

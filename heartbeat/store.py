@@ -328,14 +328,18 @@ class StateStore:
             raise StoreError(f"cannot write {key}: {e}") from e
         return int(ack.seq)
 
-    async def read_raw(self, key: str) -> tuple[bytes, Mapping[str, str] | None, int] | None:
+    async def read_raw(
+        self, key: str, *, timeout_s: float = 5.0
+    ) -> tuple[bytes, Mapping[str, str] | None, int] | None:
         """The newest message on ``key`` (data, headers, sequence), or None."""
         try:
-            msg = await self.js.get_msg(f"KV_{self.cfg.bucket}", subject=self.key_subject(key))
+            async with asyncio.timeout(timeout_s):
+                msg = await self.js.get_msg(f"KV_{self.cfg.bucket}", subject=self.key_subject(key))
         except nats.js.errors.NotFoundError:
             return None
         except (nats.errors.Error, TimeoutError, OSError) as e:
-            raise StoreError(f"cannot read {key}: {e}") from e
+            why = str(e) or f"no answer in {timeout_s:g}s"  # asyncio's TimeoutError says nothing
+            raise StoreError(f"cannot read {key}: {why}") from e
         return msg.data or b"", msg.headers, int(msg.seq or 0)
 
     def key_subject(self, key: str) -> str:

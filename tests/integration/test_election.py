@@ -101,8 +101,10 @@ async def test_a_release_seen_while_an_attempt_reads_the_lease_is_not_lost(
     standby = Election(store, "standby", ttl_s=10.0)
     read_raw, in_read, go_on = store.read_raw, asyncio.Event(), asyncio.Event()
 
-    async def racing_read(key: str) -> tuple[bytes, dict[str, str] | None, int] | None:
-        got = await read_raw(key)  # the lease as it was
+    async def racing_read(
+        key: str, *, timeout_s: float = 5.0
+    ) -> tuple[bytes, dict[str, str] | None, int] | None:
+        got = await read_raw(key, timeout_s=timeout_s)  # the lease as it was
         if key == LEASE_KEY and not go_on.is_set():
             in_read.set()
             await go_on.wait()  # meanwhile the holder releases and the watch reports it
