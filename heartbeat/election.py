@@ -180,10 +180,10 @@ class Election:
         self.view = LeaseView(self.replica_id, self.revision)
 
     async def _try_acquire(self) -> None:
-        # Bounded by half a ttl: a read sent while the bucket's stream has no leader (a
-        # node lost) is never answered, and waiting nats-py's 5 s for it held a takeover
-        # 3 s past the stream's new election with a 2 s ttl.
-        got = await self.store.read_raw(LEASE_KEY, timeout_s=min(5.0, self.ttl_s / 2))
+        # Bounded by half a ttl (at least 1 s, a busy loop's stall): a read sent while the
+        # bucket's stream has no leader (a node lost) is never answered, and waiting
+        # nats-py's 5 s for it held a takeover 3 s past the stream's new election.
+        got = await self.store.read_raw(LEASE_KEY, timeout_s=max(1.0, min(5.0, self.ttl_s / 2)))
         view = LeaseView(None, 0) if got is None else lease_view(*got)
         if view.holder is not None and view.holder != self.replica_id:
             if view.revision >= self.view.revision:  # not over what the watch saw since

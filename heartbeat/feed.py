@@ -22,9 +22,10 @@ from heartbeat.text import for_log
 
 log = logging.getLogger(__name__)
 YIELD_EVERY = 100  # messages handled between two yields: the read loop keeps reading meanwhile
-# How long pending() and last_stored_seq() wait for an answer.  Their callers ask again
-# on the next tick; a stream whose leader is gone (a node lost) answers nothing, and
-# nats-py's 5 s request timeout once held a new leader's first judgement that long.
+# How long a catch-up check (has_handled, and the monitor's sight check) waits for an
+# answer; it asks again on the next tick.  A stream whose leader is gone (a node lost)
+# answers nothing, and nats-py's 5 s request timeout held a new leader that long.  Not
+# for the alert proof or the stall check: a None there counts against the feed.
 PROBE_TIMEOUT_S = 2.0
 
 
@@ -68,7 +69,7 @@ class Feed:
         self.subject = subject
         self._handle = handle
         self._idle_heartbeat_s = idle_heartbeat_s
-        self._probe_timeout_s = probe_timeout_s
+        self.probe_timeout_s = probe_timeout_s
         self._sub: JetStreamContext.PushSubscription | None = None
         self.caught_up = asyncio.Event()
         self.last_stream_seq = 0
@@ -110,13 +111,13 @@ class Feed:
             except (nats.errors.Error, TimeoutError, OSError) as e:
                 log.debug("unsubscribing from %s failed: %s", self.stream, e)
 
-    async def pending(self) -> int | None:
+    async def pending(self, timeout_s: float | None = None) -> int | None:
         """Messages the server still has to deliver to us, or None if it cannot say
-        (within ``probe_timeout_s``)."""
+        (within ``timeout_s``; None: nats-py's request timeout)."""
         if self._sub is None:
             return None
         try:
-            async with asyncio.timeout(self._probe_timeout_s):
+            async with asyncio.timeout(timeout_s):
                 info = await self._sub.consumer_info()
         except (nats.errors.Error, TimeoutError, OSError) as e:
             log.debug("consumer info for %s failed: %r", self.stream, e)
@@ -125,11 +126,12 @@ class Feed:
         self.last_pending = int(info.num_pending or 0)
         return self.last_pending
 
-    async def last_stored_seq(self) -> int | None:
-        """The stream's last sequence now (None if the server cannot say): once this feed
-        has handled it, it has seen everything stored until now."""
+    async def last_stored_seq(self, timeout_s: float | None = None) -> int | None:
+        """The stream's last sequence now (None if the server cannot say within
+        ``timeout_s``): once this feed has handled it, it has seen everything stored
+        until now."""
         try:
-            async with asyncio.timeout(self._probe_timeout_s):
+            async with asyncio.timeout(timeout_s):
                 info = await self._js.stream_info(self.stream)
         except (nats.errors.Error, TimeoutError, OSError) as e:
             log.debug("stream info for %s failed: %r", self.stream, e)
@@ -140,13 +142,14 @@ class Feed:
         """Whether this feed has handled every message up to stream sequence ``target``
         or the server has nothing more for it; with ``target`` None, the stream's last
         sequence now is asked for.  Returns the answer and the target (None while the
-        stream has not said).  Both are asked at once and the first proof is enough:
-        after a node loss one of them may answer nothing for a probe timeout (a stream
-        not yet re-elected, a consumer that lived on the node)."""
+        stream has not said).  Both are asked at once, each for ``probe_timeout_s``, and
+        the first proof is enough: after a node loss one may answer nothing (a stream not
+        yet re-elected, a consumer that lived on the node)."""
+        bound = self.probe_timeout_s
         if target is not None:
-            return self.last_stream_seq >= target or await self.pending() == 0, target
-        seq = asyncio.ensure_future(self.last_stored_seq())
-        count = asyncio.ensure_future(self.pending())
+            return self.last_stream_seq >= target or await self.pending(bound) == 0, target
+        seq = asyncio.ensure_future(self.last_stored_seq(bound))
+        count = asyncio.ensure_future(self.pending(bound))
         waiting: set[asyncio.Future[int | None]] = {seq, count}
         try:
             while waiting:
@@ -159,8 +162,10 @@ class Feed:
                     return True, target
             return False, target
         finally:
-            seq.cancel()
-            count.cancel()
+            for asked in (seq, count):
+                if asked.done() and not asked.cancelled():
+                    asked.exception()  # retrieved: one that failed after a proof is moot
+                asked.cancel()
 
     async def unhandled(self) -> int | None:
         """Messages not yet handled: still at the server, or received and queued here

@@ -551,7 +551,8 @@ class Monitor:
         """Every feed says the server has nothing more to deliver.  Asked of all at once:
         a server that does not answer then costs one probe timeout a tick, not three."""
         feeds = (self.parts.ingestor.feed, self.parts.watch, self.parts.silence_watch)
-        return all(n == 0 for n in await asyncio.gather(*(f.pending() for f in feeds)))
+        counts = await asyncio.gather(*(f.pending(f.probe_timeout_s) for f in feeds))
+        return all(n == 0 for n in counts)
 
     async def _caught_up_with_term(self, term: int) -> bool:
         """Every feed has handled what its stream held when ``term`` began (its last
@@ -680,11 +681,11 @@ class Monitor:
         if not self.leading():
             await self._refresh_schedule(now)
             return
-        election = self.parts.election
-        if election.terms != self._terms_seen:
-            if not await self._caught_up_with_term(election.terms):
+        term = self.parts.election.terms  # once: a term may end and begin during the check
+        if term != self._terms_seen:
+            if not await self._caught_up_with_term(term):
                 return  # a new leader judges nothing before it has seen everything
-            self._terms_seen = election.terms
+            self._terms_seen = term
             log.info("monitor %s leads; caught up, evaluating", self.cfg.replica_id)
             self._resume_history(now)
         await self._check_capacity(now)
