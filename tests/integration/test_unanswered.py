@@ -13,6 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,10 @@ async def gagged(tmp_path: Path) -> AsyncIterator[Gagged]:
     await g.close()
 
 
-async def gagged_feed(gagged: Gagged, unique: str, denied: str, probe_timeout_s: float) -> Feed:
+@asynccontextmanager
+async def gagged_feed(
+    gagged: Gagged, unique: str, denied: str, probe_timeout_s: float
+) -> AsyncIterator[Feed]:
     """A feed that has caught up with five messages; then ``denied`` goes unanswered."""
     js = (await gagged.connect()).jetstream()
     name = f"U{unique}"
@@ -86,18 +90,20 @@ async def gagged_feed(gagged: Gagged, unique: str, denied: str, probe_timeout_s:
     for i in range(5):
         await js.publish(f"u{unique}.s{i}", b"x")
     feed = Feed(js, name, f"u{unique}.>", lambda *_: None, probe_timeout_s=probe_timeout_s)
-    await feed.start()
-    await asyncio.wait_for(feed.caught_up.wait(), 10)
-    await gagged.deny(denied)
-    return feed
+    try:
+        await feed.start()
+        await asyncio.wait_for(feed.caught_up.wait(), 10)
+        await gagged.deny(denied)
+        yield feed
+    finally:
+        await feed.stop()
 
 
 @pytest.mark.parametrize("denied", [STREAM_INFO, CONSUMER_INFO])
 async def test_an_unanswered_probe_says_none_after_its_timeout(
     gagged: Gagged, unique: str, denied: str
 ) -> None:
-    feed = await gagged_feed(gagged, unique, denied, probe_timeout_s=0.3)
-    try:
+    async with gagged_feed(gagged, unique, denied, probe_timeout_s=0.3) as feed:
         started = time.monotonic()
         async with asyncio.timeout(NATS_PY_TIMEOUT_S - 1):
             probe = feed.last_stored_seq if denied == STREAM_INFO else feed.pending
@@ -107,8 +113,6 @@ async def test_an_unanswered_probe_says_none_after_its_timeout(
         # The other probe still answers.
         other = await (feed.pending() if denied == STREAM_INFO else feed.last_stored_seq())
         assert other == (0 if denied == STREAM_INFO else 5)
-    finally:
-        await feed.stop()
 
 
 async def test_the_alert_proof_is_not_cut_short_by_the_probe_bound(
@@ -116,14 +120,11 @@ async def test_the_alert_proof_is_not_cut_short_by_the_probe_bound(
 ) -> None:
     # A None from unhandled() lets held alerts go (max_hold_s): a reply slower than the
     # catch-up bound, from a busy server or loop, must not count as "cannot say".
-    feed = await gagged_feed(gagged, unique, CONSUMER_INFO, probe_timeout_s=0.3)
-    try:
+    async with gagged_feed(gagged, unique, CONSUMER_INFO, probe_timeout_s=0.3) as feed:
         asking = asyncio.ensure_future(feed.unhandled())
         done, _ = await asyncio.wait({asking}, timeout=3 * feed.probe_timeout_s)
         assert not done, "unhandled() gave up at the catch-up probes' bound"
         asking.cancel()
-    finally:
-        await feed.stop()
 
 
 @pytest.mark.parametrize("denied", [STREAM_INFO, CONSUMER_INFO])
@@ -131,8 +132,7 @@ async def test_catch_up_is_proved_by_whichever_probe_answers(
     gagged: Gagged, unique: str, denied: str
 ) -> None:
     # A probe timeout far longer than the wait below: the check must not wait for it.
-    feed = await gagged_feed(gagged, unique, denied, probe_timeout_s=60)
-    try:
+    async with gagged_feed(gagged, unique, denied, probe_timeout_s=60) as feed:
         async with asyncio.timeout(NATS_PY_TIMEOUT_S - 1):
             done, target = await feed.has_handled(None)
         assert done
@@ -140,13 +140,10 @@ async def test_catch_up_is_proved_by_whichever_probe_answers(
         assert target == (None if denied == STREAM_INFO else 5)
         async with asyncio.timeout(NATS_PY_TIMEOUT_S - 1):
             assert await feed.has_handled(5) == (True, 5)
-    finally:
-        await feed.stop()
 
 
 async def test_a_target_not_reached_waits_for_the_count(gagged: Gagged, unique: str) -> None:
-    feed = await gagged_feed(gagged, unique, CONSUMER_INFO, probe_timeout_s=0.3)
-    try:
+    async with gagged_feed(gagged, unique, CONSUMER_INFO, probe_timeout_s=0.3) as feed:
         # The stream says more than the feed has seen and the count says nothing: not
         # proved, and the answer comes after one probe timeout.
         async with asyncio.timeout(NATS_PY_TIMEOUT_S - 1):
@@ -154,8 +151,6 @@ async def test_a_target_not_reached_waits_for_the_count(gagged: Gagged, unique: 
                 False,
                 feed.last_stream_seq + 1,
             )
-    finally:
-        await feed.stop()
 
 
 async def test_an_unanswered_lease_read_fails_within_its_bound(gagged: Gagged, unique: str) -> None:
