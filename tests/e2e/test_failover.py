@@ -761,7 +761,7 @@ async def test_cluster_node_loss_loses_nothing_and_monitoring_resumes(
         f"blind notices {len(blinds)}"
     )
     # NATS's own stream-leader election takes 4-8 s here (its raft timeouts allow ~10 s).
-    # Ours comes on top (measured -0.4 to 2.3 s in 30 runs): the lease renewed or taken
+    # Ours comes on top (measured -0.35 to 2.19 s in 14 runs): the lease renewed or taken
     # over (one ttl at most) while nats-py recreates ordered consumers that lived on the
     # dead node (it checks every two 1 s idle heartbeats; an attempt before the election
     # fails), and the other streams elect their own leaders.  Requests sent before then
