@@ -550,8 +550,7 @@ class Monitor:
     async def _caught_up(self) -> bool:
         """Every feed says the server has nothing more to deliver.  Asked of all at once:
         a server that does not answer then costs one probe timeout a tick, not three."""
-        feeds = (self.parts.ingestor.feed, self.parts.watch, self.parts.silence_watch)
-        counts = await asyncio.gather(*(f.pending(f.probe_timeout_s) for f in feeds))
+        counts = await asyncio.gather(*(f.pending(f.probe_timeout_s) for f in self._feeds()))
         return all(n == 0 for n in counts)
 
     async def _caught_up_with_term(self, term: int) -> bool:
@@ -562,16 +561,18 @@ class Monitor:
         a new leader must have seen.  A stream that did not say (each stream elects its
         own leader, and one lost with a node answers nothing) is asked again the next
         tick; a later answer can only ask for more."""
-        feeds = (self.parts.ingestor.feed, self.parts.watch, self.parts.silence_watch)
+        feeds = self._feeds()
         if self._term_targets[0] != term:
             self._term_targets = (term, [None] * len(feeds))
-        targets = self._term_targets[1]
+        answers = await asyncio.gather(
+            *(f.has_handled(t) for f, t in zip(feeds, self._term_targets[1], strict=True))
+        )
+        self._term_targets = (term, [target for _, target in answers])
+        return all(done for done, _ in answers)
 
-        async def handled(i: int, feed: Feed) -> bool:
-            done, targets[i] = await feed.has_handled(targets[i])
-            return done
-
-        return all(await asyncio.gather(*(handled(i, f) for i, f in enumerate(feeds))))
+    def _feeds(self) -> tuple[Feed, Feed, Feed]:
+        """What a replica reads: the beats, the state bucket, the silences bucket."""
+        return (self.parts.ingestor.feed, self.parts.watch, self.parts.silence_watch)
 
     async def _check_sight(self, now: float) -> None:
         """Once per tick: blind notice, sight restored, or a stall check."""
